@@ -1,0 +1,82 @@
+"""Architectures as data: prstatus layout, register names, SP/PC, red zone, TLS.
+
+Keyed by ELF e_machine.  Nothing else in the runtime branches on the
+architecture; it looks the facts up here.
+"""
+
+EM_386 = 3
+EM_ARM = 40
+EM_X86_64 = 62
+EM_AARCH64 = 183
+
+
+class Arch:
+    """Facts about one architecture's core notes and ABI.
+
+    prstatus_pid: offset of pr_pid in NT_PRSTATUS; prstatus_reg: offset of pr_reg.
+    regs: register names in pr_reg order (each one word of the ELF class).
+    red_zone: bytes below SP a leaf function may use without moving SP.
+    tp_reg: register holding the thread pointer, or tp_note: note type whose first
+    word (or, for i386, GDT entry) holds it.
+    pthread_below_tp: the thread descriptor sits below the thread pointer
+    (TLS variant I: arm, aarch64) rather than at it (variant II: x86).
+    robust_syscall: get_robust_list(2) number when the handler runs on this arch.
+    """
+
+    def __init__(self, name, machine, prstatus_pid, prstatus_reg, regs, sp, pc,
+                 red_zone=0, tp_reg=None, tp_note=None, pthread_below_tp=False,
+                 robust_syscall=None, gdb_arch=None, uname=()):
+        self.name = name
+        self.machine = machine
+        self.prstatus_pid = prstatus_pid
+        self.prstatus_reg = prstatus_reg
+        self.regs = regs
+        self.sp_index = regs.index(sp)
+        self.pc_index = regs.index(pc)
+        self.tp_index = regs.index(tp_reg) if tp_reg else None
+        self.tp_note = tp_note
+        self.red_zone = red_zone
+        self.pthread_below_tp = pthread_below_tp
+        self.robust_syscall = robust_syscall
+        self.gdb_arch = gdb_arch or name
+        self.uname = uname
+
+
+_X86_64_REGS = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8",
+                "rax", "rcx", "rdx", "rsi", "rdi", "orig_rax", "rip", "cs", "eflags",
+                "rsp", "ss", "fs_base", "gs_base", "ds", "es", "fs", "gs")
+_I386_REGS = ("ebx", "ecx", "edx", "esi", "edi", "ebp", "eax", "ds", "es", "fs", "gs",
+              "orig_eax", "eip", "cs", "eflags", "esp", "ss")
+_ARM_REGS = tuple("r%d" % i for i in range(13)) + ("sp", "lr", "pc", "cpsr", "orig_r0")
+_AARCH64_REGS = tuple("x%d" % i for i in range(31)) + ("sp", "pc", "pstate")
+
+ARCHES = {
+    EM_X86_64: Arch("x86_64", EM_X86_64, 32, 112, _X86_64_REGS, "rsp", "rip",
+                    red_zone=128, tp_reg="fs_base", robust_syscall=274,
+                    gdb_arch="i386:x86-64", uname=("x86_64",)),
+    EM_386: Arch("i386", EM_386, 24, 72, _I386_REGS, "esp", "eip",
+                 tp_note=0x200, robust_syscall=312, gdb_arch="i386",
+                 uname=("i386", "i486", "i586", "i686")),
+    EM_ARM: Arch("arm", EM_ARM, 24, 72, _ARM_REGS, "sp", "pc", tp_note=0x401,
+                 pthread_below_tp=True, robust_syscall=339,
+                 uname=("armv7l", "armv6l", "armv8l", "arm")),
+    EM_AARCH64: Arch("aarch64", EM_AARCH64, 32, 112, _AARCH64_REGS, "sp", "pc",
+                     tp_note=0x401, pthread_below_tp=True, robust_syscall=100,
+                     uname=("aarch64",)),
+}
+
+
+def arch_for_machine(machine):
+    """The Arch for an e_machine, or ValueError naming the unsupported machine."""
+    try:
+        return ARCHES[machine]
+    except KeyError:
+        raise ValueError("unsupported e_machine %d" % machine) from None
+
+
+def host_arch(uname_machine):
+    """The Arch the handler itself runs on (for syscall numbers), or None."""
+    for a in ARCHES.values():
+        if uname_machine in a.uname:
+            return a
+    return None

@@ -1,0 +1,112 @@
+"""mcd: the command-line front end (install, uninstall; more verbs to come).
+
+`mcd install` points the kernel's core_pattern at the handler and remembers
+the previous values; `mcd uninstall` puts them back.  The handler is started
+through a lean launcher (python -I -S) generated from launcher.in.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+PROC_SYS = "/proc/sys/kernel"
+CORE_PATTERN_MAX = 127
+PIPE_LIMIT = 0x7FFFFFFF
+SPECIFIERS = "%P %u %g %s %t %h %e"
+
+
+def state_dir():
+    return os.environ.get("MCD_STATE_DIR", "/var/lib/minicoredumper")
+
+
+def _read(name):
+    with open("%s/%s" % (PROC_SYS, name)) as f:
+        return f.read().rstrip("\n")
+
+
+def _write(name, value):
+    with open("%s/%s" % (PROC_SYS, name), "w") as f:
+        f.write(value)
+
+
+def render_launcher(python, sitedir, module="minicoredumper.handler"):
+    """The launcher script text from launcher.in (also used by the Yocto recipe via sed)."""
+    with open(os.path.join(os.path.dirname(__file__), "launcher.in")) as f:
+        text = f.read()
+    return (text.replace("@PYTHON@", python).replace("@SITEDIR@", sitedir)
+            .replace("@MODULE@", module))
+
+
+def write_launcher(directory):
+    path = os.path.join(directory, "minicoredumper")
+    sitedir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tmp = path + ".new"
+    with open(tmp, "w") as f:
+        f.write(render_launcher(sys.executable, sitedir))
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, path)
+    return path
+
+
+def cmd_install(args):
+    sd = state_dir()
+    os.makedirs(sd, 0o755, exist_ok=True)
+    saved = os.path.join(sd, "saved-kernel-settings.json")
+    handler = args.handler or write_launcher(sd)
+    pattern = "|%s %s" % (handler, SPECIFIERS)
+    if args.config:
+        pattern += " " + os.path.abspath(args.config)
+    if len(pattern) > CORE_PATTERN_MAX:
+        print("mcd: core_pattern would be %d characters, the kernel takes %d; use a shorter "
+              "--config or --handler path" % (len(pattern), CORE_PATTERN_MAX), file=sys.stderr)
+        return 2
+    if not os.path.exists(saved):
+        old = {"core_pattern": _read("core_pattern"), "core_pipe_limit": _read("core_pipe_limit")}
+        with open(saved, "w") as f:
+            json.dump(old, f)
+    _write("core_pipe_limit", str(PIPE_LIMIT))
+    _write("core_pattern", pattern)
+    print("core_pattern = %s" % pattern)
+    return 0
+
+
+def cmd_uninstall(args):
+    saved = os.path.join(state_dir(), "saved-kernel-settings.json")
+    try:
+        with open(saved) as f:
+            old = json.load(f)
+    except OSError:
+        print("mcd: nothing to restore (%s is missing); run `mcd install` first" % saved,
+              file=sys.stderr)
+        return 1
+    _write("core_pattern", old["core_pattern"])
+    _write("core_pipe_limit", old["core_pipe_limit"])
+    os.unlink(saved)
+    print("core_pattern restored to %s" % old["core_pattern"])
+    return 0
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="mcd", description="minicoredumper control")
+    sub = p.add_subparsers(dest="verb", required=True)
+    i = sub.add_parser("install", help="make the kernel pipe cores to minicoredumper")
+    i.add_argument("--config", help="main config (default /etc/minicoredumper/minicoredumper.cfg.json)")
+    i.add_argument("--handler", help="handler executable (default: a lean launcher in the state dir)")
+    i.set_defaults(func=cmd_install)
+    u = sub.add_parser("uninstall", help="restore the previous core_pattern and core_pipe_limit")
+    u.set_defaults(func=cmd_uninstall)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PermissionError as e:
+        print("mcd: %s: run as root" % e, file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,227 @@
+"""DECIDE (inputs): the main config and recepts, validated against one schema.
+
+The original's files work unchanged (SPEC 2-3).  Every key has a type and a
+default in one table; wrong types raise ConfigError with the key's path,
+unknown keys become warnings.  JSON comes from ujson when installed.
+"""
+
+try:
+    import ujson as _json
+except ImportError:  # pragma: no cover - depends on the target
+    import json as _json
+
+DEFAULT_CONFIG = "/etc/minicoredumper/minicoredumper.cfg.json"
+DEFAULT_BASE_DIR = "/var/crash/minicoredumper"
+DEFAULT_DEADLINE = 4.0
+U32_MAX = 0xFFFFFFFF
+
+
+class ConfigError(Exception):
+    """A config or recept that cannot be used; the message says where and why."""
+
+
+def load_json(path):
+    try:
+        with open(path, "rb") as f:
+            text = f.read(1 << 20)
+    except OSError as e:
+        raise ConfigError("%s: cannot read: %s" % (path, e.strerror or e)) from None
+    try:
+        return _json.loads(text)
+    except ValueError as e:
+        raise ConfigError("%s: malformed JSON: %s" % (path, e)) from None
+
+
+def glob_match(pattern, text):
+    """The original's glob: '*' matches any run of characters; nothing else is special."""
+    parts = pattern.split("*")
+    if len(parts) == 1:
+        return pattern == text
+    head, tail = parts[0], parts[-1]
+    if not text.startswith(head) or not text[len(head):].endswith(tail):
+        return False
+    pos = len(head)
+    stop = len(text) - len(tail)
+    for mid in parts[1:-1]:
+        pos = text.find(mid, pos, stop)
+        if pos < 0:
+            return False
+        pos += len(mid)
+    return pos <= stop
+
+
+# --- schema ------------------------------------------------------------------
+# key -> (checker, default); nested dicts are sub-schemas.
+
+def _bool(v):
+    return isinstance(v, bool)
+
+
+def _uint(v):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _str(v):
+    return isinstance(v, str)
+
+
+def _str_list(v):
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _layout(v):
+    return v in ("compact", "sparse")
+
+
+def _positive(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+
+
+_TYPE_NAMES = {_bool: "a boolean", _uint: "an integer >= 0", _str: "a string",
+               _str_list: "a list of strings", _layout: '"compact" or "sparse"',
+               _positive: "a number > 0"}
+
+BUFFER_SCHEMA = {
+    "symname": (_str, None),
+    "follow_ptr": (_bool, False),
+    "data_len": (_uint, 0),
+    "ident": (_str, None),
+}
+
+RECEPT_SCHEMA = {
+    "stacks": {
+        "dump_stacks": (_bool, True),
+        "first_thread_only": (_bool, False),
+        "max_stack_size": (_uint, 0),
+    },
+    "maps": {
+        "dump_by_name": (_str_list, []),
+    },
+    "buffers": "buffers",
+    "compression": {
+        "compressor": (_str, None),
+        "extension": (_str, "compressed"),
+        "in_tar": (_bool, True),
+    },
+    "dump_auxv_so_list": (_bool, True),
+    "dump_pthread_list": (_bool, True),
+    "dump_robust_mutex_list": (_bool, True),
+    "dump_scope": (_uint, U32_MAX),
+    "live_dumper": (_bool, False),
+    "write_proc_info": (_bool, False),
+    "write_debug_log": (_bool, False),
+    "dump_fat_core": (_bool, False),
+    "core_layout": (_layout, "compact"),
+}
+
+
+def _apply(schema, value, path, warnings):
+    if not isinstance(value, dict):
+        raise ConfigError("%s must be an object" % (path or "recept"))
+    out = {}
+    for key, spec in schema.items():
+        where = "%s.%s" % (path, key) if path else key
+        present = key in value and value[key] is not None
+        if spec == "buffers":
+            out[key] = _buffers(value.get(key), where, warnings)
+        elif isinstance(spec, dict):
+            out[key] = _apply(spec, value[key] if present else {}, where, warnings)
+        else:
+            check, default = spec
+            if not present:
+                out[key] = default
+            elif not check(value[key]):
+                raise ConfigError("%s must be %s, not %r" % (where, _TYPE_NAMES[check], value[key]))
+            else:
+                out[key] = value[key]
+    for key in value:
+        if key not in schema:
+            warnings.append("unknown key %s ignored" % ("%s.%s" % (path, key) if path else key))
+    return out
+
+
+def _buffers(value, path, warnings):
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError("%s must be a list" % path)
+    out = []
+    for i, b in enumerate(value):
+        # Each buffer starts from the defaults: an ident never carries over.
+        buf = _apply(BUFFER_SCHEMA, b, "%s[%d]" % (path, i), warnings)
+        if not buf["symname"]:
+            raise ConfigError("%s[%d].symname is missing" % (path, i))
+        out.append(buf)
+    return out
+
+
+def parse_recept(obj, warnings):
+    """A validated recept dict (defaults filled in) from parsed JSON."""
+    return _apply(RECEPT_SCHEMA, obj, "", warnings)
+
+
+def load_recept(path, warnings):
+    """The recept at path; "" or None means the built-in defaults."""
+    if not path:
+        return parse_recept({}, warnings)
+    return parse_recept(load_json(path), warnings)
+
+
+def fallback_recept():
+    """What a bad recept falls back to: the crashing thread, enough for a backtrace."""
+    r = parse_recept({}, [])
+    r["stacks"]["first_thread_only"] = True
+    r["dump_pthread_list"] = False
+    r["dump_robust_mutex_list"] = False
+    r["dump_scope"] = 0
+    return r
+
+
+class MainConfig:
+    """The main config: base_dir, watch rules, deadline."""
+
+    def __init__(self, obj, path, warnings):
+        if not isinstance(obj, dict):
+            raise ConfigError("%s: the main config must be a JSON object" % path)
+        self.path = path
+        self.dir = path.rpartition("/")[0] or "."
+        self.base_dir = obj.get("base_dir", DEFAULT_BASE_DIR)
+        if not isinstance(self.base_dir, str) or not self.base_dir:
+            raise ConfigError("%s: base_dir must be a non-empty string" % path)
+        self.deadline = obj.get("deadline_seconds", DEFAULT_DEADLINE)
+        if not _positive(self.deadline):
+            raise ConfigError("%s: deadline_seconds must be a number > 0" % path)
+        watch = obj.get("watch", [])
+        if not isinstance(watch, list):
+            raise ConfigError("%s: watch must be a list" % path)
+        self.watch = []
+        for i, rule in enumerate(watch):
+            if not isinstance(rule, dict):
+                raise ConfigError("%s: watch[%d] must be an object" % (path, i))
+            for key in ("exe", "comm", "recept"):
+                if key in rule and not isinstance(rule[key], str):
+                    raise ConfigError("%s: watch[%d].%s must be a string" % (path, i, key))
+            for key in rule:
+                if key not in ("exe", "comm", "recept"):
+                    warnings.append("%s: unknown key watch[%d].%s ignored" % (path, i, key))
+            self.watch.append(rule)
+        for key in obj:
+            if key not in ("base_dir", "watch", "deadline_seconds"):
+                warnings.append("%s: unknown key %s ignored" % (path, key))
+
+    def match(self, exe, comm):
+        """The recept path of the first matching watch rule ("" = defaults), or None."""
+        for rule in self.watch:
+            if "exe" in rule and not glob_match(rule["exe"], exe):
+                continue
+            if "comm" in rule and not glob_match(rule["comm"], comm):
+                continue
+            recept = rule.get("recept", "")
+            if recept and not recept.startswith("/"):
+                recept = self.dir + "/" + recept
+            return recept
+        return None
+
+
+def load_main_config(path, warnings):
+    return MainConfig(load_json(path), path, warnings)

@@ -1,0 +1,179 @@
+"""WRITE: render a plan's ranges into an ELF core, compact or sparse.
+
+Compact (the default): ELF header, one PT_NOTE, one PT_LOAD per dumped range,
+the kernel's notes with NT_FILE reduced to mappings that are not writable, the
+data back to back, then the dumplist note section and the section headers.
+Undumped memory has no PT_LOAD, so gdb says "Cannot access memory".
+
+Sparse (the original's): the kernel's program headers and file offsets; dumped
+bytes at their kernel offsets, the rest holes; the dumplist section after the
+last segment's file range.
+
+The size of the whole file is known before the first byte is written, so a tar
+header can precede it in a stream.  Data is streamed from process memory in
+chunks; a range that turns out unreadable (or is cut by the deadline) is padded
+with zeros and the dumplist note records only what was really read.
+"""
+
+from . import elflayout as E
+
+CHUNK = 256 << 10
+SHSTRTAB = b"\0.shstrtab\0" + E.DUMPLIST_SECTION + b"\0"
+SH_NAME_SHSTRTAB = 1
+SH_NAME_DUMPLIST = 11
+
+
+def _align(n, a):
+    return (n + a - 1) & ~(a - 1)
+
+
+class CoreImage:
+    """The file layout of one core; `write` streams it into a sink."""
+
+    def __init__(self, kcore, ranges, layout="compact"):
+        self.kc = kcore
+        self.L = kcore.layout
+        self.compact = layout == "compact"
+        L = self.L
+        if self.compact:
+            self.ranges = list(ranges)
+            notes = self._compact_notes()
+            phnum = 1 + len(self.ranges)
+            notes_off = L.ehdr.size + phnum * L.phdr.size
+            self.header_size = notes_off + len(notes)
+            off = self.header_size
+            self.placement = []  # (file offset, start, end)
+            for s, e in self.ranges:
+                self.placement.append((off, s, e))
+                off += e - s
+            data_end = off
+            self._phdrs = self._compact_phdrs(notes_off, len(notes))
+            self._notes = notes
+        else:
+            self.ranges, self.placement = self._sparse_placement(ranges)
+            self.header_size = len(kcore.header_bytes)
+            data_end = max([p.offset + p.filesz for p in kcore.phdrs] + [self.header_size])
+        dumplist_size = len(self._dumplist([0] * len(self.ranges)))
+        self.dumplist_off = _align(data_end, 4)
+        self.shstrtab_off = self.dumplist_off + dumplist_size
+        self.shoff = _align(self.shstrtab_off + len(SHSTRTAB), L.wordsize)
+        self.size = self.shoff + 3 * L.shdr.size
+        self.present = []
+
+    # --- compact pieces -------------------------------------------------------
+    def _compact_notes(self):
+        kc = self.kc
+        L = self.L
+        out = []
+        for name, ntype, desc in kc.notes:
+            if name == b"CORE" and ntype == E.NT_FILE:
+                desc = kc.encode_files([f for f in kc.files if not self._written(f)])
+            out.append(L.note(name, ntype, desc))
+        return b"".join(out)
+
+    def _written(self, entry):
+        """Whether a file mapping's memory may differ from the file.
+
+        Writable now, or written before (RELRO): the kernel dumps a private
+        file mapping whole once it has anonymous (copied) pages, so
+        filesz == memsz tells, except for the single ELF-header page it
+        dumps of every ELF mapping at file offset 0.
+        """
+        start, end, pgoff = entry[0], entry[1], entry[2]
+        for p in self.kc.loads:
+            if p.vaddr < end and start < p.vaddr + p.memsz:
+                if p.flags & E.PF_W:
+                    return True
+                if p.filesz and p.filesz == p.memsz and not (
+                        pgoff == 0 and p.filesz == self.kc.file_page_size):
+                    return True
+        return False
+
+    def _compact_phdrs(self, notes_off, notes_size):
+        L = self.L
+        out = [L.phdr.pack(E.Record(type=E.PT_NOTE, flags=0, offset=notes_off, vaddr=0,
+                                    paddr=0, filesz=notes_size, memsz=0, align=4))]
+        for off, s, e in self.placement:
+            seg = self.kc.load_for(s)
+            flags = seg.flags if seg is not None else E.PF_R
+            out.append(L.phdr.pack(E.Record(type=E.PT_LOAD, flags=flags, offset=off, vaddr=s,
+                                            paddr=0, filesz=e - s, memsz=e - s, align=1)))
+        return b"".join(out)
+
+    # --- sparse pieces --------------------------------------------------------
+    def _sparse_placement(self, ranges):
+        segs = [(p.vaddr, p.vaddr + p.filesz, p.offset) for p in self.kc.loads if p.filesz]
+        kept, placement = [], []
+        for s, e in ranges:
+            for vs, ve, off in segs:
+                lo, hi = max(s, vs), min(e, ve)
+                if lo < hi:
+                    kept.append((lo, hi))
+                    placement.append((off + lo - vs, lo, hi))
+        return kept, placement
+
+    # --- shared ---------------------------------------------------------------
+    def _dumplist(self, lengths):
+        L = self.L
+        pair = L.words(2)
+        payload = pair.pack(0, self.header_size) + b"".join(
+            pair.pack(s, n) for (s, _), n in zip(self.ranges, lengths))
+        return L.note(E.MCD_NOTE_OWNER, E.NT_MCD_DUMPLIST, payload)
+
+    def _ehdr(self):
+        L = self.L
+        kh = self.kc.ehdr
+        phnum = (1 + len(self.ranges)) if self.compact else kh.phnum
+        return L.ehdr.pack(kh.replace(phoff=L.ehdr.size if self.compact else kh.phoff,
+                                      phnum=phnum, phentsize=L.phdr.size, shoff=self.shoff,
+                                      shentsize=L.shdr.size, shnum=3, shstrndx=2))
+
+    def _shdrs(self, dumplist_size):
+        L = self.L
+        null = E.Record(name=0, type=0, flags=0, addr=0, offset=0, size=0, link=0, info=0,
+                        addralign=0, entsize=0)
+        dl = null.replace(name=SH_NAME_DUMPLIST, type=E.SHT_NOTE, offset=self.dumplist_off,
+                          size=dumplist_size, addralign=4)
+        st = null.replace(name=SH_NAME_SHSTRTAB, type=E.SHT_STRTAB, offset=self.shstrtab_off,
+                          size=len(SHSTRTAB), addralign=1)
+        return L.shdr.pack(null) + L.shdr.pack(dl) + L.shdr.pack(st)
+
+    def write(self, sink, mem, expired):
+        """Stream the core into sink.  expired() says the deadline has passed.
+
+        Returns the list of (start, length) really read from memory.
+        """
+        if self.compact:
+            head = self._ehdr() + self._phdrs + self._notes
+        else:
+            head = self._ehdr() + self.kc.header_bytes[self.L.ehdr.size:]
+        sink.write(head)
+        pos = len(head)
+        lengths = []
+        for off, s, e in self.placement:
+            if off > pos:
+                sink.skip(off - pos)
+                pos = off
+            got = 0
+            addr = s
+            while addr < e:
+                n = min(CHUNK, e - addr)
+                data = b"" if expired() else mem.read(addr, n)
+                if len(data) < n:
+                    sink.write(data)
+                    sink.skip(e - addr - len(data))
+                    got += len(data)
+                    break
+                sink.write(data)
+                got += n
+                addr += n
+            pos = off + (e - s)
+            lengths.append(got)
+        dumplist = self._dumplist(lengths)
+        sink.skip(self.dumplist_off - pos)
+        sink.write(dumplist)
+        sink.write(SHSTRTAB)
+        sink.skip(self.shoff - self.shstrtab_off - len(SHSTRTAB))
+        sink.write(self._shdrs(len(dumplist)))
+        self.present = [(s, n) for (s, _), n in zip(self.ranges, lengths)]
+        return self.present

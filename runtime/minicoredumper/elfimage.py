@@ -1,0 +1,202 @@
+"""READ: ELF objects mapped into the crashed process, and their symbols.
+
+A Module is an ELF image found in the process's address space (the executable,
+shared libraries, the vDSO): where it is loaded, its program headers as read
+from memory, the ranges that hold its identity (ELF header, program headers,
+build-id note) and its PT_DYNAMIC.  Symbols are looked up in the mapped file on
+disk (.symtab, then .dynsym), defined symbols only.
+"""
+
+import os
+
+from . import elflayout as E
+
+MAX_PHNUM = 256
+MAX_SYMTAB = 64 << 20
+SYM_CHUNK = 4096
+E_PAGE = 4096
+
+
+class Module:
+    """One ELF image mapped in the process."""
+
+    def __init__(self, path, base, layout, ehdr, phdrs, file_path):
+        self.path = path  # as shown in maps ("[vdso]" for the vDSO)
+        self.base = base  # address of the ELF header in memory
+        self.layout = layout
+        self.ehdr = ehdr
+        self.phdrs = phdrs
+        self.file_path = file_path  # where to read symbols from, or None
+        loads = [p for p in phdrs if p.type == E.PT_LOAD]
+        first = min((p.vaddr for p in loads), default=0) & ~(E_PAGE - 1)
+        self.bias = base - first if ehdr.type == E.ET_DYN else 0
+        self.build_id = None
+        self._symbols = None
+
+    def identity_ranges(self):
+        """(start, size) ranges offline symbolisation needs: ELF header, phdrs, notes."""
+        ranges = [(self.base, self.ehdr.ehsize),
+                  (self.base + self.ehdr.phoff, self.ehdr.phnum * self.ehdr.phentsize)]
+        for p in self.phdrs:
+            if p.type == E.PT_NOTE and 0 < p.filesz <= 4096:
+                ranges.append((self.bias + p.vaddr, p.filesz))
+        return ranges
+
+    def dynamic(self):
+        """(address, size) of PT_DYNAMIC in memory, or None."""
+        for p in self.phdrs:
+            if p.type == E.PT_DYNAMIC:
+                return self.bias + p.vaddr, p.memsz
+        return None
+
+    def lookup(self, name):
+        """(address, size) of the defined symbol `name`, or None."""
+        if self.file_path is None:
+            return None
+        if self._symbols is None:
+            self._symbols = SymbolFile(self.file_path)
+        found = self._symbols.lookup(name.encode() if isinstance(name, str) else name)
+        if found is None:
+            return None
+        value, size, stype = found
+        if stype == E.STT_TLS:
+            return None
+        return self.bias + value, size
+
+
+
+def find_modules(process, mem):
+    """Every ELF image the process has mapped, in address order."""
+    modules = []
+    seen = set()
+    for m in process.maps:
+        if m.offset != 0 or not m.readable or m.start in seen:
+            continue
+        if not (m.path.startswith("/") or m.path == "[vdso]"):
+            continue
+        mod = read_module(mem, m.start, m.path, process.dir, m)
+        if mod is not None:
+            seen.add(m.start)
+            modules.append(mod)
+    return modules
+
+
+def read_module(mem, base, path, procdir, mapping):
+    """Parse the ELF header and phdrs at base in memory; None if it is no ELF."""
+    ident = mem.read_exact(base, 16)
+    if ident is None or ident[:4] != E.ELFMAG:
+        return None
+    try:
+        L = E.layout_for_ident(ident)
+    except ValueError:
+        return None
+    head = mem.read_exact(base, L.ehdr.size)
+    if head is None:
+        return None
+    ehdr = L.ehdr.unpack(head)
+    if ehdr.phentsize != L.phdr.size or not 0 < ehdr.phnum <= MAX_PHNUM:
+        return None
+    if ehdr.phoff + ehdr.phnum * ehdr.phentsize > mapping.end - mapping.start:
+        return None
+    raw = mem.read_exact(base + ehdr.phoff, ehdr.phnum * ehdr.phentsize)
+    if raw is None:
+        return None
+    phdrs = [L.phdr.unpack(raw, i * L.phdr.size) for i in range(ehdr.phnum)]
+    file_path = None
+    if path.startswith("/"):
+        file_path = "%s/map_files/%x-%x" % (procdir, mapping.start, mapping.end)
+        if not os.path.exists(file_path):
+            file_path = path
+    mod = Module(path, base, L, ehdr, phdrs, file_path)
+    mod.build_id = _build_id(mem, mod)
+    return mod
+
+
+def _build_id(mem, mod):
+    L = mod.layout
+    for p in mod.phdrs:
+        if p.type != E.PT_NOTE or not 0 < p.filesz <= 4096:
+            continue
+        data = mem.read_exact(mod.bias + p.vaddr, p.filesz)
+        if data is None:
+            continue
+        for name, ntype, desc in L.iter_notes(data):
+            if name == b"GNU" and ntype == E.NT_GNU_BUILD_ID:
+                return desc.hex()
+    return None
+
+
+class SymbolFile:
+    """Symbol lookup in an ELF file on disk (.symtab first, then .dynsym)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.tables = None
+
+    def _load(self):
+        self.tables = []
+        try:
+            f = open(self.path, "rb")
+        except OSError:
+            return
+        with f:
+            ident = f.read(16)
+            try:
+                L = E.layout_for_ident(ident)
+            except ValueError:
+                return
+            f.seek(0)
+            ehdr = L.ehdr.unpack(f.read(L.ehdr.size).ljust(L.ehdr.size, b"\0"))
+            if ehdr.shentsize != L.shdr.size or not 0 < ehdr.shnum < 65535:
+                return
+            f.seek(ehdr.shoff)
+            raw = f.read(ehdr.shnum * L.shdr.size)
+            if len(raw) != ehdr.shnum * L.shdr.size:
+                return
+            shdrs = [L.shdr.unpack(raw, i * L.shdr.size) for i in range(ehdr.shnum)]
+            for want in (E.SHT_SYMTAB, E.SHT_DYNSYM):
+                for s in shdrs:
+                    if s.type == want and s.link < len(shdrs) and s.size <= MAX_SYMTAB:
+                        self.tables.append((L, s, shdrs[s.link]))
+
+    def lookup(self, name):
+        """(st_value, st_size, st_type) of the first defined symbol called name."""
+        if self.tables is None:
+            self._load()
+        for L, symtab, strtab in self.tables:
+            found = self._scan(L, symtab, strtab, name)
+            if found is not None:
+                return found
+        return None
+
+    def _scan(self, L, symtab, strtab, name):
+        if strtab.size > MAX_SYMTAB:
+            return None
+        try:
+            f = open(self.path, "rb")
+        except OSError:
+            return None
+        with f:
+            f.seek(strtab.offset)
+            strings = f.read(strtab.size)
+            # Offsets in strtab that read as exactly `name` (linkers merge
+            # string tails, so a name may start inside a longer one).
+            want = set()
+            needle = name + b"\0"
+            pos = strings.find(needle)
+            while pos >= 0:
+                want.add(pos)
+                pos = strings.find(needle, pos + 1)
+            if not want:
+                return None
+            size = L.sym.size
+            count = symtab.size // size
+            for first in range(0, count, SYM_CHUNK):
+                n = min(SYM_CHUNK, count - first)
+                f.seek(symtab.offset + first * size)
+                raw = f.read(n * size)
+                for i in range(len(raw) // size):
+                    sym = L.sym.unpack(raw, i * size)
+                    if sym.name in want and sym.shndx != E.SHN_UNDEF:
+                        return sym.value, sym.size, sym.info & 0xF
+        return None

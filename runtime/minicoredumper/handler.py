@@ -1,0 +1,247 @@
+"""The core_pattern pipe handler: read the crash, decide, write, publish.
+
+    |/usr/sbin/minicoredumper %P %u %g %s %t %h %e [CONFIG]
+
+The kernel starts us with only fd 0 (the core stream).  fds 1 and 2 go to
+/dev/null before anything else is opened.  The crashed process stays in the
+kernel until fd 0 is closed (core_pipe_limit != 0), so /proc/PID/mem is read
+first and fd 0 closed as soon as nothing more is needed from the process.
+A deadline bounds the whole run: at the soft deadline the core is finished
+with what has been read; at the hard deadline (one second later) we exit.
+"""
+
+import os
+import time
+
+import _signal  # the C module: `signal` would import enum on the crash path
+
+T0 = time.monotonic()
+HARD_GRACE = 1.0
+
+
+def _redirect_stdio():
+    try:
+        null = os.open("/dev/null", os.O_RDWR)
+    except OSError:
+        return
+    for fd in (1, 2):
+        if null != fd:
+            os.dup2(null, fd)
+    if null > 2:
+        os.close(null)
+
+
+class Args:
+    """argv: %P %u %g %s %t %h %e [CONFIG]; --key=value options may appear anywhere."""
+
+    def __init__(self, argv):
+        self.options = {}
+        pos = []
+        for a in argv:
+            if a.startswith("--") and "=" in a:
+                k, _, v = a[2:].partition("=")
+                self.options[k] = v
+            else:
+                pos.append(a)
+        if len(pos) < 7:
+            raise ValueError("expected %P %u %g %s %t %h %e [CONFIG], got %d arguments" % len(pos))
+        self.pid = int(pos[0])
+        self.uid = int(pos[1])
+        self.gid = int(pos[2])
+        self.signal = int(pos[3])
+        self.time = int(pos[4])
+        self.hostname = pos[5]
+        self.comm = pos[6]
+        self.config = pos[7] if len(pos) > 7 else None
+
+
+class Crash:
+    """One handler run: the state shared by the stages."""
+
+    def __init__(self, args, log):
+        from .config import DEFAULT_DEADLINE
+        self.args = args
+        self.log = log
+        self.deadline = T0 + DEFAULT_DEADLINE
+        self.released = False
+
+    def expired(self):
+        return time.monotonic() > self.deadline
+
+    def set_deadline(self, seconds):
+        self.deadline = T0 + seconds
+        _signal.signal(_signal.SIGALRM, self._hard_deadline)
+        _signal.setitimer(_signal.ITIMER_REAL, max(0.01, self.deadline + HARD_GRACE - time.monotonic()))
+
+    def _hard_deadline(self, signum, frame):
+        self.log.error("hard deadline passed after %.1f s: exiting" % (time.monotonic() - T0))
+        os._exit(3)
+
+    def release(self):
+        """Let the kernel reap the crashed process."""
+        if not self.released:
+            self.released = True
+            try:
+                os.close(0)
+            except OSError:
+                pass
+
+    def run(self):
+        from .config import (ConfigError, MainConfig, DEFAULT_CONFIG, fallback_recept,
+                             load_main_config, load_recept)
+        args, log = self.args, self.log
+        warnings = []
+        cfg_path = args.config or DEFAULT_CONFIG
+        try:
+            cfg = load_main_config(cfg_path, warnings)
+            recept = None
+        except ConfigError as e:
+            log.error("main config unusable (%s); minimal dump with built-in defaults" % e)
+            cfg = MainConfig({}, cfg_path, [])
+            recept = fallback_recept()
+        self.set_deadline(cfg.deadline)
+        from .procfs import Process
+        proc = Process(args.pid)
+        exe = proc.exe()
+        comm = args.comm or proc.comm()
+        if recept is None:
+            recept_path = cfg.match(exe, comm)
+            if recept_path is None:
+                log.info("no watch rule matches exe=%s comm=%s: not dumped" % (exe, comm))
+                return 0
+            try:
+                recept = load_recept(recept_path, warnings)
+            except ConfigError as e:
+                log.error("recept unusable (%s); minimal dump of the crashing thread" % e)
+                recept = fallback_recept()
+        for w in warnings[:3]:
+            log.warning(w)
+        return self.dump(cfg, recept, proc, exe, comm, warnings)
+
+    def dump(self, cfg, recept, proc, exe, comm, warnings):
+        from .kernelcore import read_kernel_core
+        from .elfimage import find_modules
+        from .plan import Planner
+        from .corewriter import CoreImage
+        from .artefacts import open_core_sink, FileSink
+        from .dumpdir import DumpDir, dump_name, write_externals, write_proc_info
+        args, log = self.args, self.log
+        kc = read_kernel_core(0)
+        base = cfg.base_dir
+        if not os.path.isdir(base):
+            try:
+                os.makedirs(base, 0o700)
+                log.info("created base_dir %s" % base)
+            except OSError as e:
+                log.error("base_dir %s cannot be created (%s): not dumped" % (base, e.strerror))
+                return 1
+        try:
+            dd = DumpDir(base, dump_name(comm, args.time, args.pid))
+        except OSError as e:
+            log.error("base_dir %s is not writable (%s): not dumped" % (base, e.strerror))
+            return 1
+        try:
+            modules = find_modules(proc, proc.mem)
+            plan = Planner(kc, proc, modules, recept).build()
+            segments = [(p.vaddr, p.vaddr + p.memsz) for p in kc.loads if p.memsz]
+            image = CoreImage(kc, plan.ranges(segments), recept["core_layout"])
+            sink, fname = open_core_sink(dd.path, recept["compression"], image.size, args.time)
+            dd.files.append(fname)
+            image.write(sink, proc.mem, self.expired)
+            sink.close()
+            if plan.externals:
+                write_externals(dd, args.pid, plan.externals, _kernel_offset(kc), kc.layout.word)
+            if recept["write_proc_info"]:
+                write_proc_info(dd, proc.dir, args.pid)
+            if recept["dump_fat_core"]:
+                self.fat_core(FileSink(dd.file("fatcore")), kc.header_bytes)
+            proc.close()
+            self.release()
+            problems = [m for lvl, m in plan.log if lvl == "warning"]
+            for m in problems[:3]:
+                log.warning(m)
+            if len(problems) > 3:
+                log.warning("%d more warnings (write_debug_log shows all)" % (len(problems) - 3))
+            if recept["write_debug_log"]:
+                dd.write_file("debug.txt", _debug_text(args, exe, comm, kc, plan, image,
+                                                       warnings).encode("utf-8", "replace"))
+            final = dd.publish()
+        except BaseException:
+            self.release()
+            try:
+                dd.discard()
+            except OSError:
+                pass
+            raise
+        cut = " (deadline cut the dump)" if self.expired() else ""
+        log.info("dumped %s to %s in %.0f ms%s" % (comm, final, (time.monotonic() - T0) * 1000, cut))
+        return 0
+
+    def fat_core(self, sink, head):
+        """Everything the kernel writes: our copy of its header, then the rest of the stream."""
+        sink.write(head)
+        page = bytes(4096)
+        while not self.expired():
+            b = os.read(0, 1 << 20)
+            if not b:
+                break
+            for off in range(0, len(b), 4096):
+                block = b[off:off + 4096]
+                if block == page:
+                    sink.skip(4096)
+                else:
+                    sink.write(block)
+        sink.close()
+
+
+def _kernel_offset(kc):
+    def offset_of(vaddr):
+        for p in kc.loads:
+            if p.vaddr <= vaddr < p.vaddr + p.filesz:
+                return p.offset + vaddr - p.vaddr
+        return 0
+    return offset_of
+
+
+def _debug_text(args, exe, comm, kc, plan, image, warnings):
+    out = ["minicoredumper debug log",
+           "pid %d uid %d gid %d signal %d time %d host %s" % (
+               args.pid, args.uid, args.gid, args.signal, args.time, args.hostname),
+           "exe %s comm %s arch %s class %d threads %s" % (
+               exe, comm, kc.arch.name, 64 if kc.layout.is64 else 32,
+               " ".join(str(t.tid) for t in kc.threads)),
+           "", "planned regions (start size priority why):"]
+    for r in sorted(plan.regions, key=lambda r: r.start):
+        out.append("  %#x %#x %d %s" % (r.start, r.size, r.prio, r.why))
+    out += ["", "core ranges present (start length):"]
+    out += ["  %#x %#x" % (s, n) for s, n in image.present]
+    out += ["", "external dumps:"]
+    out += ["  %s %s %#x %#x" % (x.ident, x.kind, x.vaddr, len(x.data)) for x in plan.externals]
+    out += ["", "messages:"]
+    out += ["  " + w for w in warnings] + ["  %s: %s" % m for m in plan.log]
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None):
+    _redirect_stdio()
+    import sys
+    from .log import Logger
+    log = Logger()
+    try:
+        args = Args(sys.argv[1:] if argv is None else argv)
+    except ValueError as e:
+        log.error("bad invocation: %s" % e)
+        return 2
+    log.set_pid(args.pid)
+    crash = Crash(args, log)
+    try:
+        return crash.run()
+    except BaseException:
+        log.exception("handler failed")
+        return 1
+    finally:
+        crash.release()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,173 @@
+"""READ: the kernel's core stream, up to the end of its notes and no further.
+
+The kernel writes an ELF core to the handler's stdin: ELF header, program
+headers, the PT_NOTE data, then memory.  We read exactly the first three and
+leave the memory in the pipe (all memory comes from /proc/PID/mem).  The notes
+give the threads and their registers, the auxiliary vector and the mapped
+files.
+"""
+
+import os
+
+from . import elflayout as E
+from .arch import arch_for_machine
+
+MAX_PHNUM = 65535
+MAX_NOTES_SIZE = 64 << 20
+
+
+class CoreFormatError(Exception):
+    """The stream is not a core we can parse."""
+
+
+class Thread:
+    """One NT_PRSTATUS: the thread id, its registers and where they are."""
+
+    def __init__(self, tid, regs, arch):
+        self.tid = tid
+        self.regs = regs
+        self.sp = regs[arch.sp_index]
+        self.pc = regs[arch.pc_index]
+        self.tp = regs[arch.tp_index] if arch.tp_index is not None else None
+
+
+class KernelCore:
+    """The parsed head of the kernel's core: header, phdrs, notes and what they say.
+
+    header_bytes holds the stream's first bytes exactly as read (for fatcore).
+    """
+
+    def __init__(self, header_bytes, layout, ehdr, phdrs, notes):
+        self.header_bytes = header_bytes
+        self.layout = layout
+        self.ehdr = ehdr
+        self.phdrs = phdrs
+        self.notes = notes  # [(name, type, desc)] in kernel order
+        self.arch = arch_for_machine(ehdr.machine)
+        self.loads = [p for p in phdrs if p.type == E.PT_LOAD]
+        self.threads = []
+        self.auxv = {}
+        self.files = []  # NT_FILE entries: (start, end, page_offset, path)
+        self.file_page_size = 4096
+        self._decode_notes()
+
+    def _decode_notes(self):
+        L = self.layout
+        a = self.arch
+        nregs = len(a.regs)
+        regs_struct = L.words(nregs)
+        tls_words = []
+        for name, ntype, desc in self.notes:
+            if name == b"CORE" and ntype == E.NT_PRSTATUS:
+                if len(desc) < a.prstatus_reg + regs_struct.size:
+                    raise CoreFormatError("NT_PRSTATUS of %d bytes is too short" % len(desc))
+                tid = L.s32.unpack_from(desc, a.prstatus_pid)[0]
+                regs = regs_struct.unpack_from(desc, a.prstatus_reg)
+                self.threads.append(Thread(tid, regs, a))
+                tls_words.append(None)
+            elif ntype == a.tp_note and name == b"LINUX" and self.threads:
+                tls_words[-1] = desc
+            elif name == b"CORE" and ntype == E.NT_AUXV:
+                for off in range(0, len(desc) - L.auxv.size + 1, L.auxv.size):
+                    key, val = L.auxv.unpack_from(desc, off)
+                    if key == E.AT_NULL:
+                        break
+                    self.auxv.setdefault(key, val)
+            elif name == b"CORE" and ntype == E.NT_FILE:
+                self._decode_files(desc)
+        if not self.threads:
+            raise CoreFormatError("core has no NT_PRSTATUS note")
+        if a.tp_note is not None:
+            for t, desc in zip(self.threads, tls_words):
+                t.tp = _thread_pointer_from_note(L, a, t, desc)
+
+    def _decode_files(self, desc):
+        L = self.layout
+        w = L.wordsize
+        if len(desc) < 2 * w:
+            return
+        count, self.file_page_size = L.words(2).unpack_from(desc, 0)
+        table = 2 * w
+        names = table + count * 3 * w
+        if count > len(desc) // (3 * w) or names > len(desc):
+            return
+        entries = L.words(3)
+        paths = desc[names:].split(b"\0")
+        for i in range(count):
+            start, end, pgoff = entries.unpack_from(desc, table + i * 3 * w)
+            path = paths[i] if i < len(paths) else b""
+            self.files.append((start, end, pgoff, path))
+
+    def encode_files(self, entries):
+        """An NT_FILE desc holding `entries` (same shape as self.files)."""
+        L = self.layout
+        out = [L.words(2).pack(len(entries), self.file_page_size)]
+        triple = L.words(3)
+        out += [triple.pack(s, e, o) for s, e, o, _ in entries]
+        out += [p + b"\0" for _, _, _, p in entries]
+        return b"".join(out)
+
+    def load_for(self, addr):
+        """The kernel's PT_LOAD (a VMA) containing addr, or None."""
+        for p in self.loads:
+            if p.vaddr <= addr < p.vaddr + p.memsz:
+                return p
+        return None
+
+    @property
+    def crashing_thread(self):
+        return self.threads[0]
+
+
+def _thread_pointer_from_note(L, arch, thread, desc):
+    if not desc:
+        return None
+    if arch.tp_note == E.NT_386_TLS:
+        # struct user_desc entries (16 bytes): entry_number, base_addr, ...
+        gs_index = thread.regs[arch.regs.index("gs")] >> 3
+        for off in range(0, len(desc) - 15, 16):
+            entry, base = L.u32.unpack_from(desc, off)[0], L.u32.unpack_from(desc, off + 4)[0]
+            if entry == gs_index:
+                return base
+        return None
+    return L.word.unpack_from(desc, 0)[0] if len(desc) >= L.wordsize else None
+
+
+def _read_exact(fd, n):
+    chunks = []
+    while n > 0:
+        b = os.read(fd, min(n, 1 << 20))
+        if not b:
+            raise CoreFormatError("core stream ended early")
+        chunks.append(b)
+        n -= len(b)
+    return b"".join(chunks)
+
+
+def read_kernel_core(fd):
+    """Read the ELF header, program headers and notes from fd; nothing more."""
+    ident = _read_exact(fd, 16)
+    try:
+        L = E.layout_for_ident(ident)
+    except ValueError as e:
+        raise CoreFormatError(str(e)) from None
+    head = ident + _read_exact(fd, L.ehdr.size - 16)
+    ehdr = L.ehdr.unpack(head)
+    if ehdr.type != E.ET_CORE:
+        raise CoreFormatError("ELF type %d is not a core" % ehdr.type)
+    if ehdr.phentsize != L.phdr.size or not 0 < ehdr.phnum <= MAX_PHNUM:
+        raise CoreFormatError("bad program header table (%d x %d)" % (ehdr.phnum, ehdr.phentsize))
+    if ehdr.phoff < len(head):
+        raise CoreFormatError("program headers overlap the ELF header")
+    head += _read_exact(fd, ehdr.phoff - len(head) + ehdr.phnum * L.phdr.size)
+    phdrs = [L.phdr.unpack(head, ehdr.phoff + i * L.phdr.size) for i in range(ehdr.phnum)]
+    note_phdrs = [p for p in phdrs if p.type == E.PT_NOTE]
+    notes_end = max((p.offset + p.filesz for p in note_phdrs), default=len(head))
+    if notes_end - len(head) > MAX_NOTES_SIZE:
+        raise CoreFormatError("notes of %d bytes exceed the limit" % (notes_end - len(head)))
+    if notes_end > len(head):
+        head += _read_exact(fd, notes_end - len(head))
+    notes = []
+    for p in note_phdrs:
+        notes.extend(L.iter_notes(head[p.offset:p.offset + p.filesz]))
+    return KernelCore(head, L, ehdr, phdrs, notes)

@@ -1,0 +1,333 @@
+"""DECIDE: turn a recept and a crash into a plan of memory ranges and side files.
+
+Nothing here writes a byte.  The plan lists every range with the reason it is
+dumped and a priority (1 = needed for the crashing thread's backtrace, larger
+numbers are less essential), plus the external dumps that go to dumps/PID/.
+Everything read from the crashed process is bounded and checked.
+"""
+
+from . import elflayout as E
+from .config import glob_match
+
+PRIO_ESSENTIAL = 1     # crashing thread's top of stack, module identity, so list
+PRIO_CRASH_STACK = 2   # the rest of the crashing thread's stack
+PRIO_THREADS = 3       # other threads
+PRIO_DATA = 4          # buffers, maps, registered data
+
+TOP_OF_STACK = 2048
+MAX_LINK_MAPS = 1024
+MAX_ROBUST = 1024
+PTHREAD_DESC_SIZE = 4096
+MAX_BUFFER = 64 << 20
+
+
+class Region:
+    __slots__ = ("start", "size", "why", "prio")
+
+    def __init__(self, start, size, why, prio):
+        self.start = start
+        self.size = size
+        self.why = why
+        self.prio = prio
+
+
+class External:
+    """Data that goes to dumps/PID/IDENT instead of the core (SPEC 6)."""
+
+    def __init__(self, ident, kind, vaddr, data, pointer=None):
+        self.ident = ident
+        self.kind = kind      # "D" data, "I" indirect (pointer variable at vaddr), "N" nodump
+        self.vaddr = vaddr
+        self.data = data
+        self.pointer = pointer  # the pointer value for "I"
+
+
+def valid_ident(ident):
+    return bool(ident) and ident not in (".", "..") and "/" not in ident and "\0" not in ident
+
+
+class Plan:
+    def __init__(self):
+        self.regions = []
+        self.externals = []
+        self.log = []  # (level, message)
+
+    def add(self, start, size, why, prio):
+        if size > 0 and start >= 0:
+            self.regions.append(Region(start, size, why, prio))
+
+    def note(self, msg):
+        self.log.append(("info", msg))
+
+    def warn(self, msg):
+        self.log.append(("warning", msg))
+
+    def ranges(self, segments, max_prio=None):
+        """Merged (start, end) ranges, clipped to `segments` [(start, end)], sorted."""
+        spans = sorted((r.start, r.start + r.size) for r in self.regions
+                       if max_prio is None or r.prio <= max_prio)
+        merged = []
+        for s, e in spans:
+            if merged and s <= merged[-1][1]:
+                if e > merged[-1][1]:
+                    merged[-1][1] = e
+            else:
+                merged.append([s, e])
+        return clip(merged, segments)
+
+
+def clip(ranges, segments):
+    """Intersect sorted ranges with sorted, non-overlapping segments."""
+    out = []
+    i = 0
+    segs = sorted(segments)
+    for s, e in ranges:
+        while i < len(segs) and segs[i][1] <= s:
+            i += 1
+        j = i
+        while j < len(segs) and segs[j][0] < e:
+            lo, hi = max(s, segs[j][0]), min(e, segs[j][1])
+            if lo < hi:
+                if out and out[-1][1] == lo:
+                    out[-1] = (out[-1][0], hi)
+                else:
+                    out.append((lo, hi))
+            j += 1
+    return out
+
+
+class Planner:
+    """Builds a Plan from the crash (kernel notes + /proc) and a recept."""
+
+    def __init__(self, kcore, process, modules, recept):
+        self.kc = kcore
+        self.L = kcore.layout
+        self.arch = kcore.arch
+        self.proc = process
+        self.mem = process.mem
+        self.modules = modules
+        self.recept = recept
+        self.plan = Plan()
+
+    def build(self):
+        r = self.recept
+        self.module_identities()
+        if r["stacks"]["dump_stacks"]:
+            self.stacks()
+        if r["dump_auxv_so_list"]:
+            self.so_list()
+        if r["dump_pthread_list"]:
+            self.pthread_list()
+        if r["dump_robust_mutex_list"]:
+            self.robust_lists()
+        if r["maps"]["dump_by_name"]:
+            self.maps_by_name()
+        if r["buffers"]:
+            self.buffers()
+        return self.plan
+
+    def threads(self):
+        t = self.kc.threads
+        return t[:1] if self.recept["stacks"]["first_thread_only"] else t
+
+    # --- always --------------------------------------------------------------
+    def module_identities(self):
+        for m in self.modules:
+            for start, size in m.identity_ranges():
+                self.plan.add(start, size, "ELF header/phdrs/notes of %s" % m.path, PRIO_ESSENTIAL)
+
+    # --- stacks --------------------------------------------------------------
+    def stacks(self):
+        cap = self.recept["stacks"]["max_stack_size"]
+        for n, t in enumerate(self.threads()):
+            seg = self.kc.load_for(t.sp) or self.kc.load_for(t.sp - self.arch.red_zone)
+            if seg is None:
+                self.plan.warn("thread %d: SP %#x is in no mapping" % (t.tid, t.sp))
+                continue
+            start = max(seg.vaddr, t.sp - self.arch.red_zone)
+            end = seg.vaddr + seg.memsz
+            if cap:
+                end = min(end, t.sp + cap)
+            why = "stack of thread %d (SP %#x)" % (t.tid, t.sp)
+            if n == 0:
+                top = min(end, t.sp + TOP_OF_STACK)
+                self.plan.add(start, top - start, why + ", top", PRIO_ESSENTIAL)
+                self.plan.add(top, end - top, why, PRIO_CRASH_STACK)
+            else:
+                self.plan.add(start, end - start, why, PRIO_THREADS)
+
+    # --- shared object list (what gdb reads to find PIE and libraries) -------
+    def so_list(self):
+        L = self.L
+        aux = self.kc.auxv
+        phdr, phnum, phent = aux.get(E.AT_PHDR), aux.get(E.AT_PHNUM), aux.get(E.AT_PHENT)
+        if not phdr or not phnum or phent != L.phdr.size or phnum > 256:
+            self.plan.warn("auxv has no usable AT_PHDR; shared object list not dumped")
+            return
+        self.plan.add(phdr, phnum * phent, "program headers of the executable (AT_PHDR)", PRIO_ESSENTIAL)
+        raw = self.mem.read_exact(phdr, phnum * phent)
+        if raw is None:
+            return
+        phdrs = [L.phdr.unpack(raw, i * phent) for i in range(phnum)]
+        bias = None
+        for p in phdrs:
+            if p.type == 6:  # PT_PHDR
+                bias = phdr - p.vaddr
+        if bias is None:
+            bias = 0
+        dyn = [p for p in phdrs if p.type == E.PT_DYNAMIC]
+        if not dyn:
+            self.plan.note("executable has no PT_DYNAMIC (static)")
+            return
+        dyn_addr, dyn_size = bias + dyn[0].vaddr, min(dyn[0].memsz, 64 << 10)
+        self.plan.add(dyn_addr, dyn_size, "dynamic section of the executable", PRIO_ESSENTIAL)
+        raw = self.mem.read(dyn_addr, dyn_size)
+        r_debug = 0
+        for off in range(0, len(raw) - L.dyn.size + 1, L.dyn.size):
+            tag, val = L.dyn.unpack_from(raw, off)
+            if tag == E.DT_NULL:
+                break
+            if tag == E.DT_DEBUG:
+                r_debug = val
+        if not r_debug:
+            self.plan.note("DT_DEBUG is not set: no shared object list")
+            return
+        w = L.wordsize
+        # struct r_debug: int r_version; r_map; r_brk; r_state; r_ldbase; (v2: r_next)
+        head = self.mem.read_exact(r_debug, 6 * w)
+        if head is None:
+            self.plan.warn("r_debug at %#x is unreadable" % r_debug)
+            return
+        version = L.s32.unpack_from(head, 0)[0]
+        self.plan.add(r_debug, (6 if version >= 2 else 5) * w, "r_debug", PRIO_ESSENTIAL)
+        lm = L.word.unpack_from(head, w)[0]
+        seen = set()
+        lm_struct = L.words(5)  # l_addr, l_name, l_ld, l_next, l_prev
+        while lm and lm not in seen and len(seen) < MAX_LINK_MAPS:
+            seen.add(lm)
+            raw = self.mem.read_exact(lm, lm_struct.size)
+            if raw is None:
+                self.plan.warn("link_map at %#x is unreadable" % lm)
+                break
+            l_addr, l_name, l_ld, l_next, l_prev = lm_struct.unpack(raw)
+            self.plan.add(lm, lm_struct.size, "link_map", PRIO_ESSENTIAL)
+            if l_name:
+                name = self.mem.read_cstring(l_name)
+                if name is not None:
+                    self.plan.add(l_name, len(name) + 1, "link_map name", PRIO_ESSENTIAL)
+            lm = l_next
+        if lm and lm in seen:
+            self.plan.warn("link_map chain has a cycle at %#x" % lm)
+
+    # --- threads as a debugger lists them ------------------------------------
+    def pthread_list(self):
+        """What libthread_db reads: each thread's descriptor and glibc's thread registry.
+
+        glibc exports the facts libthread_db needs in .dynsym (GLIBC_PRIVATE),
+        so this works on stripped targets: _thread_db_sizeof_pthread gives
+        the descriptor size, __nptl_rtld_global points at _rtld_global, whose
+        _dl_stack_user/_dl_stack_used lists link the descriptors.
+        """
+        desc_size = PTHREAD_DESC_SIZE
+        found = self.lookup("_thread_db_sizeof_pthread")
+        if found:
+            raw = self.mem.read_exact(found[0], 4)
+            if raw is not None and 0 < self.L.u32.unpack(raw)[0] <= 64 << 10:
+                desc_size = self.L.u32.unpack(raw)[0]
+        for t in self.threads():
+            if not t.tp:
+                continue
+            if self.arch.pthread_below_tp:
+                start, size = t.tp - desc_size, desc_size + 2 * self.L.wordsize
+            else:
+                start, size = t.tp, desc_size
+            self.plan.add(start, size, "thread descriptor of %d" % t.tid, PRIO_THREADS)
+        for name in ("__nptl_rtld_global", "__nptl_nthreads", "_rtld_global"):
+            found = self.lookup(name)
+            if found:
+                self.plan.add(found[0], min(found[1], 64 << 10), "glibc %s" % name, PRIO_THREADS)
+            else:
+                self.plan.note("no symbol %s: thread list may be incomplete" % name)
+
+    # --- robust futex lists of all threads -----------------------------------
+    def robust_lists(self):
+        from .robust import get_robust_list  # ctypes: only when asked for
+        L = self.L
+        w = L.wordsize
+        mutex_size = 40 if L.is64 else 24
+        for t in self.kc.threads:
+            head = get_robust_list(t.tid)
+            if not head:
+                continue
+            raw = self.mem.read_exact(head, 3 * w)
+            if raw is None:
+                continue
+            self.plan.add(head, 3 * w, "robust list head of %d" % t.tid, PRIO_THREADS)
+            nxt = L.word.unpack_from(raw, 0)[0]
+            offset = L.sword.unpack_from(raw, w)[0]
+            pending = L.word.unpack_from(raw, 2 * w)[0]
+            entries = []
+            seen = set()
+            while nxt and nxt != head and nxt not in seen and len(seen) < MAX_ROBUST:
+                seen.add(nxt)
+                entries.append(nxt)
+                b = self.mem.read_exact(nxt, w)
+                if b is None:
+                    break
+                nxt = L.word.unpack_from(b, 0)[0]
+            if pending:
+                entries.append(pending)
+            for e in entries:
+                lock = (e + offset) & L.word_max
+                start = min(e, lock)
+                end = max(e + w, start + mutex_size)
+                self.plan.add(start, end - start, "robust mutex of %d" % t.tid, PRIO_THREADS)
+            if len(seen) >= MAX_ROBUST:
+                self.plan.warn("robust list of %d truncated at %d entries" % (t.tid, MAX_ROBUST))
+
+    # --- whole mappings by name -----------------------------------------------
+    def maps_by_name(self):
+        globs = self.recept["maps"]["dump_by_name"]
+        for m in self.proc.maps:
+            if any(glob_match(g, m.path) for g in globs):
+                self.plan.add(m.start, m.end - m.start, "mapping %s" % m.path, PRIO_DATA)
+
+    # --- recept buffers ------------------------------------------------------
+    def lookup(self, name):
+        for m in self.modules:
+            found = m.lookup(name)
+            if found:
+                return found
+        return None
+
+    def buffers(self):
+        L = self.L
+        for b in self.recept["buffers"]:
+            name, ident = b["symname"], b["ident"]
+            if ident is not None and not valid_ident(ident):
+                self.plan.warn("buffer %s: ident %r rejected" % (name, ident))
+                continue
+            found = self.lookup(name)
+            if found is None:
+                self.plan.warn("buffer %s: symbol not found" % name)
+                continue
+            addr, size = found
+            if b["follow_ptr"]:
+                raw = self.mem.read_exact(addr, L.wordsize)
+                if raw is None:
+                    self.plan.warn("buffer %s: pointer at %#x unreadable" % (name, addr))
+                    continue
+                ptr = L.word.unpack(raw)[0]
+                length = min(b["data_len"] or size, MAX_BUFFER)
+                if ident:
+                    data = self.mem.read(ptr, length)
+                    self.plan.externals.append(External(ident, "I", addr, data, ptr))
+                else:
+                    self.plan.add(addr, L.wordsize, "buffer %s (pointer)" % name, PRIO_DATA)
+                    self.plan.add(ptr, length, "buffer %s (pointee)" % name, PRIO_DATA)
+            else:
+                length = min(b["data_len"] or size, MAX_BUFFER)
+                if ident:
+                    self.plan.externals.append(External(ident, "D", addr, self.mem.read(addr, length)))
+                else:
+                    self.plan.add(addr, length, "buffer %s" % name, PRIO_DATA)

@@ -1,0 +1,144 @@
+"""READ: /proc/PID of the crashed process: its memory, maps, exe and comm.
+
+ProcessMemory is the only way the runtime reads another process's memory.  It
+is bounded (every read has a size cap) and never trusts an address: a failed
+read returns what could be read, not an exception deep in the plan.
+"""
+
+import os
+
+PAGE = 4096
+MAX_STRING = 4096
+
+
+class Mapping:
+    """One line of /proc/PID/maps."""
+
+    __slots__ = ("start", "end", "perms", "offset", "inode", "path")
+
+    def __init__(self, start, end, perms, offset, inode, path):
+        self.start = start
+        self.end = end
+        self.perms = perms
+        self.offset = offset
+        self.inode = inode
+        self.path = path
+
+    @property
+    def writable(self):
+        return self.perms[1:2] == "w"
+
+    @property
+    def readable(self):
+        return self.perms[:1] == "r"
+
+
+def parse_maps(text):
+    """Parse /proc/PID/maps text into Mappings (malformed lines are skipped)."""
+    maps = []
+    for line in text.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) < 5:
+            continue
+        try:
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            maps.append(Mapping(start, end, parts[1], int(parts[2], 16), int(parts[4]),
+                                parts[5] if len(parts) > 5 else ""))
+        except ValueError:
+            continue
+    return maps
+
+
+class Process:
+    """A process seen through /proc: maps, exe, comm, and its memory."""
+
+    def __init__(self, pid, proc_root="/proc"):
+        self.pid = pid
+        self.dir = "%s/%d" % (proc_root, pid)
+        self._maps = None
+        self.mem = ProcessMemory(self.dir + "/mem")
+
+    def read_text(self, name, limit=1 << 20):
+        with open("%s/%s" % (self.dir, name), "rb") as f:
+            return f.read(limit).decode("utf-8", "replace")
+
+    @property
+    def maps(self):
+        if self._maps is None:
+            self._maps = parse_maps(self.read_text("maps", 64 << 20))
+        return self._maps
+
+    def mapping_for(self, addr):
+        for m in self.maps:
+            if m.start <= addr < m.end:
+                return m
+        return None
+
+    def exe(self):
+        try:
+            return os.readlink(self.dir + "/exe")
+        except OSError:
+            return ""
+
+    def comm(self):
+        try:
+            return self.read_text("comm", 64).rstrip("\n")
+        except OSError:
+            return ""
+
+    def close(self):
+        self.mem.close()
+
+
+class ProcessMemory:
+    """Bounded reads of /proc/PID/mem."""
+
+    def __init__(self, path):
+        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self.bytes_read = 0
+
+    def read(self, addr, size):
+        """Up to size bytes at addr; shorter if part of the range is unreadable."""
+        out = []
+        while size > 0:
+            try:
+                b = os.pread(self.fd, min(size, 1 << 20), addr)
+            except (OSError, OverflowError):
+                b = b""
+            if not b:
+                break
+            out.append(b)
+            addr += len(b)
+            size -= len(b)
+        data = b"".join(out)
+        self.bytes_read += len(data)
+        return data
+
+    def read_exact(self, addr, size):
+        """Exactly size bytes at addr, or None."""
+        data = self.read(addr, size)
+        return data if len(data) == size else None
+
+    def read_cstring(self, addr, limit=MAX_STRING):
+        """A NUL-terminated string at addr (without the NUL), in a few page-sized reads.
+
+        Returns None when no terminator is found within limit bytes or the
+        memory is unreadable.
+        """
+        out = b""
+        while len(out) < limit:
+            chunk = min(PAGE - (addr % PAGE), limit - len(out))
+            b = self.read(addr, chunk)
+            nul = b.find(b"\0")
+            if nul >= 0:
+                return out + b[:nul]
+            out += b
+            if len(b) < chunk:
+                return None
+            addr += chunk
+        return None
+
+    def close(self):
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

@@ -1,0 +1,39 @@
+/* Crashes three calls deep: main -> level_a -> level_b -> level_c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int data_global = 0x1234;      /* written at run time, lives in .data */
+int bss_global;                /* written at run time, lives in .bss */
+volatile int recept_global = 0; /* dumped through a recept buffer */
+char *heap_ptr;
+
+__attribute__((noinline)) static void level_c(int *p)
+{
+	*p = 42; /* BOOM */
+}
+
+__attribute__((noinline)) static void level_b(int *p)
+{
+	level_c(p);
+	asm volatile("" ::: "memory");
+}
+
+__attribute__((noinline)) static void level_a(int *p)
+{
+	level_b(p);
+	asm volatile("" ::: "memory");
+}
+
+int main(int argc, char **argv)
+{
+	data_global = 0x5a5a5a5a;
+	bss_global = 0x3c3c3c3c;
+	recept_global = 0x600df00d;
+	heap_ptr = malloc(4096);
+	memset(heap_ptr, 0x77, 4096);
+	if (argc > 1)
+		printf("%s\n", argv[1]);
+	level_a((int *)0);
+	return 0;
+}
