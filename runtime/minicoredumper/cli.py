@@ -49,17 +49,26 @@ def write_launcher(directory):
     return path
 
 
+def core_pattern(handler, config=None):
+    """The core_pattern line for handler; ValueError if the kernel would truncate it."""
+    pattern = "|%s %s" % (handler, SPECIFIERS)
+    if config:
+        pattern += " " + os.path.abspath(config)
+    if len(pattern) > CORE_PATTERN_MAX:
+        raise ValueError("core_pattern would be %d characters, the kernel takes %d; use a "
+                         "shorter --config or --handler path" % (len(pattern), CORE_PATTERN_MAX))
+    return pattern
+
+
 def cmd_install(args):
     sd = state_dir()
     os.makedirs(sd, 0o755, exist_ok=True)
     saved = os.path.join(sd, "saved-kernel-settings.json")
     handler = args.handler or write_launcher(sd)
-    pattern = "|%s %s" % (handler, SPECIFIERS)
-    if args.config:
-        pattern += " " + os.path.abspath(args.config)
-    if len(pattern) > CORE_PATTERN_MAX:
-        print("mcd: core_pattern would be %d characters, the kernel takes %d; use a shorter "
-              "--config or --handler path" % (len(pattern), CORE_PATTERN_MAX), file=sys.stderr)
+    try:
+        pattern = core_pattern(handler, args.config)
+    except ValueError as e:
+        print("mcd: %s" % e, file=sys.stderr)
         return 2
     if not os.path.exists(saved):
         old = {"core_pattern": _read("core_pattern"), "core_pipe_limit": _read("core_pipe_limit")}

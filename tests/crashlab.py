@@ -1,0 +1,137 @@
+"""Crash programs under the real kernel with the handler in core_pattern.
+
+Shared by the host tests (through conftest fixtures), the demo and the
+benchmarks.  Whoever installs also restores: see restore().
+"""
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "runtime"))
+PROGRAMS = os.path.join(ROOT, "tests", "programs")
+PROC_SYS = "/proc/sys/kernel"
+
+BUILDS = {
+    "crash3": ["gcc", "-g", "-O0", "-fPIE", "-pie", "crash3.c"],
+    "threads8": ["gcc", "-g", "-O0", "-pthread", "threads8.c"],
+    "crash3_i386": ["i686-linux-gnu-gcc", "-static", "-g", "-O0", "crash3.c"],
+    "bigheap": ["gcc", "-g", "-O0", "bigheap.c"],
+    "robust": ["gcc", "-g", "-O0", "-pthread", "robust.c"],
+}
+
+
+def read_sysctl(name):
+    with open(os.path.join(PROC_SYS, name)) as f:
+        return f.read().rstrip("\n")
+
+
+def write_sysctl(name, value):
+    with open(os.path.join(PROC_SYS, name), "w") as f:
+        f.write(value)
+
+
+def build_programs(outdir, names=None):
+    """Compile the crash programs into outdir: name -> path (missing compilers skip)."""
+    built = {}
+    for name, cmd in BUILDS.items():
+        if names and name not in names or shutil.which(cmd[0]) is None:
+            continue
+        subprocess.run(cmd + ["-o", os.path.join(outdir, name)], cwd=PROGRAMS, check=True)
+        built[name] = os.path.join(outdir, name)
+    return built
+
+
+def _handler_running(launcher):
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                if launcher.encode() in f.read():
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+class Crasher:
+    """Crashes programs under the real kernel with our handler installed."""
+
+    def __init__(self, workdir):
+        self.workdir = str(workdir)
+        self.state = os.path.join(self.workdir, "state")
+        self.cfg = os.path.join(self.workdir, "cfg.json")
+        self.launcher = None
+        self.saved = None
+        self.n = 0
+
+    def install(self):
+        """Point core_pattern at the handler; remember the old values for restore()."""
+        from minicoredumper import cli
+        self.saved = (read_sysctl("core_pattern"), read_sysctl("core_pipe_limit"))
+        os.makedirs(self.state, exist_ok=True)
+        self.launcher = cli.write_launcher(self.state)
+        self.pattern = cli.core_pattern(self.launcher, self.cfg)
+        write_sysctl("core_pipe_limit", str(cli.PIPE_LIMIT))
+        write_sysctl("core_pattern", self.pattern)
+
+    def restore(self):
+        if self.saved:
+            write_sysctl("core_pattern", self.saved[0])
+            write_sysctl("core_pipe_limit", self.saved[1])
+            self.saved = None
+
+    def configure(self, recept=None, config=None, recept_text=None):
+        """Write the main config (and recept) for the next crash; returns base_dir."""
+        self.n += 1
+        base = os.path.join(self.workdir, "crash%d" % self.n)
+        rpath = os.path.join(self.workdir, "recept%d.json" % self.n)
+        with open(rpath, "w") as f:
+            f.write(recept_text if recept_text is not None else json.dumps(recept or {}))
+        cfg = config if config is not None else {"base_dir": base,
+                                                  "watch": [{"recept": rpath}]}
+        with open(self.cfg, "w") as f:
+            f.write(cfg if isinstance(cfg, str) else json.dumps(cfg))
+        return base
+
+    def run(self, argv, timeout=20):
+        """Run a program that crashes; returns (returncode, seconds until reaped)."""
+        t0 = time.monotonic()
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             preexec_fn=lambda: resource.setrlimit(
+                                 resource.RLIMIT_CORE, (resource.RLIM_INFINITY,) * 2))
+        rc = p.wait(timeout=timeout)
+        reaped = time.monotonic() - t0
+        self.wait_idle()
+        return rc, reaped, p.pid
+
+    def wait_idle(self, timeout=20):
+        end = time.monotonic() + timeout
+        while _handler_running(self.launcher) and time.monotonic() < end:
+            time.sleep(0.02)
+
+    def crash(self, argv, recept=None, **kw):
+        """Crash argv with recept; returns the published dump directory."""
+        base = self.configure(recept, **kw)
+        self.run(argv)
+        dumps = [d for d in os.listdir(base) if not d.startswith(".")] if os.path.isdir(base) else []
+        assert len(dumps) == 1, "expected one dump in %s, found %r" % (base, dumps)
+        return os.path.join(base, dumps[0])
+
+    def kernel_core(self, argv):
+        """The kernel's own full core of argv (core_pattern to a file for one run)."""
+        pattern = os.path.join(self.workdir, "kcore.%p")
+        write_sysctl("core_pattern", pattern)
+        try:
+            _, _, pid = self.run(argv)
+        finally:
+            write_sysctl("core_pattern", self.pattern)
+        return pattern.replace("%p", str(pid))
+
+

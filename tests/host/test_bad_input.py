@@ -1,0 +1,123 @@
+"""Bad configs and recepts: a logged reason, and the dump or refusal SPEC asks for.
+The crashed process is always reaped within 5 s."""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+from coretools import backtrace
+
+FRAMES = ["level_c", "level_b", "level_a", "main"]
+DEFAULT_BASE = "/var/crash/minicoredumper"
+
+
+def _log_lines(pid):
+    out = subprocess.run(["dmesg"], capture_output=True, text=True).stdout
+    return [l for l in out.splitlines() if "minicoredumper[" in l and "pid %d:" % pid in l]
+
+
+def _only_dump(base):
+    dumps = [d for d in os.listdir(base) if not d.startswith(".")]
+    assert len(dumps) == 1, dumps
+    return os.path.join(base, dumps[0])
+
+
+@pytest.mark.parametrize("text,reason", [
+    ('{"stacks": {"max_stack_size": "big"}', "malformed JSON"),
+    ('{"stacks": {"max_stack_size": "big"}}', "stacks.max_stack_size must be"),
+    ('{"buffers": [{"symname": 42}]}', "buffers[0].symname must be"),
+    ('[1, 2]', "must be an object"),
+])
+def test_bad_recept_gives_minimal_dump_and_reason(crasher, programs, text, reason):
+    base = crasher.configure(recept_text=text)
+    rc, reaped, pid = crasher.run([programs["threads8"]])
+    assert reaped < 5
+    logs = _log_lines(pid)
+    assert any("recept unusable" in l and reason in l for l in logs), logs
+    d = _only_dump(base)
+    core = os.path.join(d, "core")
+    assert backtrace(programs["threads8"], core)[0] == "worker"
+
+
+def test_missing_recept(crasher, programs):
+    base = crasher.configure()
+    crasher.configure(config={"base_dir": base,
+                              "watch": [{"recept": "/nonexistent/x.recept.json"}]})
+    rc, reaped, pid = crasher.run([programs["crash3"]])
+    assert reaped < 5
+    assert any("cannot read" in l for l in _log_lines(pid))
+    assert backtrace(programs["crash3"], os.path.join(_only_dump(base), "core")) == FRAMES
+
+
+@pytest.mark.parametrize("config", ['{"base_dir": ', '{"base_dir": 7}', '{"watch": {}}'])
+def test_bad_main_config_dumps_minimal_to_default_base_dir(crasher, programs, config):
+    before = set(os.listdir(DEFAULT_BASE)) if os.path.isdir(DEFAULT_BASE) else set()
+    crasher.configure(config=config)
+    rc, reaped, pid = crasher.run([programs["crash3"]])
+    assert reaped < 5
+    assert any("main config unusable" in l for l in _log_lines(pid))
+    new = [d for d in os.listdir(DEFAULT_BASE) if d not in before and d.endswith(".%d" % pid)]
+    try:
+        assert len(new) == 1
+        core = os.path.join(DEFAULT_BASE, new[0], "core")
+        assert backtrace(programs["crash3"], core) == FRAMES
+    finally:
+        for d in new:
+            shutil.rmtree(os.path.join(DEFAULT_BASE, d))
+
+
+def test_no_matching_rule_leaves_no_directory(crasher, programs):
+    base = crasher.configure()
+    cfg = {"base_dir": base, "watch": [{"comm": "someone_else"}, {"exe": "/bin/*"}]}
+    crasher.configure(config=cfg)
+    rc, reaped, pid = crasher.run([programs["crash3"]])
+    assert reaped < 5
+    assert not os.path.exists(base)
+    assert any("no watch rule matches" in l for l in _log_lines(pid))
+
+
+def test_missing_base_dir_is_created(crasher, programs):
+    base = crasher.configure()
+    nested = os.path.join(base, "deeper", "still")
+    crasher.configure(config={"base_dir": nested, "watch": [{}]})
+    crasher.run([programs["crash3"]])
+    assert os.stat(nested).st_mode & 0o777 == 0o700
+    _only_dump(nested)
+
+
+def test_unwritable_base_dir_is_refused_with_reason(crasher, programs):
+    base = crasher.configure()
+    os.makedirs(os.path.dirname(base), exist_ok=True)
+    with open(base, "w") as f:  # a file where the directory should be
+        f.write("not a directory")
+    crasher.configure(config={"base_dir": base, "watch": [{}]})
+    rc, reaped, pid = crasher.run([programs["crash3"]])
+    assert reaped < 5
+    assert any("not dumped" in l for l in _log_lines(pid)), _log_lines(pid)
+    assert open(base).read() == "not a directory"
+
+
+def test_unknown_keys_are_warnings_not_errors(crasher, programs):
+    base = crasher.configure({"stacks": {"dump_stacks": True, "colour": "blue"},
+                              "frobnicate": 1})
+    rc, reaped, pid = crasher.run([programs["crash3"]])
+    logs = _log_lines(pid)
+    assert any("unknown key stacks.colour" in l for l in logs)
+    assert not any("unusable" in l for l in logs)
+    _only_dump(base)
+
+
+def test_hard_deadline_releases_the_process(crasher, programs):
+    """A dump too big for the deadline is cut, still published, and the process reaped."""
+    base = crasher.configure()
+    rpath = os.path.join(os.path.dirname(base), "big.recept.json")
+    with open(rpath, "w") as f:
+        f.write('{"maps": {"dump_by_name": ["*"]}, "core_layout": "sparse",'
+                ' "compression": {"compressor": "bzip2"}}')
+    crasher.configure(config={"base_dir": base, "deadline_seconds": 0.3,
+                              "watch": [{"recept": rpath}]})
+    rc, reaped, pid = crasher.run([programs["bigheap"], "512"])
+    assert reaped < 0.3 + 1.0 + 1.5  # deadline + hard grace + start-up and heap touch
+    logs = _log_lines(pid)
+    assert any("deadline" in l for l in logs), logs
