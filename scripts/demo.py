@@ -21,7 +21,8 @@ from coretools import extract_core, gdb  # noqa: E402
 
 def main():
     work = tempfile.mkdtemp(prefix="mcd-demo.")
-    exe = build_programs(work, ["crash3"])["crash3"]
+    os.mkdir(os.path.join(work, "bin"))
+    exe = build_programs(os.path.join(work, "bin"), ["crash3"])["crash3"]
     c = Crasher(work)
     try:
         c.install()

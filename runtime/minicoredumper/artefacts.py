@@ -102,7 +102,7 @@ def _xz():
     # A small dictionary keeps the encoder's memory within the handler's budget.
     return lzma.LZMACompressor(lzma.FORMAT_XZ, check=lzma.CHECK_CRC32,
                                filters=[{"id": lzma.FILTER_LZMA2, "preset": 6,
-                                         "dict_size": 256 << 10}])
+                                         "dict_size": 32 << 10}])
 
 
 def _bzip2():

@@ -60,6 +60,25 @@ def core_pattern(handler, config=None):
     return pattern
 
 
+def check_config(path):
+    """Parse the main config and its recepts now (filling the handler's cache);
+    returns what is wrong or unknown, so mistakes show at install time."""
+    from . import config as C
+    cache = C.JsonCache()
+    C.use_cache(cache)
+    problems = []
+    try:
+        cfg = C.load_main_config(path or C.DEFAULT_CONFIG, problems)
+        for rule in cfg.watch:
+            C.load_recept(cfg.recept_path(rule), problems)
+    except C.ConfigError as e:
+        problems.append("%s (crashes will get a minimal dump until it is fixed)" % e)
+    finally:
+        C.use_cache(None)
+    cache.save()
+    return problems
+
+
 def cmd_install(args):
     sd = state_dir()
     os.makedirs(sd, 0o755, exist_ok=True)
@@ -70,6 +89,9 @@ def cmd_install(args):
     except ValueError as e:
         print("mcd: %s" % e, file=sys.stderr)
         return 2
+    problems = check_config(args.config)
+    for p in problems:
+        print("mcd: warning: %s" % p, file=sys.stderr)
     if not os.path.exists(saved):
         old = {"core_pattern": _read("core_pattern"), "core_pipe_limit": _read("core_pipe_limit")}
         with open(saved, "w") as f:

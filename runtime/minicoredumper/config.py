@@ -2,15 +2,16 @@
 
 The original's files work unchanged (SPEC 2-3).  Every key has a type and a
 default in one table; wrong types raise ConfigError with the key's path,
-unknown keys become warnings.  JSON comes from ujson when installed.
+unknown keys become warnings.  JSON comes from ujson when installed, else the
+stdlib, and only when the parsed-file cache misses.
 """
 
-try:
-    import ujson as _json
-except ImportError:  # pragma: no cover - depends on the target
-    import json as _json
+import marshal
+import os
 
 DEFAULT_CONFIG = "/etc/minicoredumper/minicoredumper.cfg.json"
+CACHE_DIR = "/var/cache/minicoredumper"
+CACHE_ENTRIES = 64
 DEFAULT_BASE_DIR = "/var/crash/minicoredumper"
 DEFAULT_DEADLINE = 4.0
 U32_MAX = 0xFFFFFFFF
@@ -20,16 +21,95 @@ class ConfigError(Exception):
     """A config or recept that cannot be used; the message says where and why."""
 
 
-def load_json(path):
+def _json():
+    """ujson when installed, else the stdlib; imported only on a cache miss."""
+    try:
+        import ujson as json
+    except ImportError:
+        import json
+    return json
+
+
+def parse_json_file(path):
     try:
         with open(path, "rb") as f:
             text = f.read(1 << 20)
     except OSError as e:
         raise ConfigError("%s: cannot read: %s" % (path, e.strerror or e)) from None
     try:
-        return _json.loads(text)
+        return _json().loads(text)
     except ValueError as e:
         raise ConfigError("%s: malformed JSON: %s" % (path, e)) from None
+
+
+class JsonCache:
+    """Parsed JSON files kept in a marshal file, keyed by each file's stat.
+
+    A crash then costs no JSON import: marshal is built into the interpreter.
+    A file whose device, inode, size, mtime or ctime changed is parsed again.
+    The cache is trusted only in a root-owned directory nobody else can write.
+    """
+
+    def __init__(self, directory=CACHE_DIR):
+        self.directory = directory
+        self.path = directory + "/parsed-json.marshal"
+        self.entries = {}
+        self.dirty = False
+        try:
+            st = os.stat(directory)
+            if st.st_uid == os.geteuid() and not st.st_mode & 0o022:
+                with open(self.path, "rb") as f:
+                    entries = marshal.loads(f.read(4 << 20))
+                if isinstance(entries, dict):
+                    self.entries = entries
+        except (OSError, ValueError, EOFError, TypeError):
+            self.entries = {}
+
+    def load(self, path):
+        """The parsed JSON of path (ConfigError if unreadable or malformed)."""
+        try:
+            st = os.stat(path)
+            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        except OSError:
+            key = None
+        hit = self.entries.get(path)
+        if key is not None and hit is not None and hit[0] == key:
+            return hit[1]
+        value = parse_json_file(path)
+        if key is not None:
+            self.entries.pop(path, None)
+            self.entries[path] = (key, value)
+            while len(self.entries) > CACHE_ENTRIES:
+                del self.entries[next(iter(self.entries))]
+            self.dirty = True
+        return value
+
+    def save(self):
+        if not self.dirty:
+            return
+        try:
+            os.makedirs(self.directory, 0o700, exist_ok=True)
+            tmp = "%s.%d" % (self.path, os.getpid())
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            with open(fd, "wb") as f:
+                f.write(marshal.dumps(self.entries))
+            os.replace(tmp, self.path)
+            self.dirty = False
+        except (OSError, ValueError):
+            pass
+
+
+_cache = None
+
+
+def load_json(path):
+    return _cache.load(path) if _cache is not None else parse_json_file(path)
+
+
+def use_cache(cache):
+    """Route load_json through cache (None: parse every time)."""
+    global _cache
+    _cache = cache
 
 
 def glob_match(pattern, text):
@@ -216,11 +296,15 @@ class MainConfig:
                 continue
             if "comm" in rule and not glob_match(rule["comm"], comm):
                 continue
-            recept = rule.get("recept", "")
-            if recept and not recept.startswith("/"):
-                recept = self.dir + "/" + recept
-            return recept
+            return self.recept_path(rule)
         return None
+
+    def recept_path(self, rule):
+        """A rule's recept: absolute, or relative to the config's directory ("" = defaults)."""
+        recept = rule.get("recept", "")
+        if recept and not recept.startswith("/"):
+            recept = self.dir + "/" + recept
+        return recept
 
 
 def load_main_config(path, warnings):

@@ -17,7 +17,7 @@ with zeros and the dumplist note records only what was really read.
 
 from . import elflayout as E
 
-CHUNK = 256 << 10
+CHUNK = 64 << 10
 SHSTRTAB = b"\0.shstrtab\0" + E.DUMPLIST_SECTION + b"\0"
 SH_NAME_SHSTRTAB = 1
 SH_NAME_DUMPLIST = 11

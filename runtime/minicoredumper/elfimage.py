@@ -12,8 +12,7 @@ import os
 from . import elflayout as E
 
 MAX_PHNUM = 256
-MAX_SYMTAB = 64 << 20
-SYM_CHUNK = 4096
+CHUNK = 64 << 10
 E_PAGE = 4096
 
 
@@ -156,7 +155,7 @@ class SymbolFile:
             shdrs = [L.shdr.unpack(raw, i * L.shdr.size) for i in range(ehdr.shnum)]
             for want in (E.SHT_SYMTAB, E.SHT_DYNSYM):
                 for s in shdrs:
-                    if s.type == want and s.link < len(shdrs) and s.size <= MAX_SYMTAB:
+                    if s.type == want and s.link < len(shdrs):
                         self.tables.append((L, s, shdrs[s.link]))
 
     def lookup(self, name):
@@ -170,33 +169,45 @@ class SymbolFile:
         return None
 
     def _scan(self, L, symtab, strtab, name):
-        if strtab.size > MAX_SYMTAB:
-            return None
+        """Chunked search: first the string offsets that read as `name`, then
+        the symbols whose st_name is one of them.  Memory stays bounded by
+        CHUNK whatever the table sizes; the byte searches run in C."""
         try:
             f = open(self.path, "rb")
         except OSError:
             return None
         with f:
-            f.seek(strtab.offset)
-            strings = f.read(strtab.size)
-            # Offsets in strtab that read as exactly `name` (linkers merge
-            # string tails, so a name may start inside a longer one).
-            want = set()
-            needle = name + b"\0"
-            pos = strings.find(needle)
-            while pos >= 0:
-                want.add(pos)
-                pos = strings.find(needle, pos + 1)
+            want = _find_all(f, strtab.offset, strtab.size, name + b"\0")
             if not want:
                 return None
             size = L.sym.size
-            count = symtab.size // size
-            for first in range(0, count, SYM_CHUNK):
-                n = min(SYM_CHUNK, count - first)
-                f.seek(symtab.offset + first * size)
-                raw = f.read(n * size)
-                for i in range(len(raw) // size):
-                    sym = L.sym.unpack(raw, i * size)
-                    if sym.name in want and sym.shndx != E.SHN_UNDEF:
+            for off in want:
+                pat = L.u32.pack(off)
+                for pos in _find_all(f, symtab.offset, symtab.size - symtab.size % size, pat):
+                    if pos % size:  # st_name is the first field of a symbol
+                        continue
+                    f.seek(symtab.offset + pos)
+                    sym = L.sym.unpack(f.read(size))
+                    if sym.shndx != E.SHN_UNDEF:
                         return sym.value, sym.size, sym.info & 0xF
         return None
+
+
+def _find_all(f, offset, size, needle):
+    """Offsets (relative to offset) of every occurrence of needle in a file range."""
+    found = []
+    overlap = len(needle) - 1
+    pos = 0
+    while pos < size:
+        f.seek(offset + pos)
+        chunk = f.read(min(CHUNK, size - pos))
+        if not chunk:
+            break
+        i = chunk.find(needle)
+        while i >= 0:
+            found.append(pos + i)
+            i = chunk.find(needle, i + 1)
+        if len(chunk) <= overlap or pos + len(chunk) >= size:
+            break
+        pos += len(chunk) - overlap
+    return sorted(set(found))

@@ -64,6 +64,11 @@ class Crash:
         self.log = log
         self.deadline = T0 + DEFAULT_DEADLINE
         self.released = False
+        self.marks = []  # (stage, ms since start) for debug.txt
+        self.cache = None
+
+    def mark(self, stage):
+        self.marks.append((stage, (time.monotonic() - T0) * 1000))
 
     def expired(self):
         return time.monotonic() > self.deadline
@@ -87,10 +92,12 @@ class Crash:
                 pass
 
     def run(self):
-        from .config import (ConfigError, MainConfig, DEFAULT_CONFIG, fallback_recept,
-                             load_main_config, load_recept)
+        from .config import (ConfigError, JsonCache, MainConfig, DEFAULT_CONFIG,
+                             fallback_recept, load_main_config, load_recept, use_cache)
         args, log = self.args, self.log
         warnings = []
+        self.cache = JsonCache()
+        use_cache(self.cache)
         cfg_path = args.config or DEFAULT_CONFIG
         try:
             cfg = load_main_config(cfg_path, warnings)
@@ -126,7 +133,9 @@ class Crash:
         from .artefacts import open_core_sink, FileSink
         from .dumpdir import DumpDir, dump_name, write_externals, write_proc_info
         args, log = self.args, self.log
+        self.mark("config")
         kc = read_kernel_core(0)
+        self.mark("kernel notes")
         base = cfg.base_dir
         if not os.path.isdir(base):
             try:
@@ -142,13 +151,16 @@ class Crash:
             return 1
         try:
             modules = find_modules(proc, proc.mem)
+            self.mark("modules")
             plan = Planner(kc, proc, modules, recept).build()
+            self.mark("plan")
             segments = [(p.vaddr, p.vaddr + p.memsz) for p in kc.loads if p.memsz]
             image = CoreImage(kc, plan.ranges(segments), recept["core_layout"])
             sink, fname = open_core_sink(dd.path, recept["compression"], image.size, args.time)
             dd.files.append(fname)
             image.write(sink, proc.mem, self.expired)
             sink.close()
+            self.mark("core")
             if plan.externals:
                 write_externals(dd, args.pid, plan.externals, _kernel_offset(kc), kc.layout.word)
             if recept["write_proc_info"]:
@@ -157,6 +169,8 @@ class Crash:
                 self.fat_core(FileSink(dd.file("fatcore")), kc.header_bytes)
             proc.close()
             self.release()
+            self.mark("released")
+            self.cache.save()
             problems = [m for lvl, m in plan.log if lvl == "warning"]
             for m in problems[:3]:
                 log.warning(m)
@@ -164,7 +178,7 @@ class Crash:
                 log.warning("%d more warnings (write_debug_log shows all)" % (len(problems) - 3))
             if recept["write_debug_log"]:
                 dd.write_file("debug.txt", _debug_text(args, exe, comm, kc, plan, image,
-                                                       warnings).encode("utf-8", "replace"))
+                                                       warnings, self.marks).encode("utf-8", "replace"))
             final = dd.publish()
         except BaseException:
             self.release()
@@ -174,7 +188,8 @@ class Crash:
                 pass
             raise
         cut = " (deadline cut the dump)" if self.expired() else ""
-        log.info("dumped %s to %s in %.0f ms%s" % (comm, final, (time.monotonic() - T0) * 1000, cut))
+        log.info("dumped %s to %s in %.0f ms, peak RSS %s kB%s" % (
+            comm, final, (time.monotonic() - T0) * 1000, _peak_rss_kb(), cut))
         return 0
 
     def fat_core(self, sink, head):
@@ -194,6 +209,17 @@ class Crash:
         sink.close()
 
 
+def _peak_rss_kb():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return line.split()[1]
+    except OSError:
+        pass
+    return "?"
+
+
 def _kernel_offset(kc):
     def offset_of(vaddr):
         for p in kc.loads:
@@ -203,7 +229,7 @@ def _kernel_offset(kc):
     return offset_of
 
 
-def _debug_text(args, exe, comm, kc, plan, image, warnings):
+def _debug_text(args, exe, comm, kc, plan, image, warnings, marks):
     out = ["minicoredumper debug log",
            "pid %d uid %d gid %d signal %d time %d host %s" % (
                args.pid, args.uid, args.gid, args.signal, args.time, args.hostname),
@@ -217,6 +243,9 @@ def _debug_text(args, exe, comm, kc, plan, image, warnings):
     out += ["  %#x %#x" % (s, n) for s, n in image.present]
     out += ["", "external dumps:"]
     out += ["  %s %s %#x %#x" % (x.ident, x.kind, x.vaddr, len(x.data)) for x in plan.externals]
+    import sys
+    out += ["", "timeline (ms since start): " + ", ".join("%s %.1f" % m for m in marks)]
+    out += ["", "modules loaded: " + " ".join(sorted(sys.modules))]
     out += ["", "messages:"]
     out += ["  " + w for w in warnings] + ["  %s: %s" % m for m in plan.log]
     return "\n".join(out) + "\n"

@@ -19,6 +19,9 @@ MAX_LINK_MAPS = 1024
 MAX_ROBUST = 1024
 PTHREAD_DESC_SIZE = 4096
 MAX_BUFFER = 64 << 20
+# Ranges closer than this are dumped as one: a PT_LOAD header and a dumplist
+# entry cost more than the bytes in between.
+MERGE_GAP = 72
 
 
 class Region:
@@ -63,12 +66,14 @@ class Plan:
         self.log.append(("warning", msg))
 
     def ranges(self, segments, max_prio=None):
-        """Merged (start, end) ranges, clipped to `segments` [(start, end)], sorted."""
+        """Merged (start, end) ranges, clipped to `segments` [(start, end)], sorted.
+
+        Ranges closer than MERGE_GAP bytes become one."""
         spans = sorted((r.start, r.start + r.size) for r in self.regions
                        if max_prio is None or r.prio <= max_prio)
         merged = []
         for s, e in spans:
-            if merged and s <= merged[-1][1]:
+            if merged and s <= merged[-1][1] + MERGE_GAP:
                 if e > merged[-1][1]:
                     merged[-1][1] = e
             else:

@@ -9,6 +9,7 @@ import os
 
 PAGE = 4096
 MAX_STRING = 4096
+READ_CHUNK = 64 << 10
 
 
 class Mapping:
@@ -59,8 +60,9 @@ class Process:
         self.mem = ProcessMemory(self.dir + "/mem")
 
     def read_text(self, name, limit=1 << 20):
+        """A /proc file as text, at most limit bytes (read as it grows, not preallocated)."""
         with open("%s/%s" % (self.dir, name), "rb") as f:
-            return f.read(limit).decode("utf-8", "replace")
+            return f.read()[:limit].decode("utf-8", "replace")
 
     @property
     def maps(self):
@@ -102,7 +104,7 @@ class ProcessMemory:
         out = []
         while size > 0:
             try:
-                b = os.pread(self.fd, min(size, 1 << 20), addr)
+                b = os.pread(self.fd, min(size, READ_CHUNK), addr)
             except (OSError, OverflowError):
                 b = b""
             if not b:

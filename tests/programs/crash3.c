@@ -2,6 +2,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 int data_global = 0x1234;      /* written at run time, lives in .data */
 int bss_global;                /* written at run time, lives in .bss */
@@ -25,6 +27,19 @@ __attribute__((noinline)) static void level_a(int *p)
 	asm volatile("" ::: "memory");
 }
 
+/* With CRASH_STAMP set, print CLOCK_MONOTONIC just before the fault (benchmarks). */
+static void stamp(void)
+{
+	struct timespec ts;
+	char buf[64];
+	int n;
+	if (!getenv("CRASH_STAMP"))
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	n = snprintf(buf, sizeof(buf), "%ld.%09ld\n", (long)ts.tv_sec, ts.tv_nsec);
+	write(2, buf, n);
+}
+
 int main(int argc, char **argv)
 {
 	data_global = 0x5a5a5a5a;
@@ -34,6 +49,7 @@ int main(int argc, char **argv)
 	memset(heap_ptr, 0x77, 4096);
 	if (argc > 1)
 		printf("%s\n", argv[1]);
+	stamp();
 	level_a((int *)0);
 	return 0;
 }
