@@ -13,7 +13,7 @@ DEFAULT_CONFIG = "/etc/minicoredumper/minicoredumper.cfg.json"
 CACHE_DIR = "/var/cache/minicoredumper"
 CACHE_ENTRIES = 64
 DEFAULT_BASE_DIR = "/var/crash/minicoredumper"
-DEFAULT_DEADLINE = 4.0
+DEFAULT_DEADLINE = 3.0
 U32_MAX = 0xFFFFFFFF
 
 

@@ -102,15 +102,17 @@ class CoreImage:
 
     # --- sparse pieces --------------------------------------------------------
     def _sparse_placement(self, ranges):
+        """Ranges within the kernel's file ranges, in file-offset order (the
+        order a stream is written in)."""
         segs = [(p.vaddr, p.vaddr + p.filesz, p.offset) for p in self.kc.loads if p.filesz]
-        kept, placement = [], []
+        placement = []
         for s, e in ranges:
             for vs, ve, off in segs:
                 lo, hi = max(s, vs), min(e, ve)
                 if lo < hi:
-                    kept.append((lo, hi))
                     placement.append((off + lo - vs, lo, hi))
-        return kept, placement
+        placement.sort()
+        return [(lo, hi) for _, lo, hi in placement], placement
 
     # --- shared ---------------------------------------------------------------
     def _dumplist(self, lengths):

@@ -1,0 +1,124 @@
+"""Main config and recept parsing: types, defaults, globs, the parsed-JSON cache."""
+
+import fnmatch
+import json
+import os
+
+import pytest
+
+from minicoredumper import config as C
+
+
+@pytest.mark.parametrize("pattern,text", [
+    ("*/real_example_app", "/usr/bin/real_example_app"),
+    ("*/real_example_app", "/usr/bin/real_example_apps"),
+    ("/bin/*", "/bin/sh"), ("/bin/*", "/usr/bin/sh"), ("*", ""), ("a*b*c", "abc"),
+    ("a*b*c", "aXbYc"), ("a*b*c", "acb"), ("ab", "ab"), ("ab", "abc"), ("*a*a*", "aa"),
+    ("*a*a*", "a"), ("[vdso]", "[vdso]"), ("*.so*", "/lib/libc.so.6"), ("a**b", "ab"),
+])
+def test_glob_matches_like_fnmatch_for_star_only(pattern, text):
+    # fnmatch treats [ ] specially; escape them so both mean the same thing.
+    escaped = pattern.replace("[", "[[]").replace("]", "[]]").replace("[[[]]", "[[]")
+    assert C.glob_match(pattern, text) == fnmatch.fnmatchcase(text, escaped)
+
+
+def test_recept_defaults():
+    r = C.parse_recept({}, [])
+    assert r["stacks"] == {"dump_stacks": True, "first_thread_only": False, "max_stack_size": 0}
+    assert r["compression"] == {"compressor": None, "extension": "compressed", "in_tar": True}
+    assert r["dump_scope"] == 0xFFFFFFFF and r["core_layout"] == "compact"
+    assert r["buffers"] == [] and r["maps"]["dump_by_name"] == []
+
+
+@pytest.mark.parametrize("recept,message", [
+    ({"stacks": {"max_stack_size": -1}}, "stacks.max_stack_size must be an integer >= 0"),
+    ({"stacks": {"max_stack_size": True}}, "stacks.max_stack_size must be"),
+    ({"stacks": []}, "stacks must be an object"),
+    ({"maps": {"dump_by_name": "[vdso]"}}, "maps.dump_by_name must be a list of strings"),
+    ({"buffers": {}}, "buffers must be a list"),
+    ({"buffers": [{"follow_ptr": True}]}, "buffers[0].symname is missing"),
+    ({"buffers": [{"symname": "x", "data_len": "4"}]}, "buffers[0].data_len must be"),
+    ({"compression": {"in_tar": "yes"}}, "compression.in_tar must be a boolean"),
+    ({"core_layout": "dense"}, 'core_layout must be "compact" or "sparse"'),
+])
+def test_recept_type_errors_name_the_key(recept, message):
+    with pytest.raises(C.ConfigError) as e:
+        C.parse_recept(recept, [])
+    assert message in str(e.value)
+
+
+def test_unknown_keys_are_warnings():
+    warnings = []
+    C.parse_recept({"stacks": {"colour": 1}, "x": 2, "buffers": [{"symname": "a", "y": 3}]},
+                   warnings)
+    assert sorted(warnings) == ["unknown key buffers[0].y ignored",
+                                "unknown key stacks.colour ignored", "unknown key x ignored"]
+
+
+def test_buffer_ident_does_not_carry_over():
+    r = C.parse_recept({"buffers": [{"symname": "a", "ident": "a.bin"}, {"symname": "b"}]}, [])
+    assert [b["ident"] for b in r["buffers"]] == ["a.bin", None]
+
+
+def test_watch_rules_first_match_and_relative_recepts(tmp_path):
+    cfg = C.MainConfig({"watch": [{"exe": "*/app", "comm": "app", "recept": "a.json"},
+                                  {"comm": "other"},
+                                  {"exe": "/bin/*", "recept": "/abs/b.json"}]},
+                       str(tmp_path / "main.json"), [])
+    assert cfg.match("/usr/bin/app", "app") == str(tmp_path / "a.json")
+    assert cfg.match("/usr/bin/app", "nope") is None  # exe and comm are AND
+    assert cfg.match("/x", "other") == ""  # defaults
+    assert cfg.match("/bin/sh", "sh") == "/abs/b.json"
+    assert cfg.base_dir == C.DEFAULT_BASE_DIR and cfg.deadline == C.DEFAULT_DEADLINE
+
+
+@pytest.mark.parametrize("obj,message", [
+    ([], "must be a JSON object"), ({"base_dir": ""}, "base_dir"),
+    ({"watch": {}}, "watch must be a list"), ({"watch": [{"exe": 1}]}, "watch[0].exe"),
+    ({"deadline_seconds": 0}, "deadline_seconds"),
+])
+def test_main_config_errors(obj, message):
+    with pytest.raises(C.ConfigError) as e:
+        C.MainConfig(obj, "/etc/x.json", [])
+    assert message in str(e.value)
+
+
+def test_shipped_configs_parse_without_warnings():
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "conf")
+    warnings = []
+    cfg = C.MainConfig(json.load(open(os.path.join(root, "minicoredumper.cfg.json"))),
+                       os.path.join(root, "minicoredumper.cfg.json"), warnings)
+    for rule in cfg.watch:
+        C.parse_recept(json.load(open(cfg.recept_path(rule))), warnings)
+    C.parse_recept(json.load(open(os.path.join(root, "embedded.recept.json"))), warnings)
+    assert warnings == []
+
+
+def test_json_cache_hits_and_invalidates(tmp_path):
+    d = tmp_path / "cache"
+    os.mkdir(d, 0o700)
+    f = tmp_path / "r.json"
+    f.write_text('{"a": 1}')
+    cache = C.JsonCache(str(d))
+    assert cache.load(str(f)) == {"a": 1}
+    cache.save()
+    assert oct(os.stat(cache.path).st_mode & 0o777) == "0o600"
+    again = C.JsonCache(str(d))
+    assert str(f) in again.entries and again.load(str(f)) == {"a": 1} and not again.dirty
+    f.write_text('{"a": 22}')
+    assert again.load(str(f)) == {"a": 22} and again.dirty
+    f.write_text('{"a": ')
+    with pytest.raises(C.ConfigError):
+        again.load(str(f))
+
+
+def test_json_cache_ignores_a_directory_others_can_write(tmp_path):
+    d = tmp_path / "cache"
+    os.mkdir(d, 0o700)
+    f = tmp_path / "r.json"
+    f.write_text("{}")
+    c = C.JsonCache(str(d))
+    c.load(str(f))
+    c.save()
+    os.chmod(d, 0o777)
+    assert C.JsonCache(str(d)).entries == {}
