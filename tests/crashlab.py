@@ -4,6 +4,7 @@ Shared by the host tests (through conftest fixtures), the demo and the
 benchmarks.  Whoever installs also restores: see restore().
 """
 
+import fcntl
 import json
 import os
 import resource
@@ -16,6 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "runtime"))
 PROGRAMS = os.path.join(ROOT, "tests", "programs")
 PROC_SYS = "/proc/sys/kernel"
+LOCK = "/run/lock/minicoredumper-core-pattern.lock"
 
 BUILDS = {
     "crash3": ["gcc", "-g", "-O0", "-fPIE", "-pie", "crash3.c"],
@@ -36,13 +38,34 @@ def write_sysctl(name, value):
         f.write(value)
 
 
+LIBMCD = os.path.join(ROOT, "runtime", "libminicoredumper")
+# Programs linked with libminicoredumper (built into outdir/lib first).
+LINKED = {
+    "regtypes": ["gcc", "-g", "-O0", "regtypes.c"],
+    "hostile": ["gcc", "-g", "-O0", "hostile.c"],
+}
+
+
 def build_programs(outdir, names=None):
-    """Compile the crash programs into outdir: name -> path (missing compilers skip)."""
+    """Compile the crash programs into outdir: name -> path (missing compilers skip).
+    "mycrasher" is the library's example; LINKED programs use the library too."""
     built = {}
     for name, cmd in BUILDS.items():
         if names and name not in names or shutil.which(cmd[0]) is None:
             continue
         subprocess.run(cmd + ["-o", os.path.join(outdir, name)], cwd=PROGRAMS, check=True)
+        built[name] = os.path.join(outdir, name)
+    if names and not set(names) & (set(LINKED) | {"mycrasher"}):
+        return built
+    lib = os.path.join(outdir, "lib")
+    subprocess.run(["make", "-s", "-C", LIBMCD, "O=" + lib], check=True,
+                   stdout=subprocess.DEVNULL)
+    built["mycrasher"] = os.path.join(lib, "mycrasher")
+    for name, cmd in LINKED.items():
+        if names and name not in names:
+            continue
+        subprocess.run(cmd + ["-I", LIBMCD, "-L", lib, "-Wl,-rpath," + lib, "-lminicoredumper",
+                              "-o", os.path.join(outdir, name)], cwd=PROGRAMS, check=True)
         built[name] = os.path.join(outdir, name)
     return built
 
@@ -69,11 +92,17 @@ class Crasher:
         self.cfg = os.path.join(self.workdir, "cfg.json")
         self.launcher = None
         self.saved = None
+        self.lock = None
         self.n = 0
 
     def install(self):
-        """Point core_pattern at the handler; remember the old values for restore()."""
+        """Point core_pattern at the handler; remember the old values for restore().
+
+        Holds LOCK until restore(): two users of core_pattern (test sessions,
+        the demo, benchmarks) never overlap; a second one waits."""
         from minicoredumper import cli
+        self.lock = open(LOCK, "w")
+        fcntl.flock(self.lock, fcntl.LOCK_EX)
         self.saved = (read_sysctl("core_pattern"), read_sysctl("core_pipe_limit"))
         os.makedirs(self.state, exist_ok=True)
         self.launcher = cli.write_launcher(self.state)
@@ -86,6 +115,9 @@ class Crasher:
             write_sysctl("core_pattern", self.saved[0])
             write_sysctl("core_pipe_limit", self.saved[1])
             self.saved = None
+        if self.lock:
+            self.lock.close()  # releases the flock
+            self.lock = None
 
     def configure(self, recept=None, config=None, recept_text=None):
         """Write the main config (and recept) for the next crash; returns base_dir."""

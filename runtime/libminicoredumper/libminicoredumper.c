@@ -447,7 +447,7 @@ static int skip_number(const char **pp)
  * it.  Returns 1 for a directive that takes an argument, 0 for "%%" and -1
  * for anything not supported: only [flags][width][.precision][length]conv
  * with flags "-+ #0", numeric width/precision (no '*', no "n$"), length
- * hh h l ll z L and the conversions d i u x X o c s p f e g.
+ * hh h l ll z L and the conversions d i u x X o c s p f e E g G.
  */
 static int parse_directive(const char **pp, struct directive *d)
 {
@@ -564,7 +564,9 @@ static int parse_directive(const char **pp, struct directive *d)
 		break;
 	case 'f':
 	case 'e':
+	case 'E':
 	case 'g':
+	case 'G':
 		if (len == LEN_BIG_L) {
 			d->fmt_type = MCD_PA_DOUBLE | MCD_PA_FLAG_LONG_DOUBLE;
 			d->length = sizeof(long double);

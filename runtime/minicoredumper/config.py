@@ -187,6 +187,10 @@ RECEPT_SCHEMA = {
     "dump_pthread_list": (_bool, True),
     "dump_robust_mutex_list": (_bool, True),
     "dump_scope": (_uint, U32_MAX),
+    "registered": {
+        "max_items": (_uint, 1024),
+        "max_item_size": (_uint, 1 << 20),
+    },
     "live_dumper": (_bool, False),
     "write_proc_info": (_bool, False),
     "write_debug_log": (_bool, False),

@@ -12,6 +12,14 @@ import time
 PROC_FILES = ("cmdline", "environ", "io", "maps", "smaps", "stack", "stat", "statm", "status")
 TASK_FILES = ("io", "maps", "smaps", "stack", "stat", "statm")
 PROC_FILE_LIMIT = 4 << 20
+MAX_IDENT = 255
+
+
+def valid_ident(ident):
+    """An ident usable as the file name dumps/PID/IDENT (SPEC 7's rules, plus no
+    control characters, which would also break symbol.map lines)."""
+    return (bool(ident) and ident not in (".", "..") and "/" not in ident
+            and len(ident) <= MAX_IDENT and ident.isprintable())
 
 
 def safe_name(text, limit=64):
@@ -90,16 +98,21 @@ def _fsync_dir(path):
 def write_externals(dd, pid, externals, offset_of, word):
     """dumps/PID/IDENT files and symbol.map lines for external dumps (SPEC 6).
 
-    offset_of(vaddr) gives the core file offset an address would have in the
-    kernel's layout (0 when it has none); word packs a pointer.
+    offset_of(vaddr) gives the core file offset an address has in the
+    kernel's layout (0 when it has none); word packs a pointer.  A file holds
+    [pointer value if indirect] + [data unless NODUMP]; text registrations
+    sharing an ident are appended in order.
     """
+    files = {}
     lines = []
     for x in externals:
-        payload = (word.pack(x.pointer) if x.kind == "I" else b"") + (
-            b"" if x.kind == "N" else x.data)
-        dd.write_file("dumps/%d/%s" % (pid, x.ident), payload)
-        lines.append("%x %x %x %s %s\n" % (offset_of(x.vaddr), x.vaddr, len(x.data), x.kind,
-                                            x.ident))
+        payload = (word.pack(x.pointer) if x.pointer is not None else b"") + x.data
+        files[x.ident] = files.get(x.ident, b"") + payload
+        if x.kind != "T":
+            lines.append("%x %x %x %s %s\n" % (offset_of(x.vaddr), x.vaddr, x.size, x.kind,
+                                                x.ident))
+    for ident, payload in files.items():
+        dd.write_file("dumps/%d/%s" % (pid, ident), payload)
     if lines:
         dd.write_file("symbol.map", "".join(lines).encode())
 

@@ -20,6 +20,8 @@ HARD_GRACE = 1.0
 
 
 def _redirect_stdio():
+    """fds 1 and 2 to /dev/null (the launcher has done it already; this covers
+    other entry points such as the pip console script)."""
     try:
         null = os.open("/dev/null", os.O_RDWR)
     except OSError:

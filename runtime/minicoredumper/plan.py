@@ -8,6 +8,7 @@ Everything read from the crashed process is bounded and checked.
 
 from . import elflayout as E
 from .config import glob_match
+from .dumpdir import valid_ident
 
 PRIO_ESSENTIAL = 1     # crashing thread's top of stack, module identity, so list
 PRIO_CRASH_STACK = 2   # the rest of the crashing thread's stack
@@ -35,18 +36,20 @@ class Region:
 
 
 class External:
-    """Data that goes to dumps/PID/IDENT instead of the core (SPEC 6)."""
+    """Data that goes to dumps/PID/IDENT instead of the core (SPEC 6).
 
-    def __init__(self, ident, kind, vaddr, data, pointer=None):
+    kind: "D" data at vaddr, "I" indirect (vaddr is the pointer variable,
+    pointer its value), "N" registered NODUMP (size recorded, no data),
+    "T" text (appended to the ident's file, not in symbol.map).
+    """
+
+    def __init__(self, ident, kind, vaddr, data, pointer=None, size=None):
         self.ident = ident
-        self.kind = kind      # "D" data, "I" indirect (pointer variable at vaddr), "N" nodump
+        self.kind = kind
         self.vaddr = vaddr
         self.data = data
-        self.pointer = pointer  # the pointer value for "I"
-
-
-def valid_ident(ident):
-    return bool(ident) and ident not in (".", "..") and "/" not in ident and "\0" not in ident
+        self.pointer = pointer
+        self.size = len(data) if size is None else size
 
 
 class Plan:
@@ -129,6 +132,7 @@ class Planner:
             self.maps_by_name()
         if r["buffers"]:
             self.buffers()
+        self.registered_data()
         return self.plan
 
     def threads(self):
@@ -325,14 +329,50 @@ class Planner:
                 ptr = L.word.unpack(raw)[0]
                 length = min(b["data_len"] or size, MAX_BUFFER)
                 if ident:
-                    data = self.mem.read(ptr, length)
-                    self.plan.externals.append(External(ident, "I", addr, data, ptr))
+                    self.external(External(ident, "I", addr, self.mem.read(ptr, length), ptr))
                 else:
                     self.plan.add(addr, L.wordsize, "buffer %s (pointer)" % name, PRIO_DATA)
                     self.plan.add(ptr, length, "buffer %s (pointee)" % name, PRIO_DATA)
             else:
                 length = min(b["data_len"] or size, MAX_BUFFER)
                 if ident:
-                    self.plan.externals.append(External(ident, "D", addr, self.mem.read(addr, length)))
+                    self.external(External(ident, "D", addr, self.mem.read(addr, length)))
                 else:
                     self.plan.add(addr, length, "buffer %s" % name, PRIO_DATA)
+
+    # --- data registered through libminicoredumper -----------------------------
+    def external(self, x):
+        """Add an external dump; a binary ident must be unique, text may repeat."""
+        for other in self.plan.externals:
+            if other.ident == x.ident and not (x.kind == "T" and other.kind == "T"):
+                self.plan.warn("dump ident %r used twice: the later one skipped" % x.ident)
+                return
+        self.plan.externals.append(x)
+
+    def registered_data(self):
+        head = self.lookup("mcd_dump_data_head")
+        version = self.lookup("mcd_dump_data_version")
+        if not head or not version:
+            return
+        from .registry import read_registrations
+        items = read_registrations(self.mem, self.L, self.arch, head[0], version[0],
+                                   self.recept["registered"], self.plan.warn)
+        scope = self.recept["dump_scope"]
+        w = self.L.wordsize
+        for it in items:
+            if it.scope > scope:
+                continue
+            where = "registered %s" % (it.ident or "data")
+            if it.kind == "text":
+                self.external(External(it.ident, "T", 0, it.text))
+            elif it.ident is None:
+                if it.pointer_at is not None:
+                    self.plan.add(it.pointer_at, w, where + " (pointer)", PRIO_DATA)
+                if not it.nodump:
+                    self.plan.add(it.addr, it.length, where, PRIO_DATA)
+            else:
+                data = b"" if it.nodump else self.mem.read(it.addr, it.length)
+                kind = "N" if it.nodump else "I" if it.pointer_at is not None else "D"
+                vaddr = it.addr if it.pointer_at is None else it.pointer_at
+                pointer = it.addr if it.pointer_at is not None else None
+                self.external(External(it.ident, kind, vaddr, data, pointer, it.length))

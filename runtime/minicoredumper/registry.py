@@ -1,0 +1,178 @@
+"""READ: the data an application registered with libminicoredumper (SPEC 7).
+
+The list lives in the crashed (or live-dumped) process's memory and is
+hostile input: the node count is bounded, cycles end the walk, every length is
+capped, idents are checked, format strings are parsed by textformat and never
+handed to a formatter.  The node layout is described once per ELF class here.
+"""
+
+from . import textformat
+from .dumpdir import MAX_IDENT, valid_ident
+
+DATA_VERSION = 2
+MCD_BIN = 0
+MCD_TEXT = 1
+PTR_DIRECT = 1
+PTR_INDIRECT = 2
+LENGTH_DIRECT = 4
+LENGTH_INDIRECT = 8
+NODUMP = 16
+
+# struct mcd_dump_data and struct dump_data_elem, per ELF class (SPEC 7).
+NODE_FORMATS = {
+    True: ("i4xQQQI4xQQ", ("type", "ident", "dump_scope", "es", "es_n", "fmt", "next")),
+    False: ("iIIIIII", ("type", "ident", "dump_scope", "es", "es_n", "fmt", "next")),
+}
+ELEM_FORMATS = {
+    True: ("QQQi4x", ("data_ptr", "flags", "u", "fmt_type")),
+    False: ("IIIi", ("data_ptr", "flags", "u", "fmt_type")),
+}
+MAX_ELEMS = 256
+
+
+class Item:
+    """One registration worth dumping."""
+
+    def __init__(self, node, kind, ident, scope):
+        self.node = node
+        self.kind = kind  # "bin" or "text"
+        self.ident = ident  # str or None
+        self.scope = scope
+        self.addr = 0  # bin: where the data is
+        self.pointer_at = None  # bin, indirect: address of the pointer variable
+        self.length = 0
+        self.nodump = False
+        self.text = b""  # text: the formatted output
+
+
+def read_registrations(mem, layout, arch, head_addr, version_addr, limits, warn):
+    """Items registered in a process, in registration order.
+
+    limits: dict with max_items and max_item_size; warn(msg) is told about
+    everything skipped.
+    """
+    from .elflayout import StructType
+    L = layout
+    raw = mem.read_exact(version_addr, 4)
+    if raw is None or L.s32.unpack(raw)[0] != DATA_VERSION:
+        warn("libminicoredumper data version %s is not %d: registrations skipped"
+             % (L.s32.unpack(raw)[0] if raw else "unreadable", DATA_VERSION))
+        return []
+    nfmt, nfields = NODE_FORMATS[L.is64]
+    efmt, efields = ELEM_FORMATS[L.is64]
+    node_t = StructType(L.byteorder + nfmt, nfields)
+    elem_t = StructType(L.byteorder + efmt, efields)
+    raw = mem.read_exact(head_addr, L.wordsize)
+    node = L.word.unpack(raw)[0] if raw else 0
+    seen = set()
+    items = []
+    while node:
+        if node in seen:
+            warn("registration list has a cycle at %#x: walk stopped" % node)
+            break
+        if len(seen) >= limits["max_items"]:
+            warn("more than %d registrations: the rest skipped" % limits["max_items"])
+            break
+        seen.add(node)
+        raw = mem.read_exact(node, node_t.size)
+        if raw is None:
+            warn("registration node at %#x unreadable: walk stopped" % node)
+            break
+        n = node_t.unpack(raw)
+        item = _read_item(mem, L, arch, n, node, elem_t, limits, warn)
+        if item is not None:
+            items.append(item)
+        node = n.next
+    return items
+
+
+def _read_item(mem, L, arch, n, node, elem_t, limits, warn):
+    ident = None
+    if n.ident:
+        raw = mem.read_cstring(n.ident, MAX_IDENT + 1)
+        ident = raw.decode("utf-8", "replace") if raw is not None else None
+        if ident is None or not valid_ident(ident):
+            warn("registration %#x: ident %r rejected" % (node, ident))
+            return None
+    if n.type not in (MCD_BIN, MCD_TEXT) or not 0 < n.es_n <= MAX_ELEMS:
+        warn("registration %#x: type %d with %d elements skipped" % (node, n.type, n.es_n))
+        return None
+    if n.type == MCD_BIN and n.es_n != 1:
+        warn("registration %#x: binary with %d elements skipped" % (node, n.es_n))
+        return None
+    raw = mem.read_exact(n.es, n.es_n * elem_t.size)
+    if raw is None:
+        warn("registration %#x: elements unreadable" % node)
+        return None
+    elems = [elem_t.unpack(raw, i * elem_t.size) for i in range(n.es_n)]
+    if n.type == MCD_BIN:
+        return _bin_item(mem, L, n, node, ident, elems[0], limits, warn)
+    if ident is None:
+        warn("registration %#x: text without an ident skipped" % node)
+        return None
+    return _text_item(mem, L, arch, n, node, ident, elems, limits, warn)
+
+
+def _bin_item(mem, L, n, node, ident, e, limits, warn):
+    item = Item(node, "bin", ident, n.dump_scope)
+    addr = e.data_ptr
+    if e.flags & PTR_INDIRECT:
+        raw = mem.read_exact(addr, L.wordsize)
+        if raw is None:
+            warn("registration %#x: pointer at %#x unreadable" % (node, addr))
+            return None
+        item.pointer_at = addr
+        addr = L.word.unpack(raw)[0]
+    length = e.u
+    if e.flags & LENGTH_INDIRECT:
+        raw = mem.read_exact(e.u, L.wordsize)
+        if raw is None:
+            warn("registration %#x: length at %#x unreadable" % (node, e.u))
+            return None
+        length = L.word.unpack(raw)[0]
+    if length > limits["max_item_size"]:
+        warn("registration %#x: %d bytes capped to %d" % (node, length, limits["max_item_size"]))
+        length = limits["max_item_size"]
+    item.addr = addr
+    item.length = length
+    item.nodump = bool(e.flags & NODUMP)
+    return item
+
+
+def _text_item(mem, L, arch, n, node, ident, elems, limits, warn):
+    fmt = mem.read_cstring(n.fmt, textformat.MAX_FORMAT + 1) if n.fmt else None
+    if fmt is None:
+        warn("registration %#x: format unreadable or too long" % node)
+        return None
+    try:
+        parts = textformat.parse(fmt)
+    except textformat.FormatError as e:
+        warn("registration %#x (%s): %s" % (node, ident, e))
+        return None
+    directives = [p for p in parts if not isinstance(p, bytes)]
+    if len(directives) != len(elems):
+        warn("registration %#x (%s): %d directives but %d values" % (
+            node, ident, len(directives), len(elems)))
+        return None
+    out = []
+    values = iter(elems)
+    cap = limits["max_item_size"]
+    for p in parts:
+        if isinstance(p, bytes):
+            out.append(p)
+            continue
+        e = next(values)
+        if p.conv == "s":
+            s = mem.read_cstring(e.data_ptr, min(cap, 1 << 16)) if e.data_ptr else b"(null)"
+            value = s if s is not None else b"<unreadable>"
+        else:
+            size = p.value_size(L.wordsize, arch.long_double[1])
+            raw = mem.read_exact(e.data_ptr, size)
+            if raw is None:
+                out.append(b"<unreadable>")
+                continue
+            value = textformat.decode_value(p, raw, L.byteorder, arch.long_double)
+        out.append(textformat.render(p, value))
+    item = Item(node, "text", ident, n.dump_scope)
+    item.text = b"".join(out)[:cap]
+    return item

@@ -1,0 +1,96 @@
+"""Crash-path hygiene: stdio, logging with the PID, tracebacks not lost, the
+launcher's lean start, mcd install/uninstall."""
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from minicoredumper import cli
+
+
+def test_launcher_points_stdio_at_devnull_before_anything(tmp_path):
+    """Run the real launcher with only fd 0 open, as the kernel does; the handler
+    module is replaced by one that reports fds 1 and 2."""
+    pkg = tmp_path / "probe"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "report.py").write_text(
+        "import os\n"
+        "def main():\n"
+        "    fd = os.open(%r, os.O_WRONLY | os.O_CREAT, 0o600)\n"
+        "    os.write(fd, ' '.join(os.readlink('/proc/self/fd/%%d' %% n) for n in (1, 2))"
+        ".encode())\n"
+        "    return 0\n" % str(tmp_path / "out"))
+    launcher = tmp_path / "launcher"
+    launcher.write_text(cli.render_launcher(sys.executable, str(tmp_path), "probe.report"))
+    launcher.chmod(0o755)
+    subprocess.run([str(launcher)], stdin=subprocess.DEVNULL, check=True,
+                   preexec_fn=lambda: (os.close(1), os.close(2)), close_fds=True)
+    assert (tmp_path / "out").read_text() == "/dev/null /dev/null"
+
+
+def test_core_pattern_length_is_checked():
+    assert cli.core_pattern("/usr/sbin/minicoredumper") == \
+        "|/usr/sbin/minicoredumper %P %u %g %s %t %h %e"
+    try:
+        cli.core_pattern("/x" * 70)
+    except ValueError as e:
+        assert "127" in str(e)
+    else:
+        raise AssertionError("a 140-character core_pattern was accepted")
+
+
+def test_mcd_install_and_uninstall_restore_the_kernel_settings(crasher):
+    tmp_path = pathlib.Path(tempfile.mkdtemp(prefix="mcdi."))  # core_pattern: 127 chars
+    before = (open("/proc/sys/kernel/core_pattern").read(),
+              open("/proc/sys/kernel/core_pipe_limit").read())
+    env = dict(os.environ, MCD_STATE_DIR=str(tmp_path / "state"),
+               PYTHONPATH=os.path.join(os.path.dirname(__file__), "..", "..", "runtime"))
+    cfg = tmp_path / "c.json"
+    cfg.write_text('{"watch": [{"recept": "missing.json"}], "colour": 1}')
+    try:
+        p = subprocess.run([sys.executable, "-m", "minicoredumper.cli", "install", "--config",
+                            str(cfg)], env=env, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        assert "unknown key colour" in p.stderr and "missing.json" in p.stderr
+        pattern = open("/proc/sys/kernel/core_pattern").read().strip()
+        assert pattern == "|%s/minicoredumper %%P %%u %%g %%s %%t %%h %%e %s" % (
+            tmp_path / "state", cfg)
+        assert open("/proc/sys/kernel/core_pipe_limit").read().strip() == "2147483647"
+        # Installing twice keeps the first saved values.
+        subprocess.run([sys.executable, "-m", "minicoredumper.cli", "install"], env=env,
+                       check=True, capture_output=True)
+    finally:
+        p = subprocess.run([sys.executable, "-m", "minicoredumper.cli", "uninstall"], env=env,
+                           capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    after = (open("/proc/sys/kernel/core_pattern").read(),
+             open("/proc/sys/kernel/core_pipe_limit").read())
+    assert after == before
+    p = subprocess.run([sys.executable, "-m", "minicoredumper.cli", "uninstall"], env=env,
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and "mcd install" in p.stderr
+    shutil.rmtree(tmp_path)
+
+
+def test_handler_failure_is_logged_with_pid_and_traceback(crasher, programs):
+    """A crash in the handler itself: logged with the crashed PID and the
+    traceback's last lines, and the process is still released."""
+    base = crasher.configure()
+    # A recept that passes validation but makes the writer fail: an unknown
+    # external compressor program.
+    crasher.configure(config={"base_dir": base, "watch": [{"recept": os.path.join(
+        os.path.dirname(base), "r.json")}]})
+    with open(os.path.join(os.path.dirname(base), "r.json"), "w") as f:
+        f.write('{"compression": {"compressor": "/nonexistent/compressor"}}')
+    rc, reaped, pid = crasher.run([programs["crash3"]])
+    assert reaped < 5
+    log = subprocess.run(["dmesg"], capture_output=True, text=True).stdout
+    lines = [l for l in log.splitlines() if "pid %d:" % pid in l]
+    assert any("handler failed" in l for l in lines), lines
+    assert any("Error" in l for l in lines), lines  # the exception, not lost
+    assert not [d for d in os.listdir(base) if not d.startswith(".")] if os.path.isdir(
+        base) else True
