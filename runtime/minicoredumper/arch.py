@@ -20,14 +20,13 @@ class Arch:
     word (or, for i386, GDT entry) holds it.
     pthread_below_tp: the thread descriptor sits below the thread pointer
     (TLS variant I: arm, aarch64) rather than at it (variant II: x86).
-    robust_syscall: get_robust_list(2) number when the handler runs on this arch.
     long_double: (encoding, size) of C's long double: "x87" 80-bit extended,
     "quad" IEEE binary128 or "double".
     """
 
     def __init__(self, name, machine, prstatus_pid, prstatus_reg, regs, sp, pc,
                  red_zone=0, tp_reg=None, tp_note=None, pthread_below_tp=False,
-                 robust_syscall=None, gdb_arch=None, uname=(), long_double=("double", 8)):
+                 gdb_arch=None, long_double=("double", 8)):
         self.name = name
         self.machine = machine
         self.prstatus_pid = prstatus_pid
@@ -39,9 +38,7 @@ class Arch:
         self.tp_note = tp_note
         self.red_zone = red_zone
         self.pthread_below_tp = pthread_below_tp
-        self.robust_syscall = robust_syscall
         self.gdb_arch = gdb_arch or name
-        self.uname = uname
         self.long_double = long_double
 
 
@@ -55,17 +52,14 @@ _AARCH64_REGS = tuple("x%d" % i for i in range(31)) + ("sp", "pc", "pstate")
 
 ARCHES = {
     EM_X86_64: Arch("x86_64", EM_X86_64, 32, 112, _X86_64_REGS, "rsp", "rip",
-                    red_zone=128, tp_reg="fs_base", robust_syscall=274,
-                    gdb_arch="i386:x86-64", uname=("x86_64",), long_double=("x87", 16)),
+                    red_zone=128, tp_reg="fs_base", gdb_arch="i386:x86-64",
+                    long_double=("x87", 16)),
     EM_386: Arch("i386", EM_386, 24, 72, _I386_REGS, "esp", "eip",
-                 tp_note=0x200, robust_syscall=312, gdb_arch="i386",
-                 uname=("i386", "i486", "i586", "i686"), long_double=("x87", 12)),
+                 tp_note=0x200, gdb_arch="i386", long_double=("x87", 12)),
     EM_ARM: Arch("arm", EM_ARM, 24, 72, _ARM_REGS, "sp", "pc", tp_note=0x401,
-                 pthread_below_tp=True, robust_syscall=339,
-                 uname=("armv7l", "armv6l", "armv8l", "arm")),
+                 pthread_below_tp=True),
     EM_AARCH64: Arch("aarch64", EM_AARCH64, 32, 112, _AARCH64_REGS, "sp", "pc",
-                     tp_note=0x401, pthread_below_tp=True, robust_syscall=100,
-                     uname=("aarch64",), long_double=("quad", 16)),
+                     tp_note=0x401, pthread_below_tp=True, long_double=("quad", 16)),
 }
 
 
@@ -75,11 +69,3 @@ def arch_for_machine(machine):
         return ARCHES[machine]
     except KeyError:
         raise ValueError("unsupported e_machine %d" % machine) from None
-
-
-def host_arch(uname_machine):
-    """The Arch the handler itself runs on (for syscall numbers), or None."""
-    for a in ARCHES.values():
-        if uname_machine in a.uname:
-            return a
-    return None

@@ -27,6 +27,33 @@ def _align(n, a):
     return (n + a - 1) & ~(a - 1)
 
 
+def tail_layout(L, dumplist_off, dumplist_size):
+    """(shstrtab offset, section header offset, end of file) of the section
+    tail that starts with the dumplist at dumplist_off."""
+    shstrtab_off = dumplist_off + dumplist_size
+    shoff = _align(shstrtab_off + len(SHSTRTAB), L.wordsize)
+    return shstrtab_off, shoff, shoff + 3 * L.shdr.size
+
+
+def tail_bytes(L, dumplist_off, dumplist):
+    """The section tail: dumplist notes, .shstrtab, padding, section headers."""
+    shstrtab_off, shoff, _ = tail_layout(L, dumplist_off, len(dumplist))
+    null = E.Record(name=0, type=0, flags=0, addr=0, offset=0, size=0, link=0, info=0,
+                    addralign=0, entsize=0)
+    dl = null.replace(name=SH_NAME_DUMPLIST, type=E.SHT_NOTE, offset=dumplist_off,
+                      size=len(dumplist), addralign=4)
+    st = null.replace(name=SH_NAME_SHSTRTAB, type=E.SHT_STRTAB, offset=shstrtab_off,
+                      size=len(SHSTRTAB), addralign=1)
+    pad = bytes(shoff - shstrtab_off - len(SHSTRTAB))
+    return dumplist + SHSTRTAB + pad + L.shdr.pack(null) + L.shdr.pack(dl) + L.shdr.pack(st)
+
+
+def dumplist_note(L, pairs):
+    """One dumplist note holding (start, length) pairs."""
+    pair = L.words(2)
+    return L.note(E.MCD_NOTE_OWNER, E.NT_MCD_DUMPLIST, b"".join(pair.pack(s, n) for s, n in pairs))
+
+
 class CoreImage:
     """The file layout of one core; `write` streams it into a sink."""
 
@@ -55,9 +82,7 @@ class CoreImage:
             data_end = max([p.offset + p.filesz for p in kcore.phdrs] + [self.header_size])
         dumplist_size = len(self._dumplist([0] * len(self.ranges)))
         self.dumplist_off = _align(data_end, 4)
-        self.shstrtab_off = self.dumplist_off + dumplist_size
-        self.shoff = _align(self.shstrtab_off + len(SHSTRTAB), L.wordsize)
-        self.size = self.shoff + 3 * L.shdr.size
+        _, self.shoff, self.size = tail_layout(L, self.dumplist_off, dumplist_size)
         self.present = []
 
     # --- compact pieces -------------------------------------------------------
@@ -116,11 +141,8 @@ class CoreImage:
 
     # --- shared ---------------------------------------------------------------
     def _dumplist(self, lengths):
-        L = self.L
-        pair = L.words(2)
-        payload = pair.pack(0, self.header_size) + b"".join(
-            pair.pack(s, n) for (s, _), n in zip(self.ranges, lengths))
-        return L.note(E.MCD_NOTE_OWNER, E.NT_MCD_DUMPLIST, payload)
+        return dumplist_note(self.L, [(0, self.header_size)] + [
+            (s, n) for (s, _), n in zip(self.ranges, lengths)])
 
     def _ehdr(self):
         L = self.L
@@ -129,16 +151,6 @@ class CoreImage:
         return L.ehdr.pack(kh.replace(phoff=L.ehdr.size if self.compact else kh.phoff,
                                       phnum=phnum, phentsize=L.phdr.size, shoff=self.shoff,
                                       shentsize=L.shdr.size, shnum=3, shstrndx=2))
-
-    def _shdrs(self, dumplist_size):
-        L = self.L
-        null = E.Record(name=0, type=0, flags=0, addr=0, offset=0, size=0, link=0, info=0,
-                        addralign=0, entsize=0)
-        dl = null.replace(name=SH_NAME_DUMPLIST, type=E.SHT_NOTE, offset=self.dumplist_off,
-                          size=dumplist_size, addralign=4)
-        st = null.replace(name=SH_NAME_SHSTRTAB, type=E.SHT_STRTAB, offset=self.shstrtab_off,
-                          size=len(SHSTRTAB), addralign=1)
-        return L.shdr.pack(null) + L.shdr.pack(dl) + L.shdr.pack(st)
 
     def write(self, sink, mem, expired):
         """Stream the core into sink.  expired() says the deadline has passed.
@@ -171,11 +183,7 @@ class CoreImage:
                 addr += n
             pos = off + (e - s)
             lengths.append(got)
-        dumplist = self._dumplist(lengths)
         sink.skip(self.dumplist_off - pos)
-        sink.write(dumplist)
-        sink.write(SHSTRTAB)
-        sink.skip(self.shoff - self.shstrtab_off - len(SHSTRTAB))
-        sink.write(self._shdrs(len(dumplist)))
+        sink.write(tail_bytes(self.L, self.dumplist_off, self._dumplist(lengths)))
         self.present = [(s, n) for (s, _), n in zip(self.ranges, lengths)]
         return self.present

@@ -20,6 +20,7 @@ MAX_LINK_MAPS = 1024
 MAX_ROBUST = 1024
 PTHREAD_DESC_SIZE = 4096
 MAX_BUFFER = 64 << 20
+MUTEX_SIZE = {True: 40, False: 24}  # pthread_mutex_t, LP64 and ILP32
 # Ranges closer than this are dumped as one: a PT_LOAD header and a dumplist
 # entry cost more than the bytes in between.
 MERGE_GAP = 72
@@ -116,6 +117,8 @@ class Planner:
         self.modules = modules
         self.recept = recept
         self.plan = Plan()
+        self._desc_size = None
+        self._robust_offset = None
 
     def build(self):
         r = self.recept
@@ -229,28 +232,30 @@ class Planner:
             self.plan.warn("link_map chain has a cycle at %#x" % lm)
 
     # --- threads as a debugger lists them ------------------------------------
-    def pthread_list(self):
-        """What libthread_db reads: each thread's descriptor and glibc's thread registry.
+    def descriptor(self, t):
+        """(start, size) of thread t's glibc descriptor (struct pthread).
 
-        glibc exports the facts libthread_db needs in .dynsym (GLIBC_PRIVATE),
-        so this works on stripped targets: _thread_db_sizeof_pthread gives
-        the descriptor size, __nptl_rtld_global points at _rtld_global, whose
-        _dl_stack_user/_dl_stack_used lists link the descriptors.
+        glibc exports _thread_db_sizeof_pthread in .dynsym (GLIBC_PRIVATE), so
+        the size is known on stripped targets too.
         """
-        desc_size = PTHREAD_DESC_SIZE
-        found = self.lookup("_thread_db_sizeof_pthread")
-        if found:
-            raw = self.mem.read_exact(found[0], 4)
+        if self._desc_size is None:
+            self._desc_size = PTHREAD_DESC_SIZE
+            found = self.lookup("_thread_db_sizeof_pthread")
+            raw = self.mem.read_exact(found[0], 4) if found else None
             if raw is not None and 0 < self.L.u32.unpack(raw)[0] <= 64 << 10:
-                desc_size = self.L.u32.unpack(raw)[0]
+                self._desc_size = self.L.u32.unpack(raw)[0]
+        if self.arch.pthread_below_tp:
+            return t.tp - self._desc_size, self._desc_size + 2 * self.L.wordsize
+        return t.tp, self._desc_size
+
+    def pthread_list(self):
+        """What libthread_db reads: each thread's descriptor and glibc's thread
+        registry (__nptl_rtld_global points at _rtld_global, whose
+        _dl_stack_user/_dl_stack_used lists link the descriptors)."""
         for t in self.threads():
-            if not t.tp:
-                continue
-            if self.arch.pthread_below_tp:
-                start, size = t.tp - desc_size, desc_size + 2 * self.L.wordsize
-            else:
-                start, size = t.tp, desc_size
-            self.plan.add(start, size, "thread descriptor of %d" % t.tid, PRIO_THREADS)
+            if t.tp:
+                start, size = self.descriptor(t)
+                self.plan.add(start, size, "thread descriptor of %d" % t.tid, PRIO_THREADS)
         for name in ("__nptl_rtld_global", "__nptl_nthreads", "_rtld_global"):
             found = self.lookup(name)
             if found:
@@ -260,39 +265,67 @@ class Planner:
 
     # --- robust futex lists of all threads -----------------------------------
     def robust_lists(self):
-        from .robust import get_robust_list  # ctypes: only when asked for
+        """Every thread's robust futex list: the head and each mutex on it.
+
+        glibc registers each thread's list head (struct robust_list_head
+        {list, futex_offset, list_op_pending}) inside the thread descriptor.
+        We find it there, without get_robust_list(2) and the ctypes it would
+        need: a word that points to itself (empty list) or starts a chain
+        that comes back to it, followed by a small negative futex_offset.
+        """
         L = self.L
         w = L.wordsize
-        mutex_size = 40 if L.is64 else 24
         for t in self.kc.threads:
-            head = get_robust_list(t.tid)
-            if not head:
+            head = self._robust_head(t) if t.tp else None
+            if head is None:
+                self.plan.note("thread %d: no robust list head found" % t.tid)
                 continue
             raw = self.mem.read_exact(head, 3 * w)
-            if raw is None:
-                continue
             self.plan.add(head, 3 * w, "robust list head of %d" % t.tid, PRIO_THREADS)
-            nxt = L.word.unpack_from(raw, 0)[0]
             offset = L.sword.unpack_from(raw, w)[0]
             pending = L.word.unpack_from(raw, 2 * w)[0]
-            entries = []
-            seen = set()
-            while nxt and nxt != head and nxt not in seen and len(seen) < MAX_ROBUST:
-                seen.add(nxt)
-                entries.append(nxt)
-                b = self.mem.read_exact(nxt, w)
-                if b is None:
-                    break
-                nxt = L.word.unpack_from(b, 0)[0]
-            if pending:
-                entries.append(pending)
-            for e in entries:
+            entries, complete = self._robust_chain(L.word.unpack_from(raw, 0)[0], head)
+            if not complete:
+                self.plan.warn("robust list of %d cut after %d entries" % (t.tid, len(entries)))
+            for e in entries + ([pending] if pending else []):
                 lock = (e + offset) & L.word_max
                 start = min(e, lock)
-                end = max(e + w, start + mutex_size)
-                self.plan.add(start, end - start, "robust mutex of %d" % t.tid, PRIO_THREADS)
-            if len(seen) >= MAX_ROBUST:
-                self.plan.warn("robust list of %d truncated at %d entries" % (t.tid, MAX_ROBUST))
+                self.plan.add(start, max(e + w, start + MUTEX_SIZE[L.is64]) - start,
+                              "robust mutex of %d" % t.tid, PRIO_THREADS)
+
+    def _robust_chain(self, first, head):
+        """(entries, True if the chain returned to head) following next pointers."""
+        entries, seen = [], set()
+        nxt = first
+        while nxt != head:
+            if not nxt or nxt in seen or len(entries) >= MAX_ROBUST:
+                return entries, False
+            seen.add(nxt)
+            entries.append(nxt)
+            raw = self.mem.read_exact(nxt, self.L.wordsize)
+            if raw is None:
+                return entries, False
+            nxt = self.L.word.unpack(raw)[0]
+        return entries, True
+
+    def _robust_head(self, t):
+        L = self.L
+        w = L.wordsize
+        start, size = self.descriptor(t)
+        raw = self.mem.read(start, size)
+        n = len(raw) // w
+        offsets = [self._robust_offset] if self._robust_offset is not None else range(n - 2)
+        for i in offsets:
+            if i + 2 >= n:
+                continue
+            addr = start + i * w
+            nxt = L.word.unpack_from(raw, i * w)[0]
+            if not -128 <= L.sword.unpack_from(raw, (i + 1) * w)[0] < 0:
+                continue
+            if nxt == addr or self._robust_chain(nxt, addr)[1]:
+                self._robust_offset = i
+                return addr
+        return None
 
     # --- whole mappings by name -----------------------------------------------
     def maps_by_name(self):

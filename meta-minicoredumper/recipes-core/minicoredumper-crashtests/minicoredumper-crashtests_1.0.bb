@@ -1,0 +1,44 @@
+# meta-minicoredumper/recipes-core/minicoredumper-crashtests/minicoredumper-crashtests_1.0.bb:
+# builds the crash test programs of this repository (tests/programs/*.c: crash3 crashes
+# three calls deep, threads8 crashes one of eight threads) for the test image, and pulls
+# in mycrasher, the example program of libminicoredumper.
+SUMMARY = "Programs that crash on purpose, to test minicoredumper on a target"
+DESCRIPTION = "crash3 (a crash three calls deep), threads8 (one of eight threads \
+               crashes) and, through libminicoredumper-examples, mycrasher."
+SECTION = "devel"
+LICENSE = "BSD-2-Clause"
+# nooelint: oelint.var.licenseremotefile - no licence file in the repository yet
+LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/BSD-2-Clause;md5=cb641bc04cda31daea161b1bc15da69f"
+
+# A program that includes minicoredumper.h is linked with the library.
+DEPENDS = "libminicoredumper"
+
+# Sources: this checkout, three directories above this recipe (see minicoredumper_1.0.bb).
+# nooelint: oelint.vars.fileextrapaths,oelint.vars.outofcontext - the sources are this repository
+FILESEXTRAPATHS:prepend := "${THISDIR}/../../..:"
+SRC_URI = "file://tests/programs/"
+S = "${UNPACKDIR}/tests/programs"
+B = "${WORKDIR}/build"
+
+do_configure[noexec] = "1"
+
+# Every tests/programs/*.c becomes a program of the same name.
+do_compile() {
+    for src in ${S}/*.c; do
+        prog=$(basename $src .c)
+        libs=
+        if grep -q '<minicoredumper.h>' $src; then
+            libs=-lminicoredumper
+        fi
+        ${CC} ${CPPFLAGS} ${CFLAGS} ${LDFLAGS} -pthread -o ${B}/$prog $src $libs
+    done
+}
+
+do_install() {
+    install -d ${D}${bindir}
+    for src in ${S}/*.c; do
+        install -m 0755 ${B}/$(basename $src .c) ${D}${bindir}/
+    done
+}
+
+RDEPENDS:${PN} = "libminicoredumper-examples"

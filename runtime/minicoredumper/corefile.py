@@ -1,0 +1,120 @@
+"""READ: an ELF core file on disk (ours or the kernel's), for the tools.
+
+Headers, program headers, sections and the dumplist note; memory reads by
+virtual address that say whether the bytes are really present.  Reads are
+bounded and streamed; nothing here loads the whole file.
+"""
+
+import os
+
+from . import elflayout as E
+from .kernelcore import CoreFormatError
+
+
+class CoreFile:
+    def __init__(self, path, mode="rb"):
+        self.path = path
+        self.f = open(path, mode)
+        self.size = os.fstat(self.f.fileno()).st_size
+        ident = self.f.read(16)
+        try:
+            self.layout = L = E.layout_for_ident(ident)
+        except ValueError as e:
+            raise CoreFormatError("%s: %s" % (path, e)) from None
+        self.f.seek(0)
+        self.ehdr = L.ehdr.unpack(self.f.read(L.ehdr.size))
+        if self.ehdr.type != E.ET_CORE:
+            raise CoreFormatError("%s: not a core file (ELF type %d)" % (path, self.ehdr.type))
+        if self.ehdr.phentsize != L.phdr.size or self.ehdr.phnum > 65535:
+            raise CoreFormatError("%s: bad program header table" % path)
+        raw = self.pread(self.ehdr.phoff, self.ehdr.phnum * L.phdr.size)
+        self.phdrs = [L.phdr.unpack(raw, i * L.phdr.size) for i in range(self.ehdr.phnum)]
+        self.loads = [p for p in self.phdrs if p.type == E.PT_LOAD]
+        self.sections = self._sections()
+
+    def pread(self, offset, size):
+        self.f.seek(offset)
+        data = self.f.read(size)
+        if len(data) != size:
+            raise CoreFormatError("%s: truncated at offset %#x" % (self.path, offset))
+        return data
+
+    def _sections(self):
+        """{name: shdr} of the section header table (empty if there is none)."""
+        L = self.layout
+        e = self.ehdr
+        if not e.shoff or not e.shnum or e.shentsize != L.shdr.size or e.shstrndx >= e.shnum:
+            return {}
+        raw = self.pread(e.shoff, e.shnum * L.shdr.size)
+        shdrs = [L.shdr.unpack(raw, i * L.shdr.size) for i in range(e.shnum)]
+        strtab = shdrs[e.shstrndx]
+        names = self.pread(strtab.offset, min(strtab.size, 1 << 16))
+        out = {}
+        for s in shdrs:
+            end = names.find(b"\0", s.name)
+            out[names[s.name:end if end >= 0 else None]] = s
+        return out
+
+    def dumplist_notes(self):
+        """The raw notes of the dumplist section (b"" if there is none)."""
+        s = self.sections.get(E.DUMPLIST_SECTION)
+        return self.pread(s.offset, s.size) if s is not None else b""
+
+    def dumplist(self):
+        """(start, length) pairs of memory really present; None for a core
+        without a dumplist (a kernel core: everything in the file is real)."""
+        notes = self.dumplist_notes()
+        if not notes:
+            return None
+        L = self.layout
+        pair = L.words(2)
+        out = []
+        for name, ntype, desc in L.iter_notes(notes):
+            if name == E.MCD_NOTE_OWNER and ntype == E.NT_MCD_DUMPLIST:
+                out += [pair.unpack_from(desc, i) for i in range(0, len(desc) - pair.size + 1,
+                                                                  pair.size)]
+        return out[1:] if out and out[0][0] == 0 else out
+
+    def file_offset(self, vaddr, size):
+        """Offset of [vaddr, vaddr+size) inside one PT_LOAD's file data, or None."""
+        for p in self.loads:
+            if p.vaddr <= vaddr and vaddr + size <= p.vaddr + p.filesz:
+                return p.offset + vaddr - p.vaddr
+        return None
+
+    def present(self, vaddr, size):
+        """Whether the bytes are really in the core (not a hole or unknown)."""
+        if self.file_offset(vaddr, size) is None:
+            return False
+        pairs = self.dumplist()
+        if pairs is None:
+            return True
+        end = vaddr + size
+        for s, n in sorted(pairs):
+            if s <= vaddr < s + n:
+                vaddr = s + n
+                if vaddr >= end:
+                    return True
+        return size == 0
+
+    def read(self, vaddr, size):
+        """Bytes at vaddr, or CoreFormatError if they are not present."""
+        if not self.present(vaddr, size):
+            raise CoreFormatError("%s: %#x+%#x is not in the core" % (self.path, vaddr, size))
+        return self.pread(self.file_offset(vaddr, size), size)
+
+    def close(self):
+        self.f.close()
+
+
+def parse_symbol_map(path):
+    """{ident: (core offset, vaddr, size, kind)} from a symbol.map (SPEC 6)."""
+    out = {}
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            parts = line.rstrip("\n").split(" ", 4)
+            if len(parts) != 5 or parts[3] not in ("D", "N", "I"):
+                raise ValueError("%s:%d: not a symbol.map line: %r" % (path, n, line))
+            off, vaddr, size = (int(x, 16) for x in parts[:3])
+            out[parts[4]] = (off, vaddr, size, parts[3])
+    return out

@@ -1,0 +1,25 @@
+"""tests/layer/conftest.py: the session fixtures of the layer tests: BitBake harness
+runs (bbharness.py) for a systemd and a sysvinit distro. Helpers are in layertest.py."""
+
+import os
+import sys
+
+import pytest
+
+# The layer tests import their helpers (layertest, python3_packages) from this directory,
+# whatever pytest's import mode.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from layertest import run_harness  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def bb_systemd(tmp_path_factory):
+    """All recipes parsed for a systemd distro, their tasks run under bash."""
+    return run_harness(tmp_path_factory.mktemp("bb-systemd"), "systemd usrmerge", "bash")
+
+
+@pytest.fixture(scope="session")
+def bb_sysvinit(tmp_path_factory):
+    """All recipes parsed for a sysvinit distro, their tasks run under /bin/sh (dash)."""
+    return run_harness(tmp_path_factory.mktemp("bb-sysvinit"), "sysvinit", "sh")
