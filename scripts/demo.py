@@ -6,7 +6,6 @@ dump directory, the artefact sizes and gdb's backtrace, and restores
 core_pattern whatever happens.
 """
 
-import json
 import os
 import shutil
 import sys

@@ -97,17 +97,20 @@ def _gzip():
     return zlib.compressobj(9, zlib.DEFLATED, 31, 8)
 
 
+# The C modules directly: lzma.py and bz2.py add file-object layers we do not
+# use, and their imports cost the crash path about a millisecond.
+
 def _xz():
-    import lzma
+    import _lzma
     # A small dictionary keeps the encoder's memory within the handler's budget.
-    return lzma.LZMACompressor(lzma.FORMAT_XZ, check=lzma.CHECK_CRC32,
-                               filters=[{"id": lzma.FILTER_LZMA2, "preset": 6,
-                                         "dict_size": 32 << 10}])
+    return _lzma.LZMACompressor(_lzma.FORMAT_XZ, _lzma.CHECK_CRC32, None,
+                                [{"id": _lzma.FILTER_LZMA2, "preset": 6,
+                                  "dict_size": 32 << 10}])
 
 
 def _bzip2():
-    import bz2
-    return bz2.BZ2Compressor(9)
+    import _bz2
+    return _bz2.BZ2Compressor(9)
 
 
 def _zstd():

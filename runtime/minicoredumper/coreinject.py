@@ -80,7 +80,6 @@ def inject(core_path, symbols, sources, out=sys.stdout):
     core = CoreFile(core_path, "r+b")
     try:
         todo = plan_injections(core, symbols, sources)
-        L = core.layout
         f = core.f
         appended = []  # (vaddr, Source, skip, size)
         injected = []

@@ -142,6 +142,10 @@ class Layout:
         """A struct of `count` consecutive words."""
         return struct.Struct(self.byteorder + self.word.format[-1] * count)
 
+    def u32s(self, count):
+        """A struct of `count` consecutive 32-bit unsigned integers."""
+        return struct.Struct(self.byteorder + "I" * count)
+
     # --- notes -----------------------------------------------------------
     def note(self, name, ntype, desc):
         """Serialise one ELF note (4-byte aligned name and desc)."""

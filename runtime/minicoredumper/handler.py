@@ -46,7 +46,8 @@ class Args:
             else:
                 pos.append(a)
         if len(pos) < 7:
-            raise ValueError("expected %P %u %g %s %t %h %e [CONFIG], got %d arguments" % len(pos))
+            raise ValueError("expected %%P %%u %%g %%s %%t %%h %%e [CONFIG], got %d arguments"
+                             % len(pos))
         self.pid = int(pos[0])
         self.uid = int(pos[1])
         self.gid = int(pos[2])

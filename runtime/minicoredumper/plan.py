@@ -256,12 +256,32 @@ class Planner:
             if t.tp:
                 start, size = self.descriptor(t)
                 self.plan.add(start, size, "thread descriptor of %d" % t.tid, PRIO_THREADS)
-        for name in ("__nptl_rtld_global", "__nptl_nthreads", "_rtld_global"):
+        for name in ("__nptl_rtld_global", "__nptl_nthreads"):
             found = self.lookup(name)
             if found:
-                self.plan.add(found[0], min(found[1], 64 << 10), "glibc %s" % name, PRIO_THREADS)
+                self.plan.add(found[0], min(found[1], 64), "glibc %s" % name, PRIO_THREADS)
             else:
                 self.plan.note("no symbol %s: thread list may be incomplete" % name)
+        rtld = self.lookup("_rtld_global")
+        if not rtld:
+            return
+        # Only the two list heads, where libthread_db's own field descriptors
+        # ({bits, count, offset}) say they are; the whole struct without them.
+        heads = [self._db_field("_thread_db_rtld_global__dl_stack_" + n) for n in ("user", "used")]
+        if None in heads:
+            heads = [(0, rtld[1])]
+        for offset, size in heads:
+            self.plan.add(rtld[0] + offset, min(size, 64 << 10), "glibc thread list head",
+                          PRIO_THREADS)
+
+    def _db_field(self, name):
+        """(offset, bytes) from a libthread_db field descriptor, or None."""
+        found = self.lookup(name)
+        raw = self.mem.read_exact(found[0], 12) if found and found[1] == 12 else None
+        if raw is None:
+            return None
+        bits, count, offset = self.L.u32s(3).unpack(raw)
+        return offset, bits // 8 * max(count, 1)
 
     # --- robust futex lists of all threads -----------------------------------
     def robust_lists(self):

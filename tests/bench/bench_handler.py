@@ -150,8 +150,10 @@ def import_cost(launcher, mods, runs):
     # os first: importing genericpath before it is a circular import.
     code = "import sys, os; sys.path.append(%r)\n" % sitedir + "\n".join(
         "import " + m for m in mods)
-    bare = startup([sys.executable, "-I", "-S", "-c", "pass"], runs)
-    full = startup([sys.executable, "-I", "-S", "-c", code], runs)
+    bare, full = [], []
+    for _ in range(runs):  # interleaved, so drift in machine load hits both alike
+        bare += startup([sys.executable, "-I", "-S", "-c", "pass"], 1)
+        full += startup([sys.executable, "-I", "-S", "-c", code], 1)
     p = subprocess.run([sys.executable, "-X", "importtime", "-I", "-S", "-c", code],
                        capture_output=True, text=True, check=True)
     bare_p = subprocess.run([sys.executable, "-X", "importtime", "-I", "-S", "-c", "pass"],
@@ -208,7 +210,7 @@ def main():
     print("crash-to-reap minus no-dump baseline, 1 GiB heap / 3-deep (generic): "
           "%.1f / %.1f ms = %.2fx" % (extrah * 1000, extra3 * 1000, extrah / extra3))
     for name, m in mods.items():
-        imp, full, bare = import_cost(c.launcher, m, 30)
+        imp, full, bare = import_cost(c.launcher, m, 60)
         print("\ncrash path, %s:" % name)
         print("  import time (-X importtime, self, beyond bare): %.1f ms" % imp)
         print("  bare python3 -I -S -c pass: %s ms" % summary(bare, 1000))

@@ -94,3 +94,13 @@ def test_handler_failure_is_logged_with_pid_and_traceback(crasher, programs):
     assert any("Error" in l for l in lines), lines  # the exception, not lost
     assert not [d for d in os.listdir(base) if not d.startswith(".")] if os.path.isdir(
         base) else True
+
+
+def test_bad_invocation_is_logged_not_raised():
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), "..", "..",
+                                                   "runtime"))
+    p = subprocess.run([sys.executable, "-m", "minicoredumper.handler", "123", "x"],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env)
+    assert p.returncode == 2 and p.stdout == "" and p.stderr == ""
+    log = subprocess.run(["dmesg"], capture_output=True, text=True).stdout
+    assert "bad invocation: expected %P %u %g %s %t %h %e [CONFIG], got 2 arguments" in log

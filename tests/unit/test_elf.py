@@ -1,7 +1,6 @@
 """Our ELF code against pyelftools: synthetic kernel cores in both classes,
 the cores we write from them, symbol lookup in real libraries, tar headers."""
 
-import io
 import os
 import tarfile
 
