@@ -22,11 +22,14 @@ class Arch:
     (TLS variant I: arm, aarch64) rather than at it (variant II: x86).
     long_double: (encoding, size) of C's long double: "x87" 80-bit extended,
     "quad" IEEE binary128 or "double".
+    fp: frame pointer register whose frame record (saved fp, return address)
+    sits at fp (x86, aarch64; on arm gcc's records differ between ARM and
+    Thumb code, so none is used).  lr: link register, if the arch has one.
     """
 
     def __init__(self, name, machine, prstatus_pid, prstatus_reg, regs, sp, pc,
                  red_zone=0, tp_reg=None, tp_note=None, pthread_below_tp=False,
-                 gdb_arch=None, long_double=("double", 8)):
+                 gdb_arch=None, long_double=("double", 8), fp=None, lr=None):
         self.name = name
         self.machine = machine
         self.prstatus_pid = prstatus_pid
@@ -40,6 +43,8 @@ class Arch:
         self.pthread_below_tp = pthread_below_tp
         self.gdb_arch = gdb_arch or name
         self.long_double = long_double
+        self.fp_index = regs.index(fp) if fp else None
+        self.lr_index = regs.index(lr) if lr else None
 
 
 _X86_64_REGS = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8",
@@ -53,13 +58,14 @@ _AARCH64_REGS = tuple("x%d" % i for i in range(31)) + ("sp", "pc", "pstate")
 ARCHES = {
     EM_X86_64: Arch("x86_64", EM_X86_64, 32, 112, _X86_64_REGS, "rsp", "rip",
                     red_zone=128, tp_reg="fs_base", gdb_arch="i386:x86-64",
-                    long_double=("x87", 16)),
+                    long_double=("x87", 16), fp="rbp"),
     EM_386: Arch("i386", EM_386, 24, 72, _I386_REGS, "esp", "eip",
-                 tp_note=0x200, gdb_arch="i386", long_double=("x87", 12)),
+                 tp_note=0x200, gdb_arch="i386", long_double=("x87", 12), fp="ebp"),
     EM_ARM: Arch("arm", EM_ARM, 24, 72, _ARM_REGS, "sp", "pc", tp_note=0x401,
-                 pthread_below_tp=True),
+                 pthread_below_tp=True, lr="lr"),
     EM_AARCH64: Arch("aarch64", EM_AARCH64, 32, 112, _AARCH64_REGS, "sp", "pc",
-                     tp_note=0x401, pthread_below_tp=True, long_double=("quad", 16)),
+                     tp_note=0x401, pthread_below_tp=True, long_double=("quad", 16),
+                     fp="x29", lr="x30"),
 }
 
 

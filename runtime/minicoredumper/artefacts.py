@@ -8,43 +8,87 @@ recept names them.
 """
 
 import os
+import zlib
 
 ZEROS = bytes(64 << 10)
 TAR_BLOCK = 512
 
 
-class FileSink:
-    """A plain file; skip() leaves holes."""
+class OverBudget(Exception):
+    """A MemorySink was asked to hold more than its limit."""
 
-    def __init__(self, path):
+
+class FileSink:
+    """A plain file; skip() leaves holes.  Tracks size and CRC32 for the
+    integrity record; on_close(size, crc) is told when the file is complete."""
+
+    def __init__(self, path, on_close=None):
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         self.pos = 0
         self.end = 0
+        self.crc = 0
+        self.on_close = on_close
 
     def write(self, b):
         view = memoryview(b)
         while view:
             n = os.write(self.fd, view)
             view = view[n:]
+        self.crc = zlib.crc32(b, self.crc)
         self.pos += len(b)
         self.end = max(self.end, self.pos)
 
     def skip(self, n):
         if n > 0:
             self.pos = os.lseek(self.fd, n, os.SEEK_CUR)
+            self.crc = crc32_zeros(n, self.crc)
 
     def close(self):
         if self.pos > self.end:  # a trailing hole still counts toward the size
             os.ftruncate(self.fd, self.pos)
         os.fsync(self.fd)
         os.close(self.fd)
+        if self.on_close:
+            self.on_close(self.pos, self.crc)
+
+
+class MemorySink:
+    """Bytes kept in memory, at most limit of them (a trial render for a budget)."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.parts = []
+        self.size = 0
+
+    def write(self, b):
+        self.size += len(b)
+        if self.size > self.limit:
+            raise OverBudget(self.size)
+        self.parts.append(bytes(b))
+
+    def skip(self, n):
+        self.write(bytes(n))
+
+    def close(self):
+        pass
+
+    def getvalue(self):
+        return b"".join(self.parts)
+
+
+def crc32_zeros(n, crc):
+    while n > 0:
+        k = min(n, len(ZEROS))
+        crc = zlib.crc32(ZEROS[:k], crc)
+        n -= k
+    return crc
 
 
 class CompressedSink:
-    """A compressor object (compress/flush) writing into a FileSink."""
+    """A compressor object (compress/flush) writing into another sink."""
 
-    def __init__(self, path, compressor):
-        self.out = FileSink(path)
+    def __init__(self, out, compressor):
+        self.out = out
         self.c = compressor
 
     def write(self, b):
@@ -66,8 +110,10 @@ class CompressedSink:
 class FilterSink:
     """An external program as a filter: our bytes on its stdin, its stdout to the file."""
 
-    def __init__(self, path, program):
+    def __init__(self, path, program, on_close=None):
         import subprocess  # only for a non-builtin compressor
+        self.path = path
+        self.on_close = on_close
         self.out = open(path, "xb")
         os.chmod(path, 0o600)
         self.p = subprocess.Popen([program], stdin=subprocess.PIPE, stdout=self.out,
@@ -90,6 +136,21 @@ class FilterSink:
         self.out.close()
         if rc != 0:
             raise OSError("compressor exited with status %d" % rc)
+        if self.on_close:
+            self.on_close(*file_size_crc(self.path))
+
+
+def file_size_crc(path):
+    """(size, CRC32) of a file, read in chunks."""
+    crc = 0
+    size = 0
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(len(ZEROS))
+            if not b:
+                return size, crc
+            crc = zlib.crc32(b, crc)
+            size += len(b)
 
 
 def _gzip():
@@ -125,18 +186,17 @@ def _zstd():
 BUILTIN = {"gzip": _gzip, "xz": _xz, "bzip2": _bzip2, "zstd": _zstd}
 
 
-def open_sink(path, compressor):
-    """A sink writing path, compressed by `compressor` (None for a plain file)."""
-    if not compressor:
-        return FileSink(path)
-    make = BUILTIN.get(compressor)
-    if make is not None:
-        try:
-            return CompressedSink(path, make())
-        except ImportError:
-            if compressor != "zstd":
-                raise
-    return FilterSink(path, compressor)
+def compressor_for(name):
+    """A compressor object for a built-in name, or None (run it as a program)."""
+    make = BUILTIN.get(name)
+    if make is None:
+        return None
+    try:
+        return make()
+    except ImportError:
+        if name != "zstd":
+            raise
+        return None
 
 
 class TarMember:
@@ -180,14 +240,24 @@ def _base256(v, width):
     return bytes([0x80]) + v.to_bytes(width - 1, "big")
 
 
-def open_core_sink(dirpath, compression, size, mtime):
-    """The sink for the core per the recept's compression block; returns (sink, filename)."""
+def core_name(compression):
+    """The core artefact's file name for a recept's compression block."""
+    if not compression["compressor"]:
+        return "core"
+    if compression["in_tar"]:
+        return "core.tar." + compression["extension"]
+    return "core." + compression["extension"]
+
+
+def core_sink(out, compression, size, mtime):
+    """Wrap a raw output sink (file or memory) per the compression block.
+
+    For a compressor that is a program, out must be None and a FilterSink
+    is returned by the caller instead (see DumpDir.core_sink)."""
     comp = compression["compressor"]
     if not comp:
-        return FileSink(dirpath + "/core"), "core"
-    ext = compression["extension"]
+        return out
+    sink = CompressedSink(out, compressor_for(comp))
     if compression["in_tar"]:
-        name = "core.tar." + ext
-        return TarMember(open_sink(dirpath + "/" + name, comp), "core", size, mtime), name
-    name = "core." + ext
-    return open_sink(dirpath + "/" + name, comp), name
+        return TarMember(sink, "core", size, mtime)
+    return sink

@@ -196,6 +196,9 @@ RECEPT_SCHEMA = {
     "write_debug_log": (_bool, False),
     "dump_fat_core": (_bool, False),
     "core_layout": (_layout, "compact"),
+    "max_dump_size": (_uint, 0),
+    "omit_environ": (_bool, False),
+    "sanitize_stack": (_uint, 0),
 }
 
 
@@ -261,6 +264,10 @@ def fallback_recept():
     return r
 
 
+MAIN_KEYS = ("base_dir", "watch", "deadline_seconds", "max_dumps", "max_total_size",
+             "min_free_space", "rate_limit")
+
+
 class MainConfig:
     """The main config: base_dir, watch rules, deadline."""
 
@@ -275,6 +282,18 @@ class MainConfig:
         self.deadline = obj.get("deadline_seconds", DEFAULT_DEADLINE)
         if not _positive(self.deadline):
             raise ConfigError("%s: deadline_seconds must be a number > 0" % path)
+        for key in ("max_dumps", "max_total_size", "min_free_space"):
+            value = obj.get(key, 0)
+            if not _uint(value):
+                raise ConfigError("%s: %s must be an integer >= 0" % (path, key))
+            setattr(self, key, value)
+        self.rate_limit = obj.get("rate_limit")
+        if self.rate_limit is not None and not (
+                isinstance(self.rate_limit, dict) and set(self.rate_limit) == {
+                    "count", "interval_seconds"} and _uint(self.rate_limit["count"])
+                and _positive(self.rate_limit["interval_seconds"])):
+            raise ConfigError('%s: rate_limit must be {"count": N, "interval_seconds": S}'
+                              % path)
         watch = obj.get("watch", [])
         if not isinstance(watch, list):
             raise ConfigError("%s: watch must be a list" % path)
@@ -290,7 +309,7 @@ class MainConfig:
                     warnings.append("%s: unknown key watch[%d].%s ignored" % (path, i, key))
             self.watch.append(rule)
         for key in obj:
-            if key not in ("base_dir", "watch", "deadline_seconds"):
+            if key not in MAIN_KEYS:
                 warnings.append("%s: unknown key %s ignored" % (path, key))
 
     def match(self, exe, comm):

@@ -18,6 +18,10 @@ with zeros and the dumplist note records only what was really read.
 from . import elflayout as E
 
 CHUNK = 64 << 10
+# Which notes a compact core keeps: all, the crashing thread's, or only what
+# a backtrace needs (its registers, process info, signal, auxv, mapped files).
+NOTES_ALL, NOTES_CRASHING_THREAD, NOTES_MINIMAL = "all", "crashing thread", "minimal"
+MINIMAL_NOTES = (E.NT_PRSTATUS, E.NT_PRPSINFO, E.NT_SIGINFO, E.NT_AUXV, E.NT_FILE)
 SHSTRTAB = b"\0.shstrtab\0" + E.DUMPLIST_SECTION + b"\0"
 SH_NAME_SHSTRTAB = 1
 SH_NAME_DUMPLIST = 11
@@ -57,10 +61,11 @@ def dumplist_note(L, pairs):
 class CoreImage:
     """The file layout of one core; `write` streams it into a sink."""
 
-    def __init__(self, kcore, ranges, layout="compact"):
+    def __init__(self, kcore, ranges, layout="compact", notes=NOTES_ALL):
         self.kc = kcore
         self.L = kcore.layout
         self.compact = layout == "compact"
+        self.notes = notes
         L = self.L
         if self.compact:
             self.ranges = list(ranges)
@@ -90,7 +95,14 @@ class CoreImage:
         kc = self.kc
         L = self.L
         out = []
+        threads = 0
         for name, ntype, desc in kc.notes:
+            if name == b"CORE" and ntype == E.NT_PRSTATUS:
+                threads += 1
+            if threads > 1 and self.notes != NOTES_ALL:
+                break  # the kernel writes the crashing thread's notes first
+            if self.notes == NOTES_MINIMAL and ntype not in MINIMAL_NOTES:
+                continue
             if name == b"CORE" and ntype == E.NT_FILE:
                 desc = kc.encode_files([f for f in kc.files if not self._written(f)])
             out.append(L.note(name, ntype, desc))

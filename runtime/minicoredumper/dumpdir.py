@@ -1,9 +1,12 @@
 """WRITE + PUBLISH: the dump directory and its side files (SPEC 4 and 6).
 
-The directory is built under a hidden temporary name in base_dir and renamed
-into place when complete, so readers never see half a dump.  Side files:
-dumps/PID/IDENT and symbol.map (external dumps), proc/PID/ (write_proc_info),
-debug.txt (write_debug_log).
+The directory is built under a hidden temporary name in base_dir
+(.<name>.part.<handler pid>), every file fsynced, an integrity record
+(`manifest`: CRC32, size and path per file) written last, then renamed into
+place and base_dir fsynced, so readers never see half a dump.  A later run
+removes what a killed handler left behind.  Side files: dumps/PID/IDENT and
+symbol.map (external dumps), proc/PID/ (write_proc_info), debug.txt
+(write_debug_log).
 """
 
 import os
@@ -12,6 +15,7 @@ import time
 PROC_FILES = ("cmdline", "environ", "io", "maps", "smaps", "stack", "stat", "statm", "status")
 TASK_FILES = ("io", "maps", "smaps", "stack", "stat", "statm")
 PROC_FILE_LIMIT = 4 << 20
+PART = ".part."  # .<name>.part.<handler pid>: a directory under construction
 MAX_IDENT = 255
 
 
@@ -33,16 +37,20 @@ def dump_name(comm, timestamp, pid):
     return "%s.%s.%d" % (safe_name(comm or "unknown"), stamp, pid)
 
 
+MANIFEST = "manifest"
+
+
 class DumpDir:
-    """A dump directory under construction."""
+    """A dump directory under construction: files, their integrity record, and
+    the rename that publishes it whole."""
 
     def __init__(self, base_dir, name):
         self.base_dir = base_dir
         self.name = name
         self.final = "%s/%s" % (base_dir, name)
-        self.path = "%s/.%s.part" % (base_dir, name)
+        self.path = "%s/.%s%s%d" % (base_dir, name, PART, os.getpid())
         os.mkdir(self.path, 0o700)
-        self.files = []
+        self.records = {}  # rel -> (size, crc32)
 
     def file(self, rel):
         """Absolute path for rel inside the directory, creating parents (0700)."""
@@ -52,21 +60,43 @@ class DumpDir:
             d += "/" + p
             if not os.path.isdir(d):
                 os.mkdir(d, 0o700)
-        self.files.append(rel)
         return d + "/" + parts[-1]
 
+    def create(self, rel):
+        """A FileSink for rel, recorded in the integrity record when closed."""
+        from .artefacts import FileSink
+        return FileSink(self.file(rel), lambda size, crc: self._record(rel, size, crc))
+
+    def _record(self, rel, size, crc):
+        self.records[rel] = (size, crc)
+
     def write_file(self, rel, data):
-        fd = os.open(self.file(rel), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        sink = self.create(rel)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
+            sink.write(data)
         finally:
-            os.close(fd)
+            sink.close()
+
+    def core_sink(self, compression, size, mtime):
+        """(sink, file name) for the core artefact written into the directory."""
+        from .artefacts import FilterSink, TarMember, compressor_for, core_name, core_sink
+        name = core_name(compression)
+        comp = compression["compressor"]
+        if comp and compressor_for(comp) is None:
+            sink = FilterSink(self.file(name), comp, lambda n, c: self._record(name, n, c))
+            if compression["in_tar"]:
+                sink = TarMember(sink, "core", size, mtime)
+            return sink, name
+        return core_sink(self.create(name), compression, size, mtime), name
+
+    def size(self):
+        return sum(n for n, _ in self.records.values())
 
     def publish(self):
-        """Rename into place (a suffix if the name is taken); fsync base_dir."""
+        """Write the integrity record last, fsync, rename into place (a suffix
+        if the name is taken), fsync base_dir.  Returns the final path."""
+        lines = ["%08x %d %s\n" % (crc, n, rel) for rel, (n, crc) in sorted(self.records.items())]
+        self.write_file(MANIFEST, "".join(lines).encode("utf-8", "surrogateescape"))
         target = self.final
         n = 1
         while os.path.exists(target):
@@ -79,12 +109,69 @@ class DumpDir:
         return target
 
     def discard(self):
-        for root, dirs, files in os.walk(self.path, topdown=False):
-            for f in files:
-                os.unlink(os.path.join(root, f))
-            for d in dirs:
-                os.rmdir(os.path.join(root, d))
-        os.rmdir(self.path)
+        remove_tree(self.path)
+
+
+def remove_tree(path):
+    for root, dirs, files in os.walk(path, topdown=False):
+        for f in files:
+            os.unlink(os.path.join(root, f))
+        for d in dirs:
+            os.rmdir(os.path.join(root, d))
+    os.rmdir(path)
+
+
+def clean_leftovers(base_dir, log):
+    """Remove directories a killed handler left half-built (its PID is gone)."""
+    try:
+        names = os.listdir(base_dir)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(".") or PART not in name:
+            continue
+        pid = name.rpartition(PART)[2]
+        if pid.isdigit() and os.path.exists("/proc/%s" % pid) and int(pid) != os.getpid():
+            continue  # still being written
+        try:
+            remove_tree("%s/%s" % (base_dir, name))
+            log("removed %s, left half-written by a handler that died" % name)
+        except OSError:
+            pass
+
+
+def verify(path):
+    """Problems with a published dump directory per its integrity record ([] = intact)."""
+    from .artefacts import file_size_crc
+    try:
+        with open(os.path.join(path, MANIFEST), encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        return ["no integrity record (%s)" % (e.strerror or e)]
+    problems = []
+    listed = set()
+    for line in lines:
+        parts = line.split(" ", 2)
+        if len(parts) != 3:
+            problems.append("malformed record line %r" % line)
+            continue
+        crc, size, rel = int(parts[0], 16), int(parts[1]), parts[2]
+        listed.add(rel)
+        try:
+            got = file_size_crc(os.path.join(path, rel))
+        except OSError:
+            problems.append("%s: missing" % rel)
+            continue
+        if got[0] != size:
+            problems.append("%s: %d bytes, the record says %d" % (rel, got[0], size))
+        elif got[1] != crc:
+            problems.append("%s: CRC32 %08x, the record says %08x" % (rel, got[1], crc))
+    for root, _, files in os.walk(path):
+        for f in files:
+            rel = os.path.relpath(os.path.join(root, f), path)
+            if rel != MANIFEST and rel not in listed:
+                problems.append("%s: not in the integrity record" % rel)
+    return problems
 
 
 def _fsync_dir(path):
@@ -117,8 +204,9 @@ def write_externals(dd, pid, externals, offset_of, word):
         dd.write_file("symbol.map", "".join(lines).encode())
 
 
-def write_proc_info(dd, procdir, pid):
-    """Copy /proc/PID files, per-task files, and the cwd and fd links as text."""
+def write_proc_info(dd, procdir, pid, omit_environ=False):
+    """Copy /proc/PID files, per-task files, and the cwd and fd links as text
+    (environ left out when the recept keeps the environment private)."""
     def copy(src, rel):
         try:
             with open(src, "rb") as f:
@@ -141,6 +229,8 @@ def write_proc_info(dd, procdir, pid):
 
     base = "proc/%d" % pid
     for name in PROC_FILES:
+        if omit_environ and name == "environ":
+            continue
         copy("%s/%s" % (procdir, name), "%s/%s" % (base, name))
     try:
         dd.write_file(base + "/cwd", (os.readlink(procdir + "/cwd") + "\n").encode())

@@ -8,6 +8,7 @@ disk (.symtab, then .dynsym), defined symbols only.
 """
 
 import os
+import struct
 
 from . import elflayout as E
 
@@ -132,7 +133,10 @@ class SymbolFile:
         self.path = path
         self.tables = None
 
-    def _load(self):
+    def load(self):
+        """Find the symbol tables (.symtab before .dynsym) once."""
+        if self.tables is not None:
+            return
         self.tables = []
         try:
             f = open(self.path, "rb")
@@ -160,8 +164,7 @@ class SymbolFile:
 
     def lookup(self, name):
         """(st_value, st_size, st_type) of the first defined symbol called name."""
-        if self.tables is None:
-            self._load()
+        self.load()
         for L, symtab, strtab in self.tables:
             found = self._scan(L, symtab, strtab, name)
             if found is not None:
@@ -211,3 +214,47 @@ def _find_all(f, offset, size, needle):
             break
         pos += len(chunk) - overlap
     return sorted(set(found))
+
+
+def nearest_symbols(path, addrs, limit=200000):
+    """{addr: (name, offset)} for file-relative addresses: the defined function
+    or object symbol containing (or nearest below) each one, from .symtab
+    then .dynsym.  One chunked pass per table; tables beyond `limit`
+    symbols are skipped (the crash path stays bounded)."""
+    sf = SymbolFile(path)
+    sf.load()
+    best = {}
+    try:
+        f = open(path, "rb")
+    except OSError:
+        return {}
+    with f:
+        for L, symtab, strtab in sf.tables:
+            size = L.sym.size
+            count = symtab.size // size
+            if count > limit:
+                continue
+            found = {}
+            # value, size and info of every symbol in one C-level unpack each
+            picks = struct.Struct(L.byteorder + ("I4xQQ" if L.is64 else "III4x"))
+            info_at = 4 if L.is64 else 12
+            for first in range(0, count, CHUNK // size):
+                f.seek(symtab.offset + first * size)
+                raw = f.read(min(CHUNK // size, count - first) * size)
+                for i, (name, value, ssize) in enumerate(picks.iter_unpack(raw)):
+                    if not value:
+                        continue
+                    for a in addrs:
+                        off = a - value
+                        if 0 <= off and (off < ssize or not ssize) and (
+                                a not in found or off < found[a][1]):
+                            stype = raw[i * size + info_at] & 0xF
+                            shndx = L.u16.unpack_from(raw, i * size + (6 if L.is64 else 14))[0]
+                            if stype in (E.STT_FUNC, E.STT_OBJECT) and shndx != E.SHN_UNDEF:
+                                found[a] = (name, off)
+            for a, (name_off, off) in found.items():
+                if a not in best:
+                    f.seek(strtab.offset + name_off)
+                    name = f.read(256).split(b"\0", 1)[0].decode("utf-8", "replace")
+                    best[a] = (name, off)
+    return best

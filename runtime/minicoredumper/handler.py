@@ -130,12 +130,15 @@ class Crash:
 
     def dump(self, cfg, recept, proc, exe, comm, warnings):
         from .kernelcore import read_kernel_core
-        from .elfimage import find_modules
-        from .plan import Planner
-        from .corewriter import CoreImage
-        from .artefacts import open_core_sink, FileSink
-        from .dumpdir import DumpDir, dump_name, write_externals, write_proc_info
+        from .dumpdir import DumpDir, clean_leftovers, dump_name
+        from .dumpwriter import DumpWriter
+        from .policy import StoragePolicy
         args, log = self.args, self.log
+        policy = StoragePolicy(cfg, log.info)
+        allowed, why = policy.allow(exe)
+        if not allowed:
+            log.warning("%s: not dumped" % why)  # nothing written, released at once
+            return 0
         self.mark("config")
         kc = read_kernel_core(0)
         self.mark("kernel notes")
@@ -147,49 +150,38 @@ class Crash:
             except OSError as e:
                 log.error("base_dir %s cannot be created (%s): not dumped" % (base, e.strerror))
                 return 1
+        clean_leftovers(base, log.info)
         try:
+            policy.make_room(recept["max_dump_size"])
             dd = DumpDir(base, dump_name(comm, args.time, args.pid))
         except OSError as e:
             log.error("base_dir %s is not writable (%s): not dumped" % (base, e.strerror))
             return 1
         try:
-            modules = find_modules(proc, proc.mem)
-            self.mark("modules")
-            plan = Planner(kc, proc, modules, recept).build()
-            self.mark("plan")
-            segments = [(p.vaddr, p.vaddr + p.memsz) for p in kc.loads if p.memsz]
-            image = CoreImage(kc, plan.ranges(segments), recept["core_layout"])
-            sink, fname = open_core_sink(dd.path, recept["compression"], image.size, args.time)
-            dd.files.append(fname)
-            image.write(sink, proc.mem, self.expired)
-            sink.close()
-            self.mark("core")
-            if plan.externals:
-                write_externals(dd, args.pid, plan.externals, _kernel_offset(kc), kc.layout.word)
-            if recept["write_proc_info"]:
-                write_proc_info(dd, proc.dir, args.pid)
-            if recept["dump_fat_core"]:
-                self.fat_core(FileSink(dd.file("fatcore")), kc.header_bytes)
+            writer = DumpWriter(self, recept, proc, kc, dd, exe, comm)
+            writer.read_process()
             proc.close()
             self.release()
             self.mark("released")
             self.cache.save()
-            problems = [m for lvl, m in plan.log if lvl == "warning"]
+            problems = [m for lvl, m in writer.plan.log if lvl == "warning"]
             for m in problems[:3]:
                 log.warning(m)
             if len(problems) > 3:
                 log.warning("%d more warnings (write_debug_log shows all)" % (len(problems) - 3))
-            if recept["write_debug_log"]:
-                dd.write_file("debug.txt", _debug_text(args, exe, comm, kc, plan, image,
-                                                       warnings, self.marks).encode("utf-8", "replace"))
+            writer.finish(warnings)
             final = dd.publish()
+        except OSError as e:
+            self.release()
+            _discard(dd)
+            log.error("writing %s failed (%s): nothing kept" % (dd.name, e.strerror or e))
+            return 1
         except BaseException:
             self.release()
-            try:
-                dd.discard()
-            except OSError:
-                pass
+            _discard(dd)
             raise
+        policy.record(exe)
+        policy.enforce_total(final)
         cut = " (deadline cut the dump)" if self.expired() else ""
         log.info("dumped %s to %s in %.0f ms, peak RSS %s kB%s" % (
             comm, final, (time.monotonic() - T0) * 1000, _peak_rss_kb(), cut))
@@ -223,35 +215,11 @@ def _peak_rss_kb():
     return "?"
 
 
-def _kernel_offset(kc):
-    def offset_of(vaddr):
-        for p in kc.loads:
-            if p.vaddr <= vaddr < p.vaddr + p.filesz:
-                return p.offset + vaddr - p.vaddr
-        return 0
-    return offset_of
-
-
-def _debug_text(args, exe, comm, kc, plan, image, warnings, marks):
-    out = ["minicoredumper debug log",
-           "pid %d uid %d gid %d signal %d time %d host %s" % (
-               args.pid, args.uid, args.gid, args.signal, args.time, args.hostname),
-           "exe %s comm %s arch %s class %d threads %s" % (
-               exe, comm, kc.arch.name, 64 if kc.layout.is64 else 32,
-               " ".join(str(t.tid) for t in kc.threads)),
-           "", "planned regions (start size priority why):"]
-    for r in sorted(plan.regions, key=lambda r: r.start):
-        out.append("  %#x %#x %d %s" % (r.start, r.size, r.prio, r.why))
-    out += ["", "core ranges present (start length):"]
-    out += ["  %#x %#x" % (s, n) for s, n in image.present]
-    out += ["", "external dumps:"]
-    out += ["  %s %s %#x %#x" % (x.ident, x.kind, x.vaddr, len(x.data)) for x in plan.externals]
-    import sys
-    out += ["", "timeline (ms since start): " + ", ".join("%s %.1f" % m for m in marks)]
-    out += ["", "modules loaded: " + " ".join(sorted(sys.modules))]
-    out += ["", "messages:"]
-    out += ["  " + w for w in warnings] + ["  %s: %s" % m for m in plan.log]
-    return "\n".join(out) + "\n"
+def _discard(dd):
+    try:
+        dd.discard()
+    except OSError:
+        pass
 
 
 def main(argv=None):

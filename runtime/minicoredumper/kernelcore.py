@@ -14,6 +14,7 @@ from .arch import arch_for_machine
 
 MAX_PHNUM = 65535
 MAX_NOTES_SIZE = 64 << 20
+FAULT_SIGNALS = (4, 5, 7, 8, 11)  # SIGILL SIGTRAP SIGBUS SIGFPE SIGSEGV
 
 
 class CoreFormatError(Exception):
@@ -49,6 +50,7 @@ class KernelCore:
         self.auxv = {}
         self.files = []  # NT_FILE entries: (start, end, page_offset, path)
         self.file_page_size = 4096
+        self.siginfo = None  # (signo, code, fault address or None)
         self._decode_notes()
 
     def _decode_notes(self):
@@ -75,6 +77,13 @@ class KernelCore:
                     self.auxv.setdefault(key, val)
             elif name == b"CORE" and ntype == E.NT_FILE:
                 self._decode_files(desc)
+            elif ntype == E.NT_SIGINFO and len(desc) >= 12 + L.wordsize * 2:
+                signo, _, code = L.u32s(3).unpack_from(desc, 0)
+                # si_addr follows the three ints (8-aligned on 64-bit) for
+                # the signals that carry a fault address.
+                addr = L.word.unpack_from(desc, 16 if L.is64 else 12)[0] \
+                    if signo in FAULT_SIGNALS else None
+                self.siginfo = (signo, L.s32.unpack(L.u32.pack(code))[0], addr)
         if not self.threads:
             raise CoreFormatError("core has no NT_PRSTATUS note")
         if a.tp_note is not None:

@@ -27,13 +27,14 @@ MERGE_GAP = 72
 
 
 class Region:
-    __slots__ = ("start", "size", "why", "prio")
+    __slots__ = ("start", "size", "why", "prio", "stack_top")
 
-    def __init__(self, start, size, why, prio):
+    def __init__(self, start, size, why, prio, stack_top=False):
         self.start = start
         self.size = size
         self.why = why
         self.prio = prio
+        self.stack_top = stack_top  # the crashing thread's top of stack (shrinkable)
 
 
 class External:
@@ -59,9 +60,9 @@ class Plan:
         self.externals = []
         self.log = []  # (level, message)
 
-    def add(self, start, size, why, prio):
+    def add(self, start, size, why, prio, stack_top=False):
         if size > 0 and start >= 0:
-            self.regions.append(Region(start, size, why, prio))
+            self.regions.append(Region(start, size, why, prio, stack_top))
 
     def note(self, msg):
         self.log.append(("info", msg))
@@ -69,12 +70,14 @@ class Plan:
     def warn(self, msg):
         self.log.append(("warning", msg))
 
-    def ranges(self, segments, max_prio=None):
+    def ranges(self, segments, max_prio=None, stack_top=None):
         """Merged (start, end) ranges, clipped to `segments` [(start, end)], sorted.
 
-        Ranges closer than MERGE_GAP bytes become one."""
-        spans = sorted((r.start, r.start + r.size) for r in self.regions
-                       if max_prio is None or r.prio <= max_prio)
+        Only regions up to max_prio; the crashing thread's top of stack cut to
+        stack_top bytes.  Ranges closer than MERGE_GAP bytes become one."""
+        spans = sorted((r.start, r.start + (min(r.size, stack_top) if r.stack_top and stack_top
+                                            is not None else r.size))
+                       for r in self.regions if max_prio is None or r.prio <= max_prio)
         merged = []
         for s, e in spans:
             if merged and s <= merged[-1][1] + MERGE_GAP:
@@ -163,7 +166,7 @@ class Planner:
             why = "stack of thread %d (SP %#x)" % (t.tid, t.sp)
             if n == 0:
                 top = min(end, t.sp + TOP_OF_STACK)
-                self.plan.add(start, top - start, why + ", top", PRIO_ESSENTIAL)
+                self.plan.add(start, top - start, why + ", top", PRIO_ESSENTIAL, stack_top=True)
                 self.plan.add(top, end - top, why, PRIO_CRASH_STACK)
             else:
                 self.plan.add(start, end - start, why, PRIO_THREADS)

@@ -76,24 +76,33 @@ def test_mcd_install_and_uninstall_restore_the_kernel_settings(crasher):
     shutil.rmtree(tmp_path)
 
 
-def test_handler_failure_is_logged_with_pid_and_traceback(crasher, programs):
-    """A crash in the handler itself: logged with the crashed PID and the
-    traceback's last lines, and the process is still released."""
-    base = crasher.configure()
-    # A recept that passes validation but makes the writer fail: an unknown
-    # external compressor program.
-    crasher.configure(config={"base_dir": base, "watch": [{"recept": os.path.join(
-        os.path.dirname(base), "r.json")}]})
-    with open(os.path.join(os.path.dirname(base), "r.json"), "w") as f:
-        f.write('{"compression": {"compressor": "/nonexistent/compressor"}}')
+def test_write_failure_is_logged_with_pid_and_nothing_kept(crasher, programs):
+    """A failure while writing (here: the recept's compressor program does not
+    exist): logged with the crashed PID and the reason, no half dump left, the
+    process released."""
+    base = crasher.configure({"compression": {"compressor": "/nonexistent/compressor"}})
     rc, reaped, pid = crasher.run([programs["crash3"]])
     assert reaped < 5
     log = subprocess.run(["dmesg"], capture_output=True, text=True).stdout
     lines = [l for l in log.splitlines() if "pid %d:" % pid in l]
-    assert any("handler failed" in l for l in lines), lines
-    assert any("Error" in l for l in lines), lines  # the exception, not lost
-    assert not [d for d in os.listdir(base) if not d.startswith(".")] if os.path.isdir(
-        base) else True
+    assert any("failed (No such file or directory): nothing kept" in l for l in lines), lines
+    assert os.listdir(base) == []
+
+
+def test_unexpected_errors_keep_their_traceback(tmp_path):
+    from minicoredumper.log import Logger
+    kmsg = tmp_path / "kmsg"
+    kmsg.write_text("")
+    log = Logger(dev_log=str(tmp_path / "no-syslog"), kmsg=str(kmsg))
+    log.set_pid(4242)
+    try:
+        {}["missing"]
+    except KeyError:
+        log.exception("handler failed")
+    lines = kmsg.read_text().splitlines()
+    assert lines[0].startswith("<3>minicoredumper[") and "pid 4242: handler failed" in lines[0]
+    assert any("KeyError: 'missing'" in l for l in lines)
+    assert any("test_hygiene.py" in l for l in lines)
 
 
 def test_bad_invocation_is_logged_not_raised():

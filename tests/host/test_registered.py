@@ -57,7 +57,8 @@ def test_hostile_registration_list(crasher, programs):
     files = sorted(os.path.relpath(os.path.join(r, f), d)
                    for r, _, fs in os.walk(d) for f in fs)
     assert files == ["core", "dumps/%d/good.bin" % pid, "dumps/%d/huge.bin" % pid,
-                     "dumps/%d/ok.txt" % pid, "symbol.map"]
+                     "dumps/%d/ok.txt" % pid, "manifest", "summary.json", "summary.txt",
+                     "symbol.map"]
     assert open(os.path.join(d, "dumps", str(pid), "ok.txt")).read() == "value=7\n"
     # The 2^40 length is capped by the recept, not trusted.
     assert os.path.getsize(os.path.join(d, "dumps", str(pid), "huge.bin")) <= 65536

@@ -1,0 +1,165 @@
+"""WRITE: every artefact of one crash into its dump directory, in budget order.
+
+Split around the release of the crashed process: read_process() does all
+that needs its memory (plan, core, external dumps, proc info, fat core);
+finish() the rest (summary, debug log), leaving publishing to the caller.
+With a max_dump_size, files are added best-first while they fit (budget.py).
+"""
+
+from . import budget as B
+from .artefacts import MemorySink, core_name, core_sink
+from .corewriter import CoreImage
+from .dumpdir import write_externals, write_proc_info
+from .elfimage import find_modules
+from .plan import Planner
+from .summary import build as build_summary, return_addresses, text as summary_text, to_json
+
+SUMMARY_TXT_MAX = 640
+
+
+class DumpWriter:
+    def __init__(self, crash, recept, proc, kc, dd, exe, comm):
+        self.crash = crash
+        self.args = crash.args
+        self.recept = recept
+        self.proc = proc
+        self.kc = kc
+        self.dd = dd
+        self.exe = exe
+        self.comm = comm
+        self.budget = B.Budget(recept["max_dump_size"])
+        self.dumped = {}
+        self.image = None
+        self.plan = None
+
+    # --- while the process is still there -----------------------------------
+    def read_process(self):
+        c, r, kc = self.crash, self.recept, self.kc
+        self.modules = find_modules(self.proc, self.proc.mem)
+        c.mark("modules")
+        self.plan = Planner(kc, self.proc, self.modules, r).build()
+        c.mark("plan")
+        self.addresses = return_addresses(kc, self.proc.mem)
+        self.cmdline = self._proc_text("cmdline").replace("\0", " ").strip()
+        # summary.txt is reserved first: the smallest budget still gets it.
+        left = self.budget.left_for("summary.txt")
+        self.summary_room = SUMMARY_TXT_MAX if left is None else min(SUMMARY_TXT_MAX, left)
+        self.budget.take("summary.txt", self.summary_room)
+        self.write_core()
+        c.mark("core")
+        self.write_side_files()
+
+    def _proc_text(self, name):
+        try:
+            return self.proc.read_text(name, 4096)
+        except OSError:
+            return ""
+
+    def memory(self):
+        """The process memory as the core should see it (stacks sanitised if asked)."""
+        if not self.recept["sanitize_stack"]:
+            return self.proc.mem
+        from .sanitize import SanitizingMemory
+        stacks = [(r.start, r.start + r.size) for r in self.plan.regions
+                  if r.why.startswith("stack of thread")]
+        mapped = [(p.vaddr, p.vaddr + p.memsz) for p in self.kc.loads if p.memsz]
+        return SanitizingMemory(self.proc.mem, self.kc.layout, stacks, mapped)
+
+    def write_core(self):
+        r, kc = self.recept, self.kc
+        segments = [(p.vaddr, p.vaddr + p.memsz) for p in kc.loads if p.memsz]
+        mem = self.memory()
+        name = core_name(r["compression"])
+        left = self.budget.left_for(name)
+        if left is None:
+            self.image = CoreImage(kc, self.plan.ranges(segments), r["core_layout"])
+            sink, name = self.dd.core_sink(r["compression"], self.image.size, self.args.time)
+            self.image.write(sink, mem, self.crash.expired)
+            sink.close()
+            label = "everything"
+        else:
+            label, data = B.fit_core(self.plan, segments, self._render(mem), left)
+            if data is None:
+                self.dumped["core"] = "none: not even the smallest core fits %d bytes" % left
+                return
+            self.dd.write_file(name, data)
+            self.budget.take(name, len(data))
+        self.dumped.update(core=name, core_bytes=self.dd.records[name][0], core_content=label,
+                           core_ranges=len(self.image.present),
+                           core_memory_bytes=sum(n for _, n in self.image.present))
+
+    def _render(self, mem):
+        def render(ranges, notes, limit):
+            image = CoreImage(self.kc, ranges, self.recept["core_layout"], notes)
+            out = MemorySink(limit)
+            sink = core_sink(out, self.recept["compression"], image.size, self.args.time)
+            image.write(sink, mem, self.crash.expired)
+            sink.close()
+            self.image = image
+            return out.getvalue()
+        return render
+
+    def write_side_files(self):
+        r, args, kc = self.recept, self.args, self.kc
+        externals = [x for x in self.plan.externals
+                     if self.budget.fits("dumps/%d/%s" % (args.pid, x.ident), len(x.data) + 8)
+                     and not self.budget.take("dumps/%d/%s" % (args.pid, x.ident),
+                                              len(x.data) + 8)]
+        if len(externals) < len(self.plan.externals):
+            self.dumped["externals_dropped"] = len(self.plan.externals) - len(externals)
+        if externals:
+            write_externals(self.dd, args.pid, externals, _kernel_offset(kc), kc.layout.word)
+        if r["write_proc_info"] and not self.budget.limit:
+            write_proc_info(self.dd, self.proc.dir, args.pid, omit_environ=r["omit_environ"])
+        if r["dump_fat_core"] and not self.budget.limit:
+            self.crash.fat_core(self.dd.create("fatcore"), kc.header_bytes)
+
+    # --- after the release ----------------------------------------------------
+    def finish(self, warnings):
+        args, dd = self.args, self.dd
+        s = build_summary(self.kc, self.addresses, self.modules, self.exe, self.comm,
+                          self.cmdline, args.uid, args.pid, self.dumped)
+        txt = summary_text(s).encode("utf-8", "replace")[:self.summary_room]
+        dd.write_file("summary.txt", txt)
+        self.budget.give_back("summary.txt", self.summary_room - len(txt))
+        js = to_json(s).encode("utf-8", "replace") + b"\n"
+        if self.budget.fits("summary.json", len(js)):
+            dd.write_file("summary.json", js)
+            self.budget.take("summary.json", len(js))
+        if self.recept["write_debug_log"]:
+            debug = _debug_text(args, self.exe, self.comm, self.kc, self.plan, self.image,
+                                warnings, self.crash.marks).encode("utf-8", "replace")
+            if self.budget.fits("debug.txt", len(debug)):
+                dd.write_file("debug.txt", debug)
+
+
+def _kernel_offset(kc):
+    def offset_of(vaddr):
+        for p in kc.loads:
+            if p.vaddr <= vaddr < p.vaddr + p.filesz:
+                return p.offset + vaddr - p.vaddr
+        return 0
+    return offset_of
+
+
+def _debug_text(args, exe, comm, kc, plan, image, warnings, marks):
+    out = ["minicoredumper debug log",
+           "pid %d uid %d gid %d signal %d time %d host %s" % (
+               args.pid, args.uid, args.gid, args.signal, args.time, args.hostname),
+           "exe %s comm %s arch %s class %d threads %s" % (
+               exe, comm, kc.arch.name, 64 if kc.layout.is64 else 32,
+               " ".join(str(t.tid) for t in kc.threads)),
+           "", "planned regions (start size priority why):"]
+    for r in sorted(plan.regions, key=lambda r: r.start):
+        out.append("  %#x %#x %d %s" % (r.start, r.size, r.prio, r.why))
+    out += ["", "core ranges present (start length):"]
+    out += ["  %#x %#x" % (s, n) for s, n in (image.present if image else [])]
+    out += ["", "external dumps:"]
+    out += ["  %s %s %#x %#x" % (x.ident, x.kind, x.vaddr, len(x.data)) for x in plan.externals]
+    import sys
+    out += ["", "timeline (ms since start): " + ", ".join("%s %.1f" % m for m in marks)]
+    out += ["", "modules loaded: " + " ".join(sorted(sys.modules))]
+    out += ["", "messages:"]
+    out += ["  " + w for w in warnings] + ["  %s: %s" % m for m in plan.log]
+    return "\n".join(out) + "\n"
+

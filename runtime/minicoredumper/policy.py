@@ -1,0 +1,136 @@
+"""DECIDE: the storage policy of the main config, applied before and after a dump.
+
+- max_dumps, max_total_size, min_free_space: the oldest dumps are evicted
+  first to make room; the dump being written is never evicted.
+- rate_limit {count, interval_seconds}: at most `count` dumps of one
+  executable per interval.  The history is kept in base_dir/.rate-limit
+  (marshal), so it survives reboots.  Within one boot ages are measured on
+  CLOCK_BOOTTIME, which wall-clock jumps do not move; an event from an
+  earlier boot is taken to be at least as old as the current uptime and, by
+  the wall clock, no older than it says.  A refused crash writes nothing.
+"""
+
+import marshal
+import os
+import time
+
+from .catalog import list_dumps
+
+RATE_FILE = ".rate-limit"
+
+
+def _boot_id():
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+class StoragePolicy:
+    def __init__(self, cfg, log):
+        self.base_dir = cfg.base_dir
+        self.max_dumps = cfg.max_dumps
+        self.max_total = cfg.max_total_size
+        self.min_free = cfg.min_free_space
+        self.rate = cfg.rate_limit
+        self.log = log
+        self._history = None
+
+    # --- rate limit -----------------------------------------------------------
+    def _load(self):
+        if self._history is None:
+            try:
+                with open(os.path.join(self.base_dir, RATE_FILE), "rb") as f:
+                    h = marshal.loads(f.read(1 << 20))
+                self._history = h if isinstance(h, dict) else {}
+            except (OSError, ValueError, EOFError, TypeError):
+                self._history = {}
+        return self._history
+
+    def _recent(self, exe):
+        """This executable's events still inside the interval."""
+        boot = _boot_id()
+        now_boot = time.clock_gettime(time.CLOCK_BOOTTIME)
+        now_wall = time.time()
+        keep = []
+        for ev in self._load().get(exe, []):
+            try:
+                ev_boot, ev_uptime, ev_wall = ev
+            except (TypeError, ValueError):
+                continue
+            if ev_boot == boot:
+                age = now_boot - ev_uptime
+            else:
+                age = max(now_boot, now_wall - ev_wall)
+            if age < self.rate["interval_seconds"]:
+                keep.append(ev)
+        return keep
+
+    def allow(self, exe):
+        """(True, "") or (False, why): may this executable dump now?"""
+        if not self.rate:
+            return True, ""
+        recent = self._recent(exe)
+        if len(recent) >= self.rate["count"]:
+            return False, "rate limit: %d dumps of %s within %d s" % (
+                len(recent), exe, self.rate["interval_seconds"])
+        return True, ""
+
+    def record(self, exe):
+        """Remember an accepted dump (written atomically beside the dumps)."""
+        if not self.rate:
+            return
+        history = self._load()
+        recent = self._recent(exe)
+        recent.append((_boot_id(), time.clock_gettime(time.CLOCK_BOOTTIME), time.time()))
+        history[exe] = recent[-self.rate["count"]:]
+        for other in list(history):
+            if other != exe and not self._recent(other):
+                del history[other]
+        path = os.path.join(self.base_dir, RATE_FILE)
+        tmp = "%s.%d" % (path, os.getpid())
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            with open(fd, "wb") as f:
+                f.write(marshal.dumps(history))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as e:
+            self.log("rate-limit state not saved: %s" % (e.strerror or e))
+
+    # --- space ---------------------------------------------------------------
+    def _free(self):
+        st = os.statvfs(self.base_dir)
+        return st.f_bavail * st.f_frsize
+
+    def make_room(self, incoming=0):
+        """Before a dump: evict the oldest until one more dump fits the count,
+        and the free space (less `incoming` bytes) stays above the minimum."""
+        dumps = list_dumps(self.base_dir)
+        while dumps and (
+                (self.max_dumps and len(dumps) >= self.max_dumps) or
+                (self.min_free and self._free() - incoming < self.min_free)):
+            self._evict(dumps.pop(0))
+
+    def enforce_total(self, keep):
+        """After a dump: evict the oldest others until the total fits."""
+        if not self.max_total:
+            return
+        dumps = list_dumps(self.base_dir)
+        total = sum(d.size for d in dumps)
+        for d in dumps:
+            if total <= self.max_total:
+                break
+            if d.path != keep:
+                total -= d.size
+                self._evict(d)
+
+    def _evict(self, dump):
+        from .dumpdir import remove_tree
+        try:
+            remove_tree(dump.path)
+            self.log("evicted %s (storage policy)" % dump.name)
+        except OSError as e:
+            self.log("could not evict %s: %s" % (dump.name, e.strerror or e))
