@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""qemu/boot.py: boot a guest image under QEMU (TCG) with a job, collect its results.
+
+    python3 qemu/boot.py ARCH OUTDIR [--timeout SECONDS]
+
+The guest gets two virtio disks, both raw image files: the job (serial "mcdjob": a tar
+of qemu/guest/run.sh and job.json) and the results (serial "mcdresults": zeroed; the
+guest's init writes a tar of its /results straight onto it). No network. The console
+goes to OUTDIR/console.log. QEMU is killed at the timeout; the results disk is read
+either way, and OUTDIR/boot.json says what happened.
+"""
+
+import argparse
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from guests import ARCHS, cache_dir  # noqa: E402
+
+RESULTS_DISK_MB = 64
+DEFAULT_TIMEOUT = 900
+
+
+def make_job(path, job):
+    """The job disk: a tar of run.sh, job.json and the job's timeout, padded to 1 MiB."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as t:
+        def add(name, data, mode=0o644):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), mode, int(time.time())
+            t.addfile(info, io.BytesIO(data))
+        with open(os.path.join(HERE, "guest", "run.sh"), "rb") as f:
+            add("run.sh", f.read(), 0o755)
+        add("job.json", json.dumps(job).encode())
+        add("timeout", b"%d\n" % job["guest_timeout"])
+    data = buf.getvalue()
+    with open(path, "wb") as f:
+        f.write(data + b"\0" * ((1 << 20) - len(data) % (1 << 20)))
+
+
+def qemu_command(arch, image_dir, job_img, results_img, console):
+    a = ARCHS[arch]
+    append = "console=%s panic=-1 quiet loglevel=4" % a["console"]
+    cmd = [a["qemu"], *a["machine"], "-accel", "tcg", "-smp", "1", "-m", "512",
+           "-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
+           "-monitor", "none", "-serial", "file:" + console, "-nic", "none",
+           "-kernel", os.path.join(image_dir, "vmlinuz"),
+           "-initrd", os.path.join(image_dir, "initrd.cpio"),
+           "-append", append]
+    disks = [("mcdjob", job_img), ("mcdresults", results_img)]
+    if a["disk_device"] == "virtio-blk-device":
+        # virtio-mmio transports are probed last-created first: reversed, the job is
+        # vda and the results vdb on every guest (init finds them by serial anyway).
+        disks.reverse()
+    for name, path in disks:
+        cmd += ["-drive", "file=%s,format=raw,if=none,id=%s,cache=unsafe" % (path, name),
+                "-device", "%s,drive=%s,serial=%s" % (a["disk_device"], name, name)]
+    return cmd
+
+
+def boot(arch, outdir, image_dir=None, timeout=DEFAULT_TIMEOUT):
+    """Boot once; returns the boot record (also written to OUTDIR/boot.json)."""
+    image_dir = image_dir or os.path.join(cache_dir(), "images", arch)
+    if os.path.exists(outdir):
+        shutil.rmtree(outdir)
+    os.makedirs(outdir)
+    job = {"id": uuid.uuid4().hex, "arch": arch, "guest_timeout": max(60, int(timeout) - 60)}
+    job_img = os.path.join(outdir, "job.img")
+    results_img = os.path.join(outdir, "results.img")
+    make_job(job_img, job)
+    with open(results_img, "wb") as f:
+        f.truncate(RESULTS_DISK_MB << 20)
+    console = os.path.join(outdir, "console.log")
+    cmd = qemu_command(arch, image_dir, job_img, results_img, console)
+    record = {"arch": arch, "command": cmd, "job_id": job["id"], "timeout": timeout}
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        record["timed_out"] = False
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        record["timed_out"] = True
+    record["seconds"] = round(time.monotonic() - t0, 2)
+    record["returncode"] = proc.returncode
+    record["qemu_output"] = out.decode(errors="replace")[-4000:]
+    results = os.path.join(outdir, "results")
+    os.makedirs(results)
+    try:
+        with tarfile.open(results_img) as t:
+            t.extractall(results, filter="data") if hasattr(tarfile, "data_filter") \
+                else t.extractall(results)
+        record["results"] = True
+    except tarfile.TarError as e:
+        record["results"] = False
+        record["results_error"] = str(e)
+    try:
+        with open(os.path.join(results, "job.json")) as f:
+            record["fresh"] = json.load(f).get("id") == job["id"]
+    except (OSError, ValueError):
+        record["fresh"] = False
+    os.unlink(results_img)
+    with open(os.path.join(outdir, "boot.json"), "w") as f:
+        json.dump(record, f, indent=1)
+    return record
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("arch", choices=sorted(ARCHS))
+    ap.add_argument("outdir")
+    ap.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+    args = ap.parse_args()
+    rec = boot(args.arch, os.path.abspath(args.outdir), timeout=args.timeout)
+    print(json.dumps({k: rec[k] for k in ("arch", "seconds", "returncode", "timed_out",
+                                           "results", "fresh")}))
+
+
+if __name__ == "__main__":
+    main()

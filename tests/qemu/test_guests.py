@@ -1,0 +1,233 @@
+"""tests/qemu/test_guests.py: the layer's packages on Debian guests of three architectures
+(amd64, armhf, arm64) under QEMU TCG, checked on the host.
+
+Each guest boots once per session (conftest.py): its init wires core_pattern with the
+layer's init script, then qemu/guest/run.sh crashes crash3 (three calls deep), threads8
+(one of eight threads) and mycrasher (registered data) under the embedded recept (the
+target's default), the embedded recept with the debug log, and the generic recept; and,
+once the runtime has minicoredumper_trigger, live dumps of a registered process.
+"""
+
+import os
+import re
+import tomllib
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+import guests
+from coretools import extract_core, frames, gdb
+
+RECEPTS = ["embedded", "debug", "generic"]
+PROGRAMS = ["crash3", "threads8", "mycrasher"]
+# The crashing thread's frames, innermost first, that every artefact must give.
+EXPECTED = {
+    "crash3": ["level_c", "level_b", "level_a", "main"],
+    "threads8": ["worker"],
+    "mycrasher": ["main"],
+}
+SIGSEGV_STATUS = 128 + 11
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def dump(guest, recept, program):
+    d = guest["dumps"].get((recept, program))
+    assert d is not None, "no dump of %s under the %s recept (crashes: %s)" % (
+        program, recept, guest["crashes"])
+    assert len(d["dirs"]) == 1, d["dirs"]
+    return d
+
+
+_CORES = {}
+
+
+def core_of(guest, recept, program, tmp_path_factory):
+    """The plain core of an artefact, unpacked once per session."""
+    key = (guest["arch"], recept, program)
+    if key not in _CORES:
+        dest = str(tmp_path_factory.mktemp("core-%s-%s-%s" % key))
+        _CORES[key] = extract_core(dump(guest, recept, program)["dir"], dest)
+    return _CORES[key]
+
+
+def dumplist(elf):
+    sec = elf.get_section_by_name(".note.minicoredumper.dumplist")
+    assert sec is not None, "no .note.minicoredumper.dumplist section"
+    pairs = []
+    w = 8 if elf.elfclass == 64 else 4
+    for note in sec.iter_notes():
+        assert note["n_name"] == "minicoredumper" and note["n_type"] == 80
+        desc = note["n_descdata"]
+        vals = [int.from_bytes(desc[i:i + w], "little") for i in range(0, len(desc), w)]
+        pairs += list(zip(vals[::2], vals[1::2]))
+    return pairs
+
+
+# --- the boot ----------------------------------------------------------------------
+
+def test_guest_ran_its_job(guest):
+    b = guest["boot"]
+    assert not b["timed_out"] and b["returncode"] == 0, b.get("qemu_output")
+    assert b["fresh"], "the results disk holds another boot's results"
+    bt = guest["boot_txt"]
+    assert bt.get("finish") == "job done" and bt.get("job_rc") == "0", bt
+    assert bt.get("resdev") == "vdb" and bt.get("jobdev") == "vda", bt
+    assert bt["machine"] == {"amd64": "x86_64", "armhf": "armv7l", "arm64": "aarch64"}[guest["arch"]]
+
+
+def test_core_pattern_from_the_layer(guest):
+    """/etc/init.d/minicoredumper (the layer's sysvinit wiring) applied the recipe's
+    sysctl drop-in: the values in the guest are the drop-in's."""
+    dropin = os.path.join(guest["rootfs"], "usr/lib/sysctl.d/60-minicoredumper.conf")
+    values = {}
+    with open(dropin) as f:
+        for line in f:
+            if "=" in line and not line.lstrip().startswith(("#", ";")):
+                k, _, v = line.partition("=")
+                values[k.strip()] = v.strip()
+    assert guest["sysctl"]["core_pattern"] == values["kernel.core_pattern"]
+    assert guest["sysctl"]["core_pipe_limit"] == values["kernel.core_pipe_limit"]
+    assert values["kernel.core_pattern"].startswith("|/usr/sbin/minicoredumper %P ")
+
+
+# --- the three crash scenarios ---------------------------------------------------------
+
+@pytest.mark.parametrize("program", PROGRAMS)
+@pytest.mark.parametrize("recept", RECEPTS)
+def test_crash_gives_a_dump(guest, recept, program):
+    d = dump(guest, recept, program)
+    assert d["rc"] == SIGSEGV_STATUS, d
+    assert d["artefact"], "no core artefact in %s: %s" % (d["dir"], d["files"])
+    assert d["handler_ms"] is not None, "no 'dumped' line in the guest's kernel log"
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+@pytest.mark.parametrize("recept", RECEPTS)
+def test_gdb_multiarch_backtrace(guest, recept, program, tmp_path_factory):
+    """gdb-multiarch on the host, with the guest's root file system as sysroot, gets the
+    crashing thread's whole call chain from the artefact."""
+    core = core_of(guest, recept, program, tmp_path_factory)
+    rootfs = guest["rootfs"]
+    out = gdb(os.path.join(rootfs, "usr/bin", program), core, "bt", sysroot=rootfs,
+              program="gdb-multiarch")
+    got = frames(out)
+    want = EXPECTED[program]
+    assert got[:len(want)] == want, out[-3000:]
+
+
+@pytest.mark.parametrize("recept", RECEPTS)
+def test_mycrasher_registered_text(guest, recept):
+    d = dump(guest, recept, "mycrasher")
+    pid = os.path.basename(d["dir"]).rsplit(".", 1)[1]
+    with open(os.path.join(d["dir"], "dumps", pid, "out.txt")) as f:
+        assert f.read() == 's="my string" *i=42\n'
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_embedded_recept_fits_the_eeprom_budget(guest, program, budget):
+    """The embedded recept's artefact, and its whole dump directory, fit the budget."""
+    d = dump(guest, "embedded", program)
+    print("%s %s: artefact %s %d bytes, dump directory %d bytes, budget %d" % (
+        guest["arch"], program, os.path.basename(d["artefact"]), d["artefact_bytes"],
+        d["dir_bytes"], budget))
+    assert d["artefact_bytes"] <= budget
+    assert d["dir_bytes"] <= budget, d["files"]
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+@pytest.mark.parametrize("recept", RECEPTS)
+def test_dumplist_note_matches_the_file(guest, recept, program, tmp_path_factory):
+    """The dumplist ranges are exactly the PT_LOAD ranges present in the file (compact
+    layout: one PT_LOAD per dumped range), after the header block (0, size)."""
+    core = core_of(guest, recept, program, tmp_path_factory)
+    with open(core, "rb") as f:
+        elf = ELFFile(f)
+        assert elf["e_machine"] == guests.ARCHS[guest["arch"]]["elf_machine"]
+        pairs = dumplist(elf)
+        loads = [s for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]
+        present = [(s["p_vaddr"], s["p_filesz"]) for s in loads if s["p_filesz"]]
+        size = os.path.getsize(core)
+        for s in loads:
+            assert s["p_offset"] + s["p_filesz"] <= size
+    assert pairs[0][0] == 0 and 0 < pairs[0][1] <= min(s["p_offset"] for s in loads if s["p_filesz"])
+    assert pairs[1:] == present
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_debug_log_agrees_with_the_dumplist(guest, program, tmp_path_factory):
+    """debug.txt's "core ranges present" (the handler's own account) is the note's list
+    after its header block."""
+    d = dump(guest, "debug", program)
+    with open(os.path.join(d["dir"], "debug.txt")) as f:
+        text = f.read()
+    block = text.split("core ranges present (start length):\n", 1)[1].split("\n\n", 1)[0]
+    logged = [tuple(int(x, 16) for x in line.split()) for line in block.splitlines() if line.strip()]
+    with open(core_of(guest, "debug", program, tmp_path_factory), "rb") as f:
+        assert dumplist(ELFFile(f))[1:] == logged
+
+
+# --- the guest's Python ------------------------------------------------------------------
+
+def test_pruned_stdlib_is_enough(guest):
+    """Every module of the installed package imports in the guest, the tools start, and
+    every module the handler had loaded (debug.txt) is one the closure provides."""
+    py = guest["python"]
+    assert "imports_rc=0" in py, py
+    assert "import-failed" not in py, py
+    for tool in ("mcd", "coreinject"):
+        assert "tool /usr/bin/%s rc=0" % tool in py, py
+    closure = guest["image"]["stdlib_closure"]
+    assert set(closure["missing"]) <= {"ujson", "zstandard", "compression", "compression.zstd"}
+    provided = set(closure["builtin"]) | set(closure["frozen"]) | set(closure["runtime_modules"])
+    for rel in closure["files"]:
+        mod = rel[:-3] if rel.endswith(".py") else rel.split("/")[-1].split(".")[0]
+        mod = mod.replace("/", ".")
+        provided.add(mod[:-len(".__init__")] if mod.endswith(".__init__") else mod)
+    for program in PROGRAMS:
+        d = dump(guest, "debug", program)
+        with open(os.path.join(d["dir"], "debug.txt")) as f:
+            loaded = re.search(r"^modules loaded: (.*)$", f.read(), re.M).group(1).split()
+        assert set(loaded) - provided - {"__main__"} == set()
+
+
+def test_guest_libc_is_the_one_linked_against(guest):
+    """glibc in the guest (and so in gdb's sysroot) is the very files the programs were
+    linked with: the cross toolchain's libc (the host's for amd64)."""
+    a = guests.ARCHS[guest["arch"]]
+    libdir = os.path.join(guest["rootfs"], "usr/lib", a["triplet"])
+    for name in ("libc.so.6", os.path.basename(a["interp"])):
+        with open(os.path.join(libdir, name), "rb") as g, \
+                open(os.path.realpath(os.path.join(a["libc_dir"], name)), "rb") as h:
+            assert g.read() == h.read(), name
+    for program in PROGRAMS:
+        with open(os.path.join(guest["rootfs"], "usr/bin", program), "rb") as f:
+            elf = ELFFile(f)
+            interp = [s.get_interp_name() for s in elf.iter_segments() if s["p_type"] == "PT_INTERP"]
+        assert interp == [a["interp"]]
+        assert os.path.exists(os.path.join(guest["rootfs"], a["interp"].lstrip("/")))
+
+
+# --- live dumps --------------------------------------------------------------------------
+
+def _has_trigger():
+    with open(os.path.join(REPO, "runtime", "pyproject.toml"), "rb") as f:
+        return "minicoredumper_trigger" in tomllib.load(f)["project"].get("scripts", {})
+
+
+def test_live_dump(guest):
+    """minicoredumper_trigger dumps a running registered process (regloop) on demand,
+    and a crash whose recept sets live_dumper dumps it too."""
+    if not _has_trigger():
+        pytest.skip("no live dumps yet: runtime/pyproject.toml has no minicoredumper_trigger")
+    live = guest["live"]
+    assert live.get("live") == "done", live
+    assert live.get("registered") == "1", live
+    assert live.get("trigger_rc", "").startswith("0 "), live
+    pid = live["regloop_pid"]
+    trig = os.path.join(guest["results"], "dumps", "live", "trigger", "dumps", pid)
+    with open(os.path.join(trig, "status.txt")) as f:
+        assert re.fullmatch(r"name=live count=\d+\n", f.read())
+    assert not os.path.exists(os.path.join(trig, "secret.bin"))  # dump_scope 100 > 1
+    d = dump(guest, "live", "crash3")
+    with open(os.path.join(d["dir"], "dumps", pid, "status.txt")) as f:
+        assert re.fullmatch(r"name=live count=\d+\n", f.read())
