@@ -171,14 +171,14 @@ def markdown(figs):
             lines.append("| %s | %s | %s | %s ms | %s ms |" % (
                 f["arch"], c["recept"], c["program"], c["handler_ms"], c["crash_to_published_ms"]))
     lines += ["", "### Artefact sizes (bytes)", "",
-              "| arch | recept | program | artefact | artefact bytes | dump directory | within %d |"
+              "| arch | recept | program | artefact | artefact bytes | dump directory | artefact within %d |"
               % (figs[0]["budget"] if figs else 0), "|---|---|---|---|---|---|---|"]
     for f in figs:
         for c in f["crashes"]:
             ok = ""
             if c["recept"] == "embedded":
-                ok = "yes" if (c["dir_bytes"] or 0) <= f["budget"] and (
-                    c["artefact_bytes"] or 0) <= f["budget"] else "NO"
+                ok = "yes" if (c["artefact_bytes"] or 0) <= f["budget"] else "NO"
+                ok += ", directory %s" % ("too" if (c["dir_bytes"] or 0) <= f["budget"] else "not")
             lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
                 f["arch"], c["recept"], c["program"], c["artefact"], c["artefact_bytes"],
                 c["dir_bytes"], ok))
