@@ -30,6 +30,7 @@ package versions); downloads stay in the cache.
 """
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -386,11 +387,37 @@ def dir_size(root, paths=None):
     return total
 
 
-def build(arch, force=False):
-    a = ARCHS[arch]
+def build(arch, force=False, copy_to=None):
+    """Build the image of arch if out of date; returns its image.json. With copy_to,
+    also copies the image there, under the same lock, so that a concurrent build (of
+    other sources) cannot change it while it is in use."""
+    os.makedirs(os.path.join(cache_dir(), "images"), exist_ok=True)
+    with open(os.path.join(cache_dir(), "images", arch + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        info = _build(arch, force)
+        if copy_to:
+            if os.path.exists(copy_to):
+                shutil.rmtree(copy_to)
+            shutil.copytree(os.path.join(cache_dir(), "images", arch), copy_to, symlinks=True,
+                            ignore=lambda d, names: ["layer"] if d.endswith(arch) else [])
+        return info
+
+
+def stage_dir(arch, role, debs):
+    """Where the .debs of one role are unpacked: one directory per set of package
+    versions (older sets are removed), so no file of an older version lingers."""
+    tag = hashlib.sha256(" ".join(sorted(os.path.basename(d) for d in debs)).encode()).hexdigest()[:12]
+    top = os.path.join(cache_dir(), "stage", arch)
+    os.makedirs(top, exist_ok=True)
+    for old in os.listdir(top):
+        if old.startswith(role + "-") and old != role + "-" + tag:
+            shutil.rmtree(os.path.join(top, old))
+    return os.path.join(top, role + "-" + tag)
+
+
+def _build(arch, force=False):
     t0 = time.monotonic()
     top = os.path.join(cache_dir(), "images", arch)
-    os.makedirs(top, exist_ok=True)
     debs = fetch_packages(arch)
     versions = deb_versions(debs)
     key = hashlib.sha256((sources_hash() + json.dumps(versions, sort_keys=True) +
@@ -407,10 +434,9 @@ def build(arch, force=False):
     if os.path.exists(work):
         shutil.rmtree(work)
     os.makedirs(work)
-    stage = os.path.join(cache_dir(), "stage", arch)
-    pystage = os.path.join(stage, "python")
-    libstage = os.path.join(stage, "libs")
-    bbstage = os.path.join(stage, "busybox")
+    pystage = stage_dir(arch, "python", debs["python"])
+    libstage = stage_dir(arch, "libs", debs["libs"])
+    bbstage = stage_dir(arch, "busybox", debs["busybox"])
     for d in debs["python"]:
         debfetch.extract(d, pystage)
     for d in debs["libs"]:

@@ -119,6 +119,8 @@ class Apt:
                 "-o", "APT::Architecture=" + self.arch,
                 "-o", "APT::Architectures=" + self.arch,
                 "-o", "Debug::NoLocking=1",
+                "-o", "Acquire::http::Timeout=60",
+                "-o", "Acquire::Retries=2",
                 "-o", "APT::Get::AllowUnauthenticated=false"]
 
     def _run(self, tool, *args, check=True):
@@ -171,8 +173,19 @@ class Apt:
             fields[key] = v.strip()
         return fields
 
-    def download(self, package):
-        """Path of the candidate .deb of package, downloaded once into the cache."""
+    def download(self, package, _retry=True):
+        """Path of the candidate .deb of package, downloaded once into the cache. If the
+        mirror no longer has the version the cached lists name, the lists are
+        refreshed once."""
+        try:
+            return self._download(package)
+        except RuntimeError:
+            if not _retry:
+                raise
+            self.update(force=True)
+            return self.download(package, _retry=False)
+
+    def _download(self, package):
         fields = self.show(package)
         version = fields["Version"]
         name = "%s_%s_%s.deb" % (package, version.replace(":", "%3a"),

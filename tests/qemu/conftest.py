@@ -83,13 +83,14 @@ class GuestSession:
         if missing:
             return "skip", "%s guest: missing %s" % (arch, "; ".join("%s (%s)" % m for m in missing))
         t0 = time.monotonic()
+        image = os.path.join(self.top, arch + "-image")
         try:
-            info = build_image.build(arch)
+            info = build_image.build(arch, copy_to=image)
         except Exception:
             return "fail", "%s guest: image build failed:\n%s" % (arch, traceback.format_exc()[-6000:])
         t1 = time.monotonic()
         outdir = os.path.join(self.top, arch)
-        rec = qboot.boot(arch, outdir, timeout=TIMEOUT)
+        rec = qboot.boot(arch, outdir, image_dir=image, timeout=TIMEOUT)
         self.timings[arch] = {"build_s": round(t1 - t0, 1), "boot_s": rec["seconds"],
                               "image_cached": info.get("cached", False)}
         if not rec.get("results"):
@@ -97,7 +98,7 @@ class GuestSession:
             return "fail", "%s guest: no results (%s; timed out: %s; QEMU exit %s)\n%s\n%s" % (
                 arch, rec.get("results_error"), rec["timed_out"], rec["returncode"],
                 rec.get("qemu_output", ""), console)
-        return "ok", report.load(outdir)
+        return "ok", report.load(outdir, image)
 
 
 def _tail(path, n=4000):
