@@ -16,3 +16,4 @@ test: deps
 
 bench: deps
 	$(PYTHON) tests/bench/bench_handler.py
+	$(PYTHON) tests/bench/bench_live.py

@@ -13,6 +13,7 @@ sys.path.insert(0, os.path.join(ROOT, "runtime"))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from crashlab import Crasher, build_programs  # noqa: E402
+import regdlab  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +35,16 @@ def crasher(tmp_path_factory):
     finally:
         c.restore()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def regd():
+    """regdlab.Lab: registry daemons (start) and registered apps (app) of one test in
+    a private network namespace; all stopped after it."""
+    if os.geteuid() != 0:
+        pytest.skip("registry tests need root (network namespace, ptrace)")
+    lab = regdlab.Lab()
+    try:
+        yield lab
+    finally:
+        lab.close()

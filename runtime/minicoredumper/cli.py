@@ -2,7 +2,8 @@
 
 `mcd install` points the kernel's core_pattern at the handler and remembers
 the previous values; `mcd uninstall` puts them back.  The handler is started
-through a lean launcher (python -I -S) generated from launcher.in.
+through a lean launcher (python -I -S) generated from launcher.in; the live
+dumper's (minicoredumper_trigger) is written next to it.
 """
 
 import argparse
@@ -38,15 +39,29 @@ def render_launcher(python, sitedir, module="minicoredumper.handler"):
             .replace("@MODULE@", module))
 
 
+# The trigger prints what it did: its launcher keeps stdout and stderr.
+TRIGGER_LAUNCHER = """#!{python} -IS
+# minicoredumper_trigger: live dumps; written by mcd install next to the handler's launcher
+import sys
+sys.path.append("{sitedir}")
+from minicoredumper.trigger import main
+sys.exit(main())
+"""
+
+
 def write_launcher(directory):
-    path = os.path.join(directory, "minicoredumper")
+    """The handler's launcher in directory, and next to it minicoredumper_trigger's,
+    where the handler looks for it (live dumps).  Returns the handler's path."""
     sitedir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    tmp = path + ".new"
-    with open(tmp, "w") as f:
-        f.write(render_launcher(sys.executable, sitedir))
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, path)
-    return path
+    for name, text in (("minicoredumper", render_launcher(sys.executable, sitedir)),
+                       ("minicoredumper_trigger", TRIGGER_LAUNCHER.format(
+                           python=sys.executable, sitedir=sitedir))):
+        path = os.path.join(directory, name)
+        with open(path + ".new", "w") as f:
+            f.write(text)
+        os.chmod(path + ".new", 0o755)
+        os.replace(path + ".new", path)
+    return os.path.join(directory, "minicoredumper")
 
 
 def core_pattern(handler, config=None):

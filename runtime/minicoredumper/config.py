@@ -265,7 +265,8 @@ def fallback_recept():
 
 
 MAIN_KEYS = ("base_dir", "watch", "deadline_seconds", "max_dumps", "max_total_size",
-             "min_free_space", "rate_limit")
+             "min_free_space", "rate_limit", "live_max_pause_ms")
+DEFAULT_LIVE_MAX_PAUSE_MS = 25
 
 
 class MainConfig:
@@ -282,6 +283,10 @@ class MainConfig:
         self.deadline = obj.get("deadline_seconds", DEFAULT_DEADLINE)
         if not _positive(self.deadline):
             raise ConfigError("%s: deadline_seconds must be a number > 0" % path)
+        pause = obj.get("live_max_pause_ms", DEFAULT_LIVE_MAX_PAUSE_MS)
+        if not _positive(pause):
+            raise ConfigError("%s: live_max_pause_ms must be a number > 0" % path)
+        self.live_max_pause = pause / 1000.0  # seconds a live dump may stop a process
         for key in ("max_dumps", "max_total_size", "min_free_space"):
             value = obj.get(key, 0)
             if not _uint(value):

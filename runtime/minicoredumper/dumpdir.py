@@ -58,8 +58,10 @@ class DumpDir:
         d = self.path
         for p in parts[:-1]:
             d += "/" + p
-            if not os.path.isdir(d):
+            try:
                 os.mkdir(d, 0o700)
+            except FileExistsError:  # made before, or by the live dumper meanwhile
+                pass
         return d + "/" + parts[-1]
 
     def create(self, rel):
@@ -92,11 +94,44 @@ class DumpDir:
     def size(self):
         return sum(n for n, _ in self.records.values())
 
-    def publish(self):
-        """Write the integrity record last, fsync, rename into place (a suffix
-        if the name is taken), fsync base_dir.  Returns the final path."""
-        lines = ["%08x %d %s\n" % (crc, n, rel) for rel, (n, crc) in sorted(self.records.items())]
-        self.write_file(MANIFEST, "".join(lines).encode("utf-8", "surrogateescape"))
+    def adopt(self, rel_dir, budget=None):
+        """Add what another process (the live dumper) wrote in rel_dir/NAME/ to
+        the integrity record, after removing what it left half-built.  A NAME
+        whose files do not all fit the budget (budget.Budget) is removed.
+        Returns the names removed for the budget."""
+        from .artefacts import file_size_crc
+        top = "%s/%s" % (self.path, rel_dir)
+        try:
+            names = sorted(os.listdir(top))
+        except FileNotFoundError:
+            return []
+        dropped = []
+        for name in names:
+            sub = "%s/%s" % (top, name)
+            if name.startswith(".") and PART in name:
+                remove_tree(sub)
+                continue
+            found = {}
+            for root, _, files in os.walk(sub):
+                for f in files:
+                    rel = os.path.relpath(os.path.join(root, f), self.path)
+                    if rel not in self.records:
+                        found[rel] = file_size_crc(os.path.join(root, f))
+            if budget is not None and not _take_all(budget, found):
+                remove_tree(sub)
+                dropped.append(name)
+                continue
+            self.records.update(found)
+        return dropped
+
+    def publish(self, manifest=True):
+        """Write the integrity record last (unless manifest is False), fsync,
+        rename into place (a suffix if the name is taken), fsync base_dir.
+        Returns the final path."""
+        if manifest:
+            lines = ["%08x %d %s\n" % (crc, n, rel)
+                     for rel, (n, crc) in sorted(self.records.items())]
+            self.write_file(MANIFEST, "".join(lines).encode("utf-8", "surrogateescape"))
         target = self.final
         n = 1
         while os.path.exists(target):
@@ -110,6 +145,17 @@ class DumpDir:
 
     def discard(self):
         remove_tree(self.path)
+
+
+def _take_all(budget, files):
+    """Take budget room for every file {rel: (size, crc)}, or for none (False)."""
+    used = budget.used
+    for rel, (n, _) in sorted(files.items()):
+        if not budget.fits(rel, n):
+            budget.used = used
+            return False
+        budget.take(rel, n)
+    return True
 
 
 def remove_tree(path):
@@ -182,24 +228,27 @@ def _fsync_dir(path):
         os.close(fd)
 
 
-def write_externals(dd, pid, externals, offset_of, word):
-    """dumps/PID/IDENT files and symbol.map lines for external dumps (SPEC 6).
+def write_externals(dd, folder, externals, word, offset_of=None):
+    """folder/IDENT files and symbol.map lines for external dumps (SPEC 6).
 
-    offset_of(vaddr) gives the core file offset an address has in the
-    kernel's layout (0 when it has none); word packs a pointer.  A file holds
-    [pointer value if indirect] + [data unless NODUMP]; text registrations
-    sharing an ident are appended in order.
+    A file holds [pointer value if indirect] + [data unless NODUMP]; dumps
+    sharing an ident (text registrations, a live dump's core-data blocks)
+    are appended in order.  The first column of symbol.map is
+    offset_of(vaddr), the core file offset an address has in the kernel's
+    layout (0 when it has none); without offset_of (a live dump: there is no
+    core) it is where the block starts in its own file.  word packs a pointer.
     """
     files = {}
     lines = []
     for x in externals:
         payload = (word.pack(x.pointer) if x.pointer is not None else b"") + x.data
+        start = len(files.get(x.ident, b""))
         files[x.ident] = files.get(x.ident, b"") + payload
         if x.kind != "T":
-            lines.append("%x %x %x %s %s\n" % (offset_of(x.vaddr), x.vaddr, x.size, x.kind,
-                                                x.ident))
+            offset = offset_of(x.vaddr) if offset_of else start
+            lines.append("%x %x %x %s %s\n" % (offset, x.vaddr, x.size, x.kind, x.ident))
     for ident, payload in files.items():
-        dd.write_file("dumps/%d/%s" % (pid, ident), payload)
+        dd.write_file(folder + ident, payload)
     if lines:
         dd.write_file("symbol.map", "".join(lines).encode())
 

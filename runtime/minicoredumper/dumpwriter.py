@@ -108,7 +108,8 @@ class DumpWriter:
         if len(externals) < len(self.plan.externals):
             self.dumped["externals_dropped"] = len(self.plan.externals) - len(externals)
         if externals:
-            write_externals(self.dd, args.pid, externals, _kernel_offset(kc), kc.layout.word)
+            write_externals(self.dd, "dumps/%d/" % args.pid, externals, kc.layout.word,
+                            _kernel_offset(kc))
         if r["write_proc_info"] and not self.budget.limit:
             write_proc_info(self.dd, self.proc.dir, args.pid, omit_environ=r["omit_environ"])
         if r["dump_fat_core"] and not self.budget.limit:

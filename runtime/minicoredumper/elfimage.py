@@ -65,6 +65,15 @@ class Module:
 
 
 
+def find_symbol(modules, name):
+    """(address, size) of the first module's defined symbol `name`, or None."""
+    for m in modules:
+        found = m.lookup(name)
+        if found:
+            return found
+    return None
+
+
 def find_modules(process, mem):
     """Every ELF image the process has mapped, in address order."""
     modules = []

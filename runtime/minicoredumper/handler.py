@@ -157,12 +157,15 @@ class Crash:
         except OSError as e:
             log.error("base_dir %s is not writable (%s): not dumped" % (base, e.strerror))
             return 1
+        live = None
         try:
             writer = DumpWriter(self, recept, proc, kc, dd, exe, comm)
             writer.read_process()
             proc.close()
             self.release()
             self.mark("released")
+            if recept["live_dumper"]:  # after the release: it competes for the CPUs
+                live = self.start_live_dump(cfg, recept, dd)
             self.cache.save()
             problems = [m for lvl, m in writer.plan.log if lvl == "warning"]
             for m in problems[:3]:
@@ -170,14 +173,19 @@ class Crash:
             if len(problems) > 3:
                 log.warning("%d more warnings (write_debug_log shows all)" % (len(problems) - 3))
             writer.finish(warnings)
+            if live is not None:
+                pid, live = live, None
+                self.finish_live_dump(pid, dd, writer.budget)
             final = dd.publish()
         except OSError as e:
             self.release()
+            _kill_live_dump(live, log)
             _discard(dd)
             log.error("writing %s failed (%s): nothing kept" % (dd.name, e.strerror or e))
             return 1
         except BaseException:
             self.release()
+            _kill_live_dump(live, log)
             _discard(dd)
             raise
         policy.record(exe)
@@ -186,6 +194,22 @@ class Crash:
         log.info("dumped %s to %s in %.0f ms, peak RSS %s kB%s" % (
             comm, final, (time.monotonic() - T0) * 1000, _peak_rss_kb(), cut))
         return 0
+
+    def start_live_dump(self, cfg, recept, dd):
+        """The PID of the live dumper working on dd beside us, or None (livespawn)."""
+        import sys
+        from .livespawn import start
+        return start(dd.path, recept["dump_scope"], self.args.pid, cfg.path, sys.argv[0],
+                     self.log)
+
+    def finish_live_dump(self, pid, dd, budget):
+        """Wait for the live dumper until the deadline (killed after it); its
+        files join the integrity record, what does not fit the budget (what
+        is left of it after the crashed process's own files) is dropped."""
+        from .livespawn import wait
+        wait(pid, self.deadline, self.log)
+        for name in dd.adopt("dumps", budget):
+            self.log.warning("live dump of %s dropped: over max_dump_size" % name)
 
     def fat_core(self, sink, head):
         """Everything the kernel writes: our copy of its header, then the rest of the stream."""
@@ -213,6 +237,13 @@ def _peak_rss_kb():
     except OSError:
         pass
     return "?"
+
+
+def _kill_live_dump(pid, log):
+    """Stop a live dumper still running (the dump is being discarded)."""
+    if pid is not None:
+        from .livespawn import wait
+        wait(pid, 0, log)
 
 
 def _discard(dd):

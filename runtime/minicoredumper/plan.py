@@ -9,6 +9,7 @@ Everything read from the crashed process is bounded and checked.
 from . import elflayout as E
 from .config import glob_match
 from .dumpdir import valid_ident
+from .elfimage import find_symbol
 
 PRIO_ESSENTIAL = 1     # crashing thread's top of stack, module identity, so list
 PRIO_CRASH_STACK = 2   # the rest of the crashing thread's stack
@@ -359,11 +360,7 @@ class Planner:
 
     # --- recept buffers ------------------------------------------------------
     def lookup(self, name):
-        for m in self.modules:
-            found = m.lookup(name)
-            if found:
-                return found
-        return None
+        return find_symbol(self.modules, name)
 
     def buffers(self):
         L = self.L
@@ -398,37 +395,58 @@ class Planner:
 
     # --- data registered through libminicoredumper -----------------------------
     def external(self, x):
-        """Add an external dump; a binary ident must be unique, text may repeat."""
-        for other in self.plan.externals:
-            if other.ident == x.ident and not (x.kind == "T" and other.kind == "T"):
-                self.plan.warn("dump ident %r used twice: the later one skipped" % x.ident)
-                return
-        self.plan.externals.append(x)
+        add_external(self.plan.externals, x, self.plan.warn)
 
     def registered_data(self):
-        head = self.lookup("mcd_dump_data_head")
-        version = self.lookup("mcd_dump_data_version")
-        if not head or not version:
+        symbols = registration_symbols(self.lookup)
+        if symbols is None:
             return
-        from .registry import read_registrations
-        items = read_registrations(self.mem, self.L, self.arch, head[0], version[0],
-                                   self.recept["registered"], self.plan.warn)
-        scope = self.recept["dump_scope"]
         w = self.L.wordsize
-        for it in items:
-            if it.scope > scope:
-                continue
-            where = "registered %s" % (it.ident or "data")
-            if it.kind == "text":
-                self.external(External(it.ident, "T", 0, it.text))
-            elif it.ident is None:
+        for it in registered_items(self.mem, self.L, self.arch, symbols,
+                                   self.recept["registered"], self.recept["dump_scope"],
+                                   self.plan.warn):
+            if it.kind == "bin" and it.ident is None:
                 if it.pointer_at is not None:
-                    self.plan.add(it.pointer_at, w, where + " (pointer)", PRIO_DATA)
+                    self.plan.add(it.pointer_at, w, "registered data (pointer)", PRIO_DATA)
                 if not it.nodump:
-                    self.plan.add(it.addr, it.length, where, PRIO_DATA)
+                    self.plan.add(it.addr, it.length, "registered data", PRIO_DATA)
             else:
-                data = b"" if it.nodump else self.mem.read(it.addr, it.length)
-                kind = "N" if it.nodump else "I" if it.pointer_at is not None else "D"
-                vaddr = it.addr if it.pointer_at is None else it.pointer_at
-                pointer = it.addr if it.pointer_at is not None else None
-                self.external(External(it.ident, kind, vaddr, data, pointer, it.length))
+                self.external(registered_external(it, self.mem))
+
+
+# --- shared with live dumps (livedump.py) -------------------------------------
+
+def add_external(externals, x, warn):
+    """Append an external dump; a binary ident must be unique, text may repeat."""
+    for other in externals:
+        if other.ident == x.ident and not (x.kind == "T" and other.kind == "T"):
+            warn("dump ident %r used twice: the later one skipped" % x.ident)
+            return
+    externals.append(x)
+
+
+def registration_symbols(lookup):
+    """(list head, data version) addresses of libminicoredumper in a process,
+    or None when it does not use the library.  lookup(name) -> (addr, size)."""
+    head = lookup("mcd_dump_data_head")
+    version = lookup("mcd_dump_data_version")
+    return (head[0], version[0]) if head and version else None
+
+
+def registered_items(mem, layout, arch, symbols, limits, scope, warn):
+    """The registrations with a dump_scope up to scope, in registration order."""
+    from .registry import read_registrations
+    return [it for it in read_registrations(mem, layout, arch, symbols[0], symbols[1],
+                                            limits, warn) if it.scope <= scope]
+
+
+def registered_external(it, mem, ident=None):
+    """The External of a registration: text, or bin data read now.  Bin data
+    registered without an ident gets `ident` (live dumps have no core)."""
+    if it.kind == "text":
+        return External(it.ident, "T", 0, it.text)
+    data = b"" if it.nodump else mem.read(it.addr, it.length)
+    kind = "N" if it.nodump else "I" if it.pointer_at is not None else "D"
+    vaddr = it.addr if it.pointer_at is None else it.pointer_at
+    pointer = it.addr if it.pointer_at is not None else None
+    return External(it.ident or ident, kind, vaddr, data, pointer, it.length)

@@ -1,8 +1,10 @@
-"""READ: /proc/PID of the crashed process: its memory, maps, exe and comm.
+"""READ: /proc/PID of a process: its memory, maps, exe, comm and state.
 
 ProcessMemory is the only way the runtime reads another process's memory.  It
 is bounded (every read has a size cap) and never trusts an address: a failed
 read returns what could be read, not an exception deep in the plan.
+identity() and status_field() tell whether a PID is still the process it was
+and whether it is stopped, a zombie or traced (registry and live dumps).
 """
 
 import os
@@ -50,14 +52,46 @@ def parse_maps(text):
     return maps
 
 
-class Process:
-    """A process seen through /proc: maps, exe, comm, and its memory."""
+def identity(pid, proc_root="/proc"):
+    """(state letter, start time in clock ticks after boot) of a process, from
+    /proc/PID/stat, or None if there is no such process.  The start time tells
+    a PID from a later process that reuses it."""
+    try:
+        with open("%s/%d/stat" % (proc_root, pid), "rb") as f:
+            raw = f.read(4096)
+    except (OSError, ValueError):
+        return None
+    # comm (field 2) may hold spaces and parentheses: the fields after its
+    # last ")" start with the state (field 3); the start time is field 22.
+    fields = raw[raw.rfind(b")") + 2:].split()
+    if len(fields) < 20 or not fields[19].isdigit():
+        return None
+    return fields[0].decode("ascii", "replace"), int(fields[19])
 
-    def __init__(self, pid, proc_root="/proc"):
+
+def status_field(pid, name, proc_root="/proc"):
+    """The value of one "Name:" line of /proc/PID/status, or None."""
+    try:
+        with open("%s/%d/status" % (proc_root, pid), "rb") as f:
+            raw = f.read(16 << 10)
+    except (OSError, ValueError):
+        return None
+    key = name.encode() + b":"
+    for line in raw.splitlines():
+        if line.startswith(key):
+            return line[len(key):].strip().decode("utf-8", "replace")
+    return None
+
+
+class Process:
+    """A process seen through /proc: maps, exe, comm, and its memory (read
+    through `memory`, ProcessMemory or a subclass)."""
+
+    def __init__(self, pid, proc_root="/proc", memory=None):
         self.pid = pid
         self.dir = "%s/%d" % (proc_root, pid)
         self._maps = None
-        self.mem = ProcessMemory(self.dir + "/mem")
+        self.mem = (memory or ProcessMemory)(self.dir + "/mem")
 
     def read_text(self, name, limit=1 << 20):
         """A /proc file as text, at most limit bytes (read as it grows, not preallocated)."""

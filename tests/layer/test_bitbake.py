@@ -316,7 +316,7 @@ def test_systemd_unit(bb_systemd):
     assert unit["Service"]["Type"] == ["simple"]
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]
     assert not re.search(r"@[A-Z]+@", text)
-    # The abstract socket is per network namespace and the PID list is in /dev/shm.
+    # The abstract socket is per network namespace; the PID list is in /run/minicoredumper.
     assert "PrivateNetwork" not in unit["Service"] and "PrivateDevices" not in unit["Service"]
 
 

@@ -174,8 +174,9 @@ CONFFILES:${PN} = "${sysconfdir}/minicoredumper/minicoredumper.cfg.json \
 RDEPENDS:${PN} = "python3-compression python3-core python3-json"
 # python3-core directly too: the launchers' #!/usr/bin/python3 must be provided by a
 # direct RDEPENDS, or the file-rdeps QA check fails. The registry speaks AF_UNIX
-# datagrams: socket is in python3-io.
-RDEPENDS:${PN}-daemon = "${PN} python3-core python3-io"
+# datagrams: socket is in python3-io. minicoredumper_trigger stops processes with
+# ptrace through libc: python3-ctypes (the handler only starts it, as a program).
+RDEPENDS:${PN}-daemon = "${PN} python3-core python3-ctypes python3-io"
 RDEPENDS:${PN}-tools = "${PN} python3-core"
 
 SYSTEMD_PACKAGES = "${PN}-daemon"

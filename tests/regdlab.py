@@ -1,0 +1,215 @@
+"""Run the registry daemon and registered apps, for the tests and the benchmarks.
+
+The abstract socket name "\0minicoredumper" exists once per network
+namespace: a Netns keeps a private one alive, and its daemons and apps run
+in it (nsenter), so a test never meets a daemon of the machine or of another
+test run, and one it leaves behind disturbs nobody.  The registry's list is a
+file, shared as usual: the handler and the trigger read it from outside.
+Apps are tests/programs/regloop.c instances (see there).  Needs root.
+"""
+
+import ctypes
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNTIME = os.path.join(ROOT, "runtime")
+sys.path.insert(0, RUNTIME)
+
+from minicoredumper import regstate  # noqa: E402
+
+ENV = dict(os.environ, PYTHONPATH=RUNTIME)
+CLONE_NEWNET = 0x40000000
+
+
+class Netns:
+    """A private network namespace, alive until close() (or until we die)."""
+
+    def __init__(self):
+        self.holder = subprocess.Popen(["unshare", "--net", "cat"], stdin=subprocess.PIPE,
+                                       stdout=subprocess.DEVNULL)
+        self.path = "/proc/%d/ns/net" % self.holder.pid
+        mine = os.readlink("/proc/self/ns/net")
+        wait_for(lambda: _readlink(self.path) not in (None, mine), 10, "unshare --net")
+
+    def argv(self, argv):
+        return ["nsenter", "--net=" + self.path, "--"] + list(argv)
+
+    def enter(self):
+        """Move the calling (forked) process into the namespace."""
+        fd = os.open(self.path, os.O_RDONLY)
+        if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns")
+        os.close(fd)
+
+    def close(self):
+        self.holder.stdin.close()
+        self.holder.wait()
+
+
+def _readlink(path):
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def wait_for(check, timeout=10, what="condition"):
+    end = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError("timed out waiting for %s" % what)
+        time.sleep(0.01)
+
+
+class Daemon:
+    """minicoredumper_regd of this checkout, as a child process."""
+
+    def __init__(self, netns, state=regstate.STATE, prune_interval=None):
+        self.netns = netns
+        self.state = state
+        self.prune_interval = prune_interval
+        self.proc = None
+
+    def argv(self):
+        argv = [sys.executable, "-m", "minicoredumper.regd", "--state", self.state]
+        if self.prune_interval is not None:
+            argv += ["--prune-interval", str(self.prune_interval)]
+        return self.netns.argv(argv)
+
+    def start(self):
+        """Start it and wait until it has (re)written its list."""
+        before = _inode(self.state)
+        self.proc = subprocess.Popen(self.argv(), env=ENV, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        end = time.monotonic() + 10
+        while _inode(self.state) in (None, before):
+            if self.proc.poll() is not None or time.monotonic() > end:
+                out, err = self.proc.communicate(timeout=5)
+                raise RuntimeError("minicoredumper_regd did not start (%s): %s"
+                                   % (self.proc.returncode, err.strip()))
+            time.sleep(0.01)
+        return self
+
+    def kill(self, sig=signal.SIGKILL):
+        """Send sig; returns the exit status."""
+        self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout=10)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return rc
+
+    def stop(self):
+        """Stop it if it runs (SIGTERM, then SIGKILL)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc is not None:
+            self.proc.stdout.close()
+            self.proc.stderr.close()
+        self.proc = None
+
+    def pids(self):
+        try:
+            return [pid for pid, _ in regstate.load(self.state)]
+        except regstate.StateError:
+            return []
+
+    def wait_registered(self, pids, timeout=10):
+        wait_for(lambda: set(pids) <= set(self.pids()), timeout,
+                 "%s in %s" % (sorted(pids), self.state))
+
+
+def _inode(path):
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+class App:
+    """A running regloop: registered data, a counter that keeps going."""
+
+    def __init__(self, netns, exe, name, threads=2):
+        self.name = name
+        self.proc = subprocess.Popen(netns.argv([exe, name, str(threads)]),
+                                     stdout=subprocess.PIPE)
+        self.pid = self.proc.pid
+        try:
+            line = self.readline()
+            assert line.startswith(b"ready 0x"), line
+        except BaseException:
+            self.stop()
+            raise
+        self.counter_at = int(line.split()[1], 16)
+
+    def readline(self, timeout=10):
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        assert ready, "%s printed nothing" % self.name
+        return self.proc.stdout.readline()
+
+    def counter(self):
+        fd = os.open("/proc/%d/mem" % self.pid, os.O_RDONLY)
+        try:
+            return int.from_bytes(os.pread(fd, 8, self.counter_at), sys.byteorder)
+        finally:
+            os.close(fd)
+
+    def states(self):
+        """{tid: (state letter, TracerPid)} of every thread."""
+        out = {}
+        for tid in os.listdir("/proc/%d/task" % self.pid):
+            fields = {}
+            with open("/proc/%d/task/%s/status" % (self.pid, tid)) as f:
+                for line in f:
+                    key, _, value = line.partition(":")
+                    fields[key] = value.strip()
+            out[int(tid)] = (fields["State"][0], int(fields["TracerPid"]))
+        return out
+
+    def reregister(self):
+        """Unregister everything and register again (SIGUSR1)."""
+        self.proc.send_signal(signal.SIGUSR1)
+        assert self.readline() == b"again\n"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.proc.stdout.close()
+
+
+class Lab:
+    """The daemons and apps of one test, in their own network namespace."""
+
+    def __init__(self):
+        self.netns = Netns()
+        self.daemons = []
+        self.apps = []
+
+    def start(self, **kw):
+        """A started Daemon (kw: state, prune_interval)."""
+        self.daemons.append(Daemon(self.netns, **kw))
+        return self.daemons[-1].start()
+
+    def app(self, exe, name, threads=2):
+        self.apps.append(App(self.netns, exe, name, threads))
+        return self.apps[-1]
+
+    def close(self):
+        for a in self.apps:
+            a.stop()
+        for d in self.daemons:
+            d.stop()
+        self.netns.close()
