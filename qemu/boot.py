@@ -98,8 +98,10 @@ def boot(arch, outdir, image_dir=None, timeout=DEFAULT_TIMEOUT):
     os.makedirs(results)
     try:
         with tarfile.open(results_img) as t:
-            t.extractall(results, filter="data") if hasattr(tarfile, "data_filter") \
-                else t.extractall(results)
+            if hasattr(tarfile, "data_filter"):  # Python 3.12, and 3.11.4 on
+                t.extractall(results, filter="data")
+            else:
+                t.extractall(results)
         record["results"] = True
     except tarfile.TarError as e:
         record["results"] = False

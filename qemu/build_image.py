@@ -144,7 +144,7 @@ def kernel_stage(arch, deb):
         shutil.rmtree(stage)
     os.makedirs(stage)
     wanted = set(ARCHS[arch]["modules"])
-    meta, kos, order = {}, {}, []
+    meta, kos = {}, {}
     # Pass 1: the kernel, the module lists, and every module whose name may be wanted
     # (the wanted ones and those in the same directories: their usual dependencies).
     dirs = ("/kernel/drivers/virtio/", "/kernel/drivers/block/")
@@ -459,6 +459,8 @@ def _build(arch, force=False):
     cpio.write_tree(rootfs, os.path.join(work, "initrd.cpio"),
                     devices={"/dev/console": (stat.S_IFCHR | 0o600, 5, 1)})
     sizes = guest_sizes(rootfs, arch, layer, closure, libs)
+    # For comparison: Debian's whole stdlib (sources and extension modules, no byte code).
+    sizes["stdlib_debian_unpruned"] = dir_size(os.path.join(pystage, STDLIB.lstrip("/")))
     info = {
         "arch": arch, "key": key, "kernel_release": release, "modules": modules,
         "builtin_modules": builtin, "packages": versions, "libraries": libs,

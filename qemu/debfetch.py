@@ -210,11 +210,6 @@ def depends(fields, field="Depends"):
     return out
 
 
-def deb_field(deb, field):
-    return subprocess.run(["dpkg-deb", "-f", deb, field], stdout=subprocess.PIPE,
-                          text=True, check=True).stdout.strip()
-
-
 def extract(deb, dest):
     """dpkg-deb -x deb dest (once: a stamp file marks a complete extraction)."""
     stamp = os.path.join(dest, ".extracted-" + os.path.basename(deb))

@@ -183,14 +183,17 @@ def markdown(figs):
                 f["arch"], c["recept"], c["program"], c["artefact"], c["artefact_bytes"],
                 c["dir_bytes"], ok))
     lines += ["", "### Guest runtime size (bytes on the guest's root file system)", "",
-              "| arch | our package | pruned stdlib (files) | interpreter | its libraries | total | glibc | libminicoredumper | whole root fs |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "our package: .py and byte code, launchers; stdlib: the kept .py files with their "
+              "byte code and extension modules (Debian's whole stdlib, sources only, for comparison); "
+              "its libraries: what the interpreter and those modules link, glibc apart.", "",
+              "| arch | our package | pruned stdlib (files) | Debian's stdlib | interpreter | its libraries | total | glibc | libminicoredumper | whole root fs |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for f in figs:
         s = f["sizes"]
-        lines.append("| %s | %d | %d (%d) | %d | %d | %d | %d | %d | %d |" % (
+        lines.append("| %s | %d | %d (%d) | %s | %d | %d | %d | %d | %d | %d |" % (
             f["arch"], s["runtime_package"], s["stdlib_pruned"], s["stdlib_files"],
-            s["interpreter"], s["interpreter_libs"], s["guest_runtime_total"], s["glibc"],
-            s["libminicoredumper"], s["rootfs_total"]))
+            s.get("stdlib_debian_unpruned", "?"), s["interpreter"], s["interpreter_libs"],
+            s["guest_runtime_total"], s["glibc"], s["libminicoredumper"], s["rootfs_total"]))
     return "\n".join(lines) + "\n"
 
 

@@ -121,7 +121,6 @@ def closure(python, stdlib, sitedir, package, triplet, scripts):
     missing = {n: e for n, e in probe["missing"].items()
                if n.rpartition(".")[0] not in probe["modules"] or n.rpartition(".")[0] == ""}
     files, frozen, builtin, own = set(), [], [], []
-    guest_dynload = os.path.join(stdlib, "lib-dynload")
     for name, origin in sorted(probe["modules"].items()):
         if name in pkgmods:
             own.append(name)
