@@ -184,7 +184,7 @@ def markdown(figs):
                 c["dir_bytes"], ok))
     lines += ["", "### Guest runtime size (bytes on the guest's root file system)", "",
               "our package: .py and byte code, launchers; stdlib: the kept .py files with their "
-              "byte code and extension modules (Debian's whole stdlib, sources only, for comparison); "
+              "byte code and extension modules (Debian's whole stdlib without byte code, for comparison); "
               "its libraries: what the interpreter and those modules link, glibc apart.", "",
               "| arch | our package | pruned stdlib (files) | Debian's stdlib | interpreter | its libraries | total | glibc | libminicoredumper | whole root fs |",
               "|---|---|---|---|---|---|---|---|---|---|"]
