@@ -1,35 +1,15 @@
 """Test helper: get the core out of a dump directory and ask gdb about it."""
 
-import bz2
-import gzip
-import lzma
 import os
 import re
 import subprocess
-import tarfile
-
-OPENERS = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}
-
 
 def extract_core(dumpdir, dest):
-    """Path of a plain core file taken from dumpdir's core artefact."""
-    names = [n for n in os.listdir(dumpdir) if n == "core" or n.startswith("core.")]
-    assert len(names) == 1, names
-    name = names[0]
-    src = os.path.join(dumpdir, name)
-    if name == "core":
-        return src
-    out = os.path.join(dest, "core")
-    ext = os.path.splitext(name)[1]
-    if ".tar." in name:
-        with tarfile.open(src) as t:
-            member = t.getmember("core")
-            with t.extractfile(member) as f, open(out, "wb") as o:
-                o.write(f.read())
-    else:
-        with OPENERS[ext](src) as f, open(out, "wb") as o:
-            o.write(f.read())
-    return out
+    """Path of a plain core file taken from dumpdir's core artefact (mcd's own unpacking)."""
+    from minicoredumper.catalog import Dump
+    from minicoredumper.dumptools import core_artefact, unpack_core
+    d = Dump(os.path.dirname(dumpdir), os.path.basename(dumpdir))
+    return unpack_core(core_artefact(d), os.path.join(dest, "core"))
 
 
 def gdb(exe, core, *commands, sysroot=None, program="gdb"):

@@ -25,6 +25,7 @@ BUILDS = {
     "crash3_i386": ["i686-linux-gnu-gcc", "-static", "-g", "-O0", "crash3.c"],
     "bigheap": ["gcc", "-g", "-O0", "bigheap.c"],
     "robust": ["gcc", "-g", "-O0", "-pthread", "robust.c"],
+    "secret": ["gcc", "-g", "-O0", "secret.c"],
 }
 
 
@@ -103,7 +104,9 @@ class Crasher:
         the demo, benchmarks) never overlap; a second one waits."""
         from minicoredumper import cli
         self.lock = open(LOCK, "w")
-        fcntl.flock(self.lock, fcntl.LOCK_EX)
+        # A POSIX record lock: unlike flock, a child forked by a test does
+        # not inherit it and keep it past our restore().
+        fcntl.lockf(self.lock, fcntl.LOCK_EX)
         self.saved = (read_sysctl("core_pattern"), read_sysctl("core_pipe_limit"))
         os.makedirs(self.state, exist_ok=True)
         self.launcher = cli.write_launcher(self.state)
@@ -117,7 +120,7 @@ class Crasher:
             write_sysctl("core_pipe_limit", self.saved[1])
             self.saved = None
         if self.lock:
-            self.lock.close()  # releases the flock
+            self.lock.close()  # releases the lock
             self.lock = None
 
     def configure(self, recept=None, config=None, recept_text=None):

@@ -26,7 +26,7 @@ LADDER = [
     ("top of stack, minimal notes", 1, NOTES_MINIMAL, None),
 ] + [("%d bytes of stack, minimal notes" % n, 1, NOTES_MINIMAL, n) for n in (1024, 512, 256, 128)]
 
-RECORD_LINE = 24  # integrity record bytes per file, besides its path
+RECORD_LINE = 21  # integrity record line: "%08x %d %s\n" with up to 10 size digits, less the path
 
 
 class Budget:

@@ -1,4 +1,5 @@
-"""mcd: the command-line front end (install, uninstall, extract).
+"""mcd: the command-line front end: install and uninstall here, the dump
+verbs (list, info, gdb, extract, verify) in dumptools.
 
 `mcd install` points the kernel's core_pattern at the handler and remembers
 the previous values; `mcd uninstall` puts them back.  The handler is started
@@ -133,43 +134,6 @@ def cmd_uninstall(args):
     return 0
 
 
-def cmd_extract(args):
-    """Pull a registered buffer (by its symbol.map ident) out of a core into a
-    file, in the dump-file format: [pointer if indirect] + data."""
-    from .corefile import CoreFile, parse_symbol_map
-    from .kernelcore import CoreFormatError
-    smap = args.symbol_map or os.path.join(os.path.dirname(os.path.abspath(args.core)),
-                                           "symbol.map")
-    try:
-        symbols = parse_symbol_map(smap)
-        if args.ident not in symbols:
-            raise ValueError("ident %r is not in %s (it lists: %s)" % (
-                args.ident, smap, ", ".join(sorted(symbols)) or "nothing"))
-        _, vaddr, size, kind = symbols[args.ident]
-        if kind == "N":
-            raise ValueError("%r was registered NODUMP: there is no data" % args.ident)
-        core = CoreFile(args.core)
-        try:
-            if kind == "I":
-                pointer = core.read(vaddr, core.layout.wordsize)
-                data = pointer + core.read(core.layout.word.unpack(pointer)[0], size)
-            else:
-                data = core.read(vaddr, size)
-        finally:
-            core.close()
-    except CoreFormatError as e:
-        print("mcd: %s; run coreinject with the dump file first" % e, file=sys.stderr)
-        return 1
-    except (ValueError, OSError) as e:
-        print("mcd: %s" % e, file=sys.stderr)
-        return 1
-    out = args.output or args.ident
-    with open(out, "wb") as f:
-        f.write(data)
-    print("%s: %d bytes" % (out, len(data)))
-    return 0
-
-
 def build_parser():
     p = argparse.ArgumentParser(prog="mcd", description="minicoredumper control")
     sub = p.add_subparsers(dest="verb", required=True)
@@ -179,21 +143,21 @@ def build_parser():
     i.set_defaults(func=cmd_install)
     u = sub.add_parser("uninstall", help="restore the previous core_pattern and core_pipe_limit")
     u.set_defaults(func=cmd_uninstall)
-    x = sub.add_parser("extract", help="pull a registered buffer out of a core into a file")
-    x.add_argument("core")
-    x.add_argument("ident", help="the buffer's ident in symbol.map")
-    x.add_argument("--symbol-map", help="default: symbol.map next to the core")
-    x.add_argument("-o", "--output", help="default: a file named after the ident")
-    x.set_defaults(func=cmd_extract)
+    from .dumptools import add_verbs
+    add_verbs(sub)
     return p
 
 
 def main(argv=None):
+    from .dumptools import UserError
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except PermissionError as e:
         print("mcd: %s: run as root" % e, file=sys.stderr)
+        return 1
+    except UserError as e:
+        print("mcd: %s" % e, file=sys.stderr)
         return 1
 
 

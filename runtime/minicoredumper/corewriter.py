@@ -22,6 +22,9 @@ CHUNK = 64 << 10
 # a backtrace needs (its registers, process info, signal, auxv, mapped files).
 NOTES_ALL, NOTES_CRASHING_THREAD, NOTES_MINIMAL = "all", "crashing thread", "minimal"
 MINIMAL_NOTES = (E.NT_PRSTATUS, E.NT_PRPSINFO, E.NT_SIGINFO, E.NT_AUXV, E.NT_FILE)
+# Floating-point and vector registers: library string and memory functions
+# leave copies of data in them, so privacy leaves them out.
+PRIVATE_NOTES = (2, 0x202, 0x400, 0x405, 0x46E62B7F)  # FPREGSET X86_XSTATE ARM_VFP ARM_SVE PRXFPREG
 SHSTRTAB = b"\0.shstrtab\0" + E.DUMPLIST_SECTION + b"\0"
 SH_NAME_SHSTRTAB = 1
 SH_NAME_DUMPLIST = 11
@@ -61,15 +64,16 @@ def dumplist_note(L, pairs):
 class CoreImage:
     """The file layout of one core; `write` streams it into a sink."""
 
-    def __init__(self, kcore, ranges, layout="compact", notes=NOTES_ALL):
+    def __init__(self, kcore, ranges, layout="compact", notes=NOTES_ALL, private=False):
         self.kc = kcore
         self.L = kcore.layout
         self.compact = layout == "compact"
         self.notes = notes
+        self.private = private
         L = self.L
+        notes = self._select_notes()
         if self.compact:
             self.ranges = list(ranges)
-            notes = self._compact_notes()
             phnum = 1 + len(self.ranges)
             notes_off = L.ehdr.size + phnum * L.phdr.size
             self.header_size = notes_off + len(notes)
@@ -79,19 +83,22 @@ class CoreImage:
                 self.placement.append((off, s, e))
                 off += e - s
             data_end = off
-            self._phdrs = self._compact_phdrs(notes_off, len(notes))
-            self._notes = notes
+            self._head = self._compact_phdrs(notes_off, len(notes)) + notes
         else:
             self.ranges, self.placement = self._sparse_placement(ranges)
             self.header_size = len(kcore.header_bytes)
             data_end = max([p.offset + p.filesz for p in kcore.phdrs] + [self.header_size])
+            self._head = self._sparse_head(notes)
         dumplist_size = len(self._dumplist([0] * len(self.ranges)))
         self.dumplist_off = _align(data_end, 4)
         _, self.shoff, self.size = tail_layout(L, self.dumplist_off, dumplist_size)
         self.present = []
 
-    # --- compact pieces -------------------------------------------------------
-    def _compact_notes(self):
+    def _select_notes(self):
+        """The kernel's notes, less what the note level and privacy leave out.
+
+        In the compact layout NT_FILE lists only mappings that cannot differ
+        from their files."""
         kc = self.kc
         L = self.L
         out = []
@@ -103,11 +110,33 @@ class CoreImage:
                 break  # the kernel writes the crashing thread's notes first
             if self.notes == NOTES_MINIMAL and ntype not in MINIMAL_NOTES:
                 continue
-            if name == b"CORE" and ntype == E.NT_FILE:
+            if self.private and ntype in PRIVATE_NOTES:
+                continue
+            if self.compact and name == b"CORE" and ntype == E.NT_FILE:
                 desc = kc.encode_files([f for f in kc.files if not self._written(f)])
             out.append(L.note(name, ntype, desc))
         return b"".join(out)
 
+    def _sparse_head(self, notes):
+        """The kernel's program headers and notes, at the kernel's offsets; a
+        smaller note selection leaves a hole where the rest was."""
+        L = self.L
+        kc = self.kc
+        head = kc.header_bytes[L.ehdr.size:]
+        if notes == b"".join(L.note(*n) for n in kc.notes):
+            return head
+        note_phdrs = [p for p in kc.phdrs if p.type == E.PT_NOTE]
+        off = note_phdrs[0].offset
+        phdrs = b"".join(L.phdr.pack(p.replace(filesz=len(notes)) if p is note_phdrs[0] else
+                                     p.replace(filesz=0) if p.type == E.PT_NOTE else p)
+                         for p in kc.phdrs)
+        head = bytearray(head)
+        head[kc.ehdr.phoff - L.ehdr.size:kc.ehdr.phoff - L.ehdr.size + len(phdrs)] = phdrs
+        start = off - L.ehdr.size
+        head[start:] = notes + bytes(len(head) - start - len(notes))
+        return bytes(head)
+
+    # --- compact pieces -------------------------------------------------------
     def _written(self, entry):
         """Whether a file mapping's memory may differ from the file.
 
@@ -169,10 +198,7 @@ class CoreImage:
 
         Returns the list of (start, length) really read from memory.
         """
-        if self.compact:
-            head = self._ehdr() + self._phdrs + self._notes
-        else:
-            head = self._ehdr() + self.kc.header_bytes[self.L.ehdr.size:]
+        head = self._ehdr() + self._head
         sink.write(head)
         pos = len(head)
         lengths = []

@@ -72,7 +72,8 @@ class DumpWriter:
         name = core_name(r["compression"])
         left = self.budget.left_for(name)
         if left is None:
-            self.image = CoreImage(kc, self.plan.ranges(segments), r["core_layout"])
+            self.image = CoreImage(kc, self.plan.ranges(segments), r["core_layout"],
+                                   private=bool(r["sanitize_stack"]))
             sink, name = self.dd.core_sink(r["compression"], self.image.size, self.args.time)
             self.image.write(sink, mem, self.crash.expired)
             sink.close()
@@ -90,7 +91,8 @@ class DumpWriter:
 
     def _render(self, mem):
         def render(ranges, notes, limit):
-            image = CoreImage(self.kc, ranges, self.recept["core_layout"], notes)
+            image = CoreImage(self.kc, ranges, self.recept["core_layout"], notes,
+                              private=bool(self.recept["sanitize_stack"]))
             out = MemorySink(limit)
             sink = core_sink(out, self.recept["compression"], image.size, self.args.time)
             image.write(sink, mem, self.crash.expired)

@@ -20,13 +20,14 @@ E_PAGE = 4096
 class Module:
     """One ELF image mapped in the process."""
 
-    def __init__(self, path, base, layout, ehdr, phdrs, file_path):
+    def __init__(self, path, base, layout, ehdr, phdrs, file_path, inode=0):
         self.path = path  # as shown in maps ("[vdso]" for the vDSO)
         self.base = base  # address of the ELF header in memory
         self.layout = layout
         self.ehdr = ehdr
         self.phdrs = phdrs
         self.file_path = file_path  # where to read symbols from, or None
+        self.inode = inode
         loads = [p for p in phdrs if p.type == E.PT_LOAD]
         first = min((p.vaddr for p in loads), default=0) & ~(E_PAGE - 1)
         self.bias = base - first if ehdr.type == E.ET_DYN else 0
@@ -42,6 +43,21 @@ class Module:
                 ranges.append((self.bias + p.vaddr, p.filesz))
         return ranges
 
+    def symbol_source(self):
+        """The file to read symbols from: /proc/PID/map_files while the
+        process exists, afterwards the mapped path if it is still the same
+        file (same inode), else None."""
+        if self.file_path is None:
+            return None
+        if os.path.exists(self.file_path):
+            return self.file_path
+        try:
+            if os.stat(self.path).st_ino == self.inode:
+                return self.path
+        except OSError:
+            pass
+        return None
+
     def dynamic(self):
         """(address, size) of PT_DYNAMIC in memory, or None."""
         for p in self.phdrs:
@@ -51,10 +67,11 @@ class Module:
 
     def lookup(self, name):
         """(address, size) of the defined symbol `name`, or None."""
-        if self.file_path is None:
+        source = self.symbol_source()
+        if source is None:
             return None
         if self._symbols is None:
-            self._symbols = SymbolFile(self.file_path)
+            self._symbols = SymbolFile(source)
         found = self._symbols.lookup(name.encode() if isinstance(name, str) else name)
         if found is None:
             return None
@@ -116,7 +133,7 @@ def read_module(mem, base, path, procdir, mapping):
         file_path = "%s/map_files/%x-%x" % (procdir, mapping.start, mapping.end)
         if not os.path.exists(file_path):
             file_path = path
-    mod = Module(path, base, L, ehdr, phdrs, file_path)
+    mod = Module(path, base, L, ehdr, phdrs, file_path, mapping.inode)
     mod.build_id = _build_id(mem, mod)
     return mod
 

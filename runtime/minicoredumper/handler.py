@@ -134,14 +134,6 @@ class Crash:
         from .dumpwriter import DumpWriter
         from .policy import StoragePolicy
         args, log = self.args, self.log
-        policy = StoragePolicy(cfg, log.info)
-        allowed, why = policy.allow(exe)
-        if not allowed:
-            log.warning("%s: not dumped" % why)  # nothing written, released at once
-            return 0
-        self.mark("config")
-        kc = read_kernel_core(0)
-        self.mark("kernel notes")
         base = cfg.base_dir
         if not os.path.isdir(base):
             try:
@@ -150,6 +142,16 @@ class Crash:
             except OSError as e:
                 log.error("base_dir %s cannot be created (%s): not dumped" % (base, e.strerror))
                 return 1
+        policy = StoragePolicy(cfg, log.info)
+        admitted, why = policy.admit(exe)
+        if not admitted:
+            log.warning("%s: not dumped" % why)  # nothing written, released at once
+            return 0
+        if why:
+            log.warning(why)
+        self.mark("config")
+        kc = read_kernel_core(0)
+        self.mark("kernel notes")
         clean_leftovers(base, log.info)
         try:
             policy.make_room(recept["max_dump_size"])
@@ -188,7 +190,6 @@ class Crash:
             _kill_live_dump(live, log)
             _discard(dd)
             raise
-        policy.record(exe)
         policy.enforce_total(final)
         cut = " (deadline cut the dump)" if self.expired() else ""
         log.info("dumped %s to %s in %.0f ms, peak RSS %s kB%s" % (

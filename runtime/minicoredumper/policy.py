@@ -67,22 +67,32 @@ class StoragePolicy:
                 keep.append(ev)
         return keep
 
-    def allow(self, exe):
-        """(True, "") or (False, why): may this executable dump now?"""
+    def admit(self, exe):
+        """(True, "") or (False, why): may this executable dump now?  An
+        admitted crash takes its place in the history at once, under a lock,
+        so crashes arriving together cannot all slip through.  A refused one
+        writes nothing."""
         if not self.rate:
             return True, ""
-        recent = self._recent(exe)
-        if len(recent) >= self.rate["count"]:
-            return False, "rate limit: %d dumps of %s within %d s" % (
-                len(recent), exe, self.rate["interval_seconds"])
-        return True, ""
+        try:
+            fd = os.open(os.path.join(self.base_dir, RATE_FILE + ".lock"),
+                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            return True, "rate limit not checked: %s" % (e.strerror or e)
+        try:
+            os.lockf(fd, os.F_LOCK, 0)
+            self._history = None
+            recent = self._recent(exe)
+            if len(recent) >= self.rate["count"]:
+                return False, "rate limit: %d dumps of %s within %d s" % (
+                    len(recent), exe, self.rate["interval_seconds"])
+            self._record(exe, recent)
+            return True, ""
+        finally:
+            os.close(fd)  # releases the lock
 
-    def record(self, exe):
-        """Remember an accepted dump (written atomically beside the dumps)."""
-        if not self.rate:
-            return
+    def _record(self, exe, recent):
         history = self._load()
-        recent = self._recent(exe)
         recent.append((_boot_id(), time.clock_gettime(time.CLOCK_BOOTTIME), time.time()))
         history[exe] = recent[-self.rate["count"]:]
         for other in list(history):

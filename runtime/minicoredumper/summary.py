@@ -62,12 +62,12 @@ def symbolize(addresses, modules):
     for addr, how in addresses:
         m = _module_for(addr, modules)
         placed.append((addr, how, m))
-        if m is not None and m.file_path:
+        if m is not None and m.symbol_source():
             by_module.setdefault(m, []).append(addr - m.bias)
     names = {}
     from .elfimage import nearest_symbols
     for m, rel in by_module.items():
-        for r, (name, off) in nearest_symbols(m.file_path, set(rel)).items():
+        for r, (name, off) in nearest_symbols(m.symbol_source(), set(rel)).items():
             names[(m, r)] = "%s+%#x" % (name, off) if off else name
     return [(addr, how, m, addr - m.bias if m else None,
              names.get((m, addr - m.bias)) if m else None) for addr, how, m in placed]
@@ -101,8 +101,7 @@ def build(kc, addresses, modules, exe, comm, cmdline, uid, pid, dumped):
                     "module": mods.index(f[2]) if f[2] is not None else None,
                     "offset": "%#x" % f[3] if f[3] is not None else None,
                     "symbol": f[4]} for f in frames],
-        "modules": [{"path": m.path, "build_id": m.build_id, "base": "%#x" % m.base}
-                    for m in mods],
+        "modules": [{"path": m.path, "build_id": m.build_id} for m in mods],
         "threads": len(kc.threads),
         "dump": dumped,
     }
@@ -125,6 +124,9 @@ def text(s):
 def to_json(v, indent=""):
     """JSON text of dicts, lists, str, int, bool and None."""
     if isinstance(v, dict):
+        if all(not isinstance(x, (dict, list, tuple)) for x in v.values()):
+            return "{" + ", ".join('"%s": %s' % (_escape(str(k)), to_json(x)) for k, x in
+                                   v.items()) + "}"  # a flat record on one line
         inner = indent + "  "
         items = ['%s"%s": %s' % (inner, _escape(str(k)), to_json(x, inner)) for k, x in v.items()]
         return "{\n" + ",\n".join(items) + "\n" + indent + "}" if items else "{}"

@@ -139,7 +139,8 @@ def test_build_ids_for_offline_symbolisation(crasher, programs):
     embedded = os.path.join(os.path.dirname(__file__), "..", "..", "conf",
                             "embedded.recept.json")
     with open(embedded) as f:
-        text = f.read().replace('"compressor": "xz"', '"compressor": null')
+        text = f.read().replace('"compressor": "xz"', '"compressor": null').replace(
+            '"max_dump_size": 4096', '"max_dump_size": 0')
     base = crasher.configure(recept_text=text)
     crasher.run([exe])
     d = os.path.join(base, os.listdir(base)[0])

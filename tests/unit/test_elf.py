@@ -225,3 +225,32 @@ def test_tar_member_reads_back_with_tarfile(tmp_path):
         info = t.getmember("core")
         assert (info.size, info.mode, info.mtime, info.uid) == (4000, 0o600, 1700000000, 0)
         assert t.extractfile(info).read() == payload + bytes(3000)
+
+
+@pytest.mark.parametrize("layout", ["compact", "sparse"])
+def test_note_levels_and_privacy(tmp_path, layout):
+    from minicoredumper.corewriter import NOTES_CRASHING_THREAD, NOTES_MINIMAL
+    stream = fake_kernel_core(EM_X86_64, E.ELFCLASS64, LOADS, files=FILES)
+    kc = _read_core(stream)
+    # A vector-register note after each thread's registers, as the kernel writes them.
+    kc.notes = [n for t in kc.notes for n in ([t, (b"LINUX", 0x202, b"SECRET" * 10)]
+                                               if t[1] == E.NT_PRSTATUS else [t])]
+    for level, private, want in [
+            (NOTES_CRASHING_THREAD, False, ["NT_PRSTATUS", 0x202, "NT_AUXV", "NT_FILE"]),
+            (NOTES_MINIMAL, False, ["NT_PRSTATUS", "NT_AUXV", "NT_FILE"]),
+            ("all", True, ["NT_PRSTATUS", "NT_AUXV", "NT_FILE", "NT_PRSTATUS"])]:
+        img = CoreImage(kc, [(0x7000, 0x7100)], layout, level, private)
+        path = str(tmp_path / ("core-%s-%s" % (level, private)))
+        sink = FileSink(path)
+        img.write(sink, FakeMemory({0x7000: b"S" * 0x1000}), lambda: False)
+        sink.close()
+        with open(path, "rb") as f:
+            elf = ELFFile(f)
+            notes = [n["n_type"] for s in elf.iter_segments() if s["p_type"] == "PT_NOTE"
+                     for n in s.iter_notes()]
+            loads = [s for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]
+            data = open(path, "rb").read()
+        assert notes == want, (level, private)
+        assert (b"SECRET" in data) == (0x202 in notes)
+        if layout == "sparse":  # the kernel's offsets, whatever the notes
+            assert [s["p_offset"] for s in loads] == [p.offset for p in kc.loads]
