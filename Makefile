@@ -17,3 +17,4 @@ test: deps
 bench: deps
 	$(PYTHON) tests/bench/bench_handler.py
 	$(PYTHON) tests/bench/bench_live.py
+	$(PYTHON) tests/bench/bench_registered.py

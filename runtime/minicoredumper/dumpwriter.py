@@ -1,8 +1,9 @@
 """WRITE: every artefact of one crash into its dump directory, in budget order.
 
 Split around the release of the crashed process: read_process() does all
-that needs its memory (plan, core, external dumps, proc info, fat core);
-finish() the rest (summary, debug log), leaving publishing to the caller.
+that needs its memory (plan, core, proc info, fat core; external dumps are
+read then); finish() the rest (external dump files, summary, debug log),
+leaving publishing to the caller.
 With a max_dump_size, files are added best-first while they fit (budget.py).
 """
 
@@ -31,6 +32,7 @@ class DumpWriter:
         self.dumped = {}
         self.image = None
         self.plan = None
+        self.externals = []
 
     # --- while the process is still there -----------------------------------
     def read_process(self):
@@ -109,9 +111,7 @@ class DumpWriter:
                                               len(x.data) + 8)]
         if len(externals) < len(self.plan.externals):
             self.dumped["externals_dropped"] = len(self.plan.externals) - len(externals)
-        if externals:
-            write_externals(self.dd, "dumps/%d/" % args.pid, externals, kc.layout.word,
-                            _kernel_offset(kc))
+        self.externals = externals  # already read: written after the release
         if r["write_proc_info"] and not self.budget.limit:
             write_proc_info(self.dd, self.proc.dir, args.pid, omit_environ=r["omit_environ"])
         if r["dump_fat_core"] and not self.budget.limit:
@@ -120,6 +120,9 @@ class DumpWriter:
     # --- after the release ----------------------------------------------------
     def finish(self, warnings):
         args, dd = self.args, self.dd
+        if self.externals:
+            write_externals(dd, "dumps/%d/" % args.pid, self.externals, self.kc.layout.word,
+                            _kernel_offset(self.kc))
         s = build_summary(self.kc, self.addresses, self.modules, self.exe, self.comm,
                           self.cmdline, args.uid, args.pid, self.dumped)
         txt = summary_text(s).encode("utf-8", "replace")[:self.summary_room]
@@ -149,6 +152,7 @@ def _debug_text(args, exe, comm, kc, plan, image, warnings, marks):
     out = ["minicoredumper debug log",
            "pid %d uid %d gid %d signal %d time %d host %s" % (
                args.pid, args.uid, args.gid, args.signal, args.time, args.hostname),
+           "pidfd %s dump_mode %s" % (args.pidfd, args.dump_mode),
            "exe %s comm %s arch %s class %d threads %s" % (
                exe, comm, kc.arch.name, 64 if kc.layout.is64 else 32,
                " ".join(str(t.tid) for t in kc.threads)),
