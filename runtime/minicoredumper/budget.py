@@ -11,8 +11,8 @@ one before, so a larger budget never gives a worse backtrace:
   6-9. as 5 with the top of stack cut to 1024, 512, 256, 128 bytes
   10. no core
 
-Side files come around it: summary.txt always; then the core; then
-summary.json, the external dumps (by registration order), debug.txt and
+Side files come around it: summary.txt always; then the core; then the
+external dumps (by dump_scope, lowest first), summary.json, debug.txt and
 proc info while they fit.  Every file also costs its integrity record line.
 """
 

@@ -105,10 +105,12 @@ class DumpWriter:
 
     def write_side_files(self):
         r, args, kc = self.recept, self.args, self.kc
-        externals = [x for x in self.plan.externals
-                     if self.budget.fits("dumps/%d/%s" % (args.pid, x.ident), len(x.data) + 8)
-                     and not self.budget.take("dumps/%d/%s" % (args.pid, x.ident),
-                                              len(x.data) + 8)]
+        # Chosen by scope (the lowest, dumped most widely, first), written in
+        # registration order (text sharing an ident is appended in order).
+        chosen = {id(x) for x in sorted(self.plan.externals, key=lambda x: x.scope)
+                  if self.budget.fits("dumps/%d/%s" % (args.pid, x.ident), len(x.data) + 8)
+                  and not self.budget.take("dumps/%d/%s" % (args.pid, x.ident), len(x.data) + 8)}
+        externals = [x for x in self.plan.externals if id(x) in chosen]
         if len(externals) < len(self.plan.externals):
             self.dumped["externals_dropped"] = len(self.plan.externals) - len(externals)
         self.externals = externals  # already read: written after the release

@@ -46,13 +46,14 @@ class External:
     "T" text (appended to the ident's file, not in symbol.map).
     """
 
-    def __init__(self, ident, kind, vaddr, data, pointer=None, size=None):
+    def __init__(self, ident, kind, vaddr, data, pointer=None, size=None, scope=0):
         self.ident = ident
         self.kind = kind
         self.vaddr = vaddr
         self.data = data
         self.pointer = pointer
         self.size = len(data) if size is None else size
+        self.scope = scope  # a budget fills external dumps in ascending scope
 
 
 class Plan:
@@ -444,9 +445,9 @@ def registered_external(it, mem, ident=None):
     """The External of a registration: text, or bin data read now.  Bin data
     registered without an ident gets `ident` (live dumps have no core)."""
     if it.kind == "text":
-        return External(it.ident, "T", 0, it.text)
+        return External(it.ident, "T", 0, it.text, scope=it.scope)
     data = b"" if it.nodump else mem.read(it.addr, it.length)
     kind = "N" if it.nodump else "I" if it.pointer_at is not None else "D"
     vaddr = it.addr if it.pointer_at is None else it.pointer_at
     pointer = it.addr if it.pointer_at is not None else None
-    return External(it.ident or ident, kind, vaddr, data, pointer, it.length)
+    return External(it.ident or ident, kind, vaddr, data, pointer, it.length, it.scope)

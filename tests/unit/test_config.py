@@ -122,3 +122,59 @@ def test_json_cache_ignores_a_directory_others_can_write(tmp_path):
     c.save()
     os.chmod(d, 0o777)
     assert C.JsonCache(str(d)).entries == {}
+
+
+def _policy(tmp_path, rate):
+    from minicoredumper.policy import StoragePolicy
+    cfg = C.MainConfig({"base_dir": str(tmp_path), "rate_limit": rate}, "/x.json", [])
+    return StoragePolicy(cfg, lambda msg: None)
+
+
+def test_rate_limit_within_a_boot_ignores_the_wall_clock(tmp_path, monkeypatch):
+    import time as T
+    p = _policy(tmp_path, {"count": 2, "interval_seconds": 100})
+    assert p.admit("/bin/app") == (True, "") and p.admit("/bin/app") == (True, "")
+    assert p.admit("/bin/app")[0] is False
+    # The wall clock jumps a day ahead: within this boot the events still count.
+    real = T.time
+    monkeypatch.setattr(T, "time", lambda: real() + 86400)
+    assert _policy(tmp_path, {"count": 2, "interval_seconds": 100}).admit("/bin/app")[0] is False
+    # Another executable has its own count.
+    assert p.admit("/bin/other") == (True, "")
+
+
+def test_rate_limit_across_boots(tmp_path, monkeypatch):
+    import marshal
+    import time as T
+    from minicoredumper import policy as P
+    p = _policy(tmp_path, {"count": 1, "interval_seconds": 3600})
+    now_boot = T.clock_gettime(T.CLOCK_BOOTTIME)
+    # An event from another boot whose wall time is "in the future" (the clock
+    # went back): it is at least as old as this boot's uptime, no older.
+    events = {"/bin/app": [("another-boot", 5.0, T.time() + 500)]}
+    with open(tmp_path / P.RATE_FILE, "wb") as f:
+        f.write(marshal.dumps(events))
+    expected = now_boot < 3600  # counted while the uptime is under the interval
+    assert p.admit("/bin/app")[0] is not expected
+    # An event from another boot an hour and more ago by the wall clock: expired.
+    with open(tmp_path / P.RATE_FILE, "wb") as f:
+        f.write(marshal.dumps({"/bin/app": [("another-boot", 5.0, T.time() - 7200)]}))
+    assert _policy(tmp_path, {"count": 1, "interval_seconds": 3600}).admit("/bin/app")[0]
+
+
+def test_min_free_space_evicts_oldest_first(tmp_path, monkeypatch):
+    from minicoredumper.policy import StoragePolicy
+    names = []
+    for i in range(3):
+        d = tmp_path / ("app.20260101.00000%d+0000.%d" % (i, 100 + i))
+        d.mkdir()
+        (d / "core").write_bytes(b"x" * 100)
+        os.utime(d, (1000 + i, 1000 + i))
+        names.append(d.name)
+    cfg = C.MainConfig({"base_dir": str(tmp_path), "min_free_space": 850}, "/x.json", [])
+    policy = StoragePolicy(cfg, lambda m: None)
+    # A file system with 1000 bytes, each dump taking 100.
+    monkeypatch.setattr(policy, "_free", lambda: 1000 - 100 * len(
+        [n for n in os.listdir(tmp_path) if not n.startswith(".")]))
+    policy.make_room()
+    assert os.listdir(tmp_path) == [names[-1]]  # the two oldest went
