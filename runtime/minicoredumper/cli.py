@@ -65,9 +65,41 @@ def write_launcher(directory):
     return os.path.join(directory, "minicoredumper")
 
 
-def core_pattern(handler, config=None):
-    """The core_pattern line for handler; ValueError if the kernel would truncate it."""
+def kernel_version(release=None):
+    """(major, minor) of the running kernel (or of a uname release string)."""
+    release = release or os.uname().release
+    parts = []
+    for p in release.split(".")[:2]:
+        digits = ""
+        for ch in p:
+            if not ch.isdigit():
+                break
+            digits += ch
+        parts.append(int(digits or 0))
+    return tuple(parts + [0] * (2 - len(parts)))
+
+
+def identity_options(version=None):
+    """The newer specifiers this kernel expands, as handler options (SPEC 1:
+    accepted, never required): the dump mode %d (Linux 3.7) and the pidfd %F
+    (Linux 6.16: the kernel installs the crashed process's pidfd as fd 3 of
+    the helper and %F expands to that number)."""
+    version = version or kernel_version()
+    opts = []
+    if version >= (3, 7):
+        opts.append("--dump-mode=%d")
+    if version >= (6, 16):
+        opts.append("--pidfd=%F")
+    return " ".join(opts)
+
+
+def core_pattern(handler, config=None, options=None):
+    """The core_pattern line for handler; ValueError if the kernel would truncate it.
+    options: extra handler options (default: identity_options() of this kernel)."""
+    options = identity_options() if options is None else options
     pattern = "|%s %s" % (handler, SPECIFIERS)
+    if options:
+        pattern += " " + options
     if config:
         pattern += " " + os.path.abspath(config)
     if len(pattern) > CORE_PATTERN_MAX:

@@ -56,50 +56,100 @@ class Args:
         self.hostname = pos[5]
         self.comm = pos[6]
         self.config = pos[7] if len(pos) > 7 else None
+        # Newer kernels' specifiers, as options (SPEC 1: accepted, never required):
+        # --pidfd=%F (the kernel installs the crashed process's pidfd as that fd)
+        # and --dump-mode=%d (1 dumpable, 2 suidsafe: not dumpable, root-only).
+        self.pidfd = _int_option(self.options.get("pidfd"))
+        self.dump_mode = _int_option(self.options.get("dump-mode"))
+
+
+def _int_option(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 class Crash:
-    """One handler run: the state shared by the stages."""
+    """One crash: the state shared by the stages.
 
-    def __init__(self, args, log):
+    The same code serves pipe mode (one process per crash: the stream is fd
+    0, closing it releases the crashed process, the hard deadline is a
+    SIGALRM) and the resident socket server (sockserver.py: the stream is the
+    accepted connection, the server's release closes it, its parsed-config
+    cache is kept between crashes and there is no SIGALRM: only the soft
+    deadline, which every stage checks).
+
+    pidfd: the crashed process's pidfd (%F in pipe mode, SO_PEERPIDFD in
+    socket mode) or None; with it /proc/PID is read only while the pidfd's
+    process still has PID (procfs.Process.check_identity).
+    """
+
+    def __init__(self, args, log, stream=0, release=None, t0=None, hard_deadline=True,
+                 cache=None, pidfd=None):
         from .config import DEFAULT_DEADLINE
         self.args = args
         self.log = log
-        self.deadline = T0 + DEFAULT_DEADLINE
+        self.stream = stream
+        self._release = release
+        self.t0 = T0 if t0 is None else t0
+        self.hard_deadline = hard_deadline
+        self.deadline = self.t0 + DEFAULT_DEADLINE
         self.released = False
         self.marks = []  # (stage, ms since start) for debug.txt
-        self.cache = None
+        self.cache = cache
+        self.pidfd = pidfd if pidfd is not None else args.pidfd
+        if self.pidfd is not None:
+            try:  # not for the live dumper we may spawn
+                os.set_inheritable(self.pidfd, False)
+            except OSError:
+                self.pidfd = -1  # given but not open: check_identity fails, nothing is read
+        self.dump_mode = args.dump_mode
 
     def mark(self, stage):
-        self.marks.append((stage, (time.monotonic() - T0) * 1000))
+        self.marks.append((stage, (time.monotonic() - self.t0) * 1000))
 
     def expired(self):
         return time.monotonic() > self.deadline
 
     def set_deadline(self, seconds):
-        self.deadline = T0 + seconds
-        _signal.signal(_signal.SIGALRM, self._hard_deadline)
-        _signal.setitimer(_signal.ITIMER_REAL, max(0.01, self.deadline + HARD_GRACE - time.monotonic()))
+        self.deadline = self.t0 + seconds
+        if self.hard_deadline:
+            _signal.signal(_signal.SIGALRM, self._hard_deadline)
+            _signal.setitimer(_signal.ITIMER_REAL,
+                              max(0.01, self.deadline + HARD_GRACE - time.monotonic()))
 
     def _hard_deadline(self, signum, frame):
-        self.log.error("hard deadline passed after %.1f s: exiting" % (time.monotonic() - T0))
+        self.log.error("hard deadline passed after %.1f s: exiting" % (time.monotonic() - self.t0))
         os._exit(3)
 
     def release(self):
         """Let the kernel reap the crashed process."""
         if not self.released:
             self.released = True
+            if self._release is not None:
+                self._release()
+                return
             try:
-                os.close(0)
+                os.close(self.stream)
             except OSError:
                 pass
 
+    def same_process(self, proc, when):
+        """True if proc's PID is still the crashed process (always without a pidfd)."""
+        if proc.check_identity():
+            return True
+        self.log.error("PID %d is no longer the crashed process (%s): not dumped" % (
+            self.args.pid, when))
+        return False
+
     def run(self):
         from .config import (ConfigError, JsonCache, MainConfig, DEFAULT_CONFIG,
-                             fallback_recept, load_main_config, load_recept, use_cache)
+                             fallback_recept, load_main_config, use_cache)
         args, log = self.args, self.log
         warnings = []
-        self.cache = JsonCache()
+        if self.cache is None:
+            self.cache = JsonCache()
         use_cache(self.cache)
         cfg_path = args.config or DEFAULT_CONFIG
         try:
@@ -110,10 +160,27 @@ class Crash:
             cfg = MainConfig({}, cfg_path, [])
             recept = fallback_recept()
         self.set_deadline(cfg.deadline)
-        from .procfs import Process
-        proc = Process(args.pid)
+        from .procfs import Process, ProcessGone
+        try:
+            proc = Process(args.pid, pidfd=self.pidfd)
+        except ProcessGone as e:
+            log.error("%s: not dumped" % e)
+            return 1
+        except OSError as e:
+            log.error("/proc/%d: %s: not dumped" % (args.pid, e.strerror))
+            return 1
+        try:
+            return self._decide(cfg, recept, proc, warnings)
+        finally:
+            proc.close()
+
+    def _decide(self, cfg, recept, proc, warnings):
+        from .config import ConfigError, fallback_recept, load_recept
+        args, log = self.args, self.log
         exe = proc.exe()
         comm = args.comm or proc.comm()
+        if not self.same_process(proc, "after reading exe and comm"):
+            return 1
         if recept is None:
             recept_path = cfg.match(exe, comm)
             if recept_path is None:
@@ -150,7 +217,10 @@ class Crash:
         if why:
             log.warning(why)
         self.mark("config")
-        kc = read_kernel_core(0)
+        if self.dump_mode == SUID_SAFE:
+            log.info("%s is not dumpable (setuid or similar; fs.suid_dumpable = 2): "
+                     "root-only artefacts" % (exe or comm))
+        kc = read_kernel_core(self.stream)
         self.mark("kernel notes")
         clean_leftovers(base, log.info)
         try:
@@ -163,8 +233,12 @@ class Crash:
         try:
             writer = DumpWriter(self, recept, proc, kc, dd, exe, comm)
             writer.read_process()
+            same = self.same_process(proc, "after reading its memory")
             proc.close()
             self.release()
+            if not same:
+                _discard(dd)
+                return 1
             self.mark("released")
             if recept["live_dumper"]:  # after the release: it competes for the CPUs
                 live = self.start_live_dump(cfg, recept, dd)
@@ -190,10 +264,12 @@ class Crash:
             _kill_live_dump(live, log)
             _discard(dd)
             raise
+        if self.dump_mode == SUID_SAFE:
+            _root_only(final, log)
         policy.enforce_total(final)
         cut = " (deadline cut the dump)" if self.expired() else ""
         log.info("dumped %s to %s in %.0f ms, peak RSS %s kB%s" % (
-            comm, final, (time.monotonic() - T0) * 1000, _peak_rss_kb(), cut))
+            comm, final, (time.monotonic() - self.t0) * 1000, _peak_rss_kb(), cut))
         return 0
 
     def start_live_dump(self, cfg, recept, dd):
@@ -217,7 +293,7 @@ class Crash:
         sink.write(head)
         page = bytes(4096)
         while not self.expired():
-            b = os.read(0, 1 << 20)
+            b = os.read(self.stream, 1 << 20)
             if not b:
                 break
             for off in range(0, len(b), 4096):
@@ -227,6 +303,30 @@ class Crash:
                 else:
                     sink.write(block)
         sink.close()
+
+
+SUID_SAFE = 2  # %d of a process that is not dumpable, under fs.suid_dumpable = 2
+
+
+def _root_only(path, log):
+    """Every file and directory under path owned by root, none readable by group
+    or others (they are created 0600/0700 already: this is the check)."""
+    fixed = 0
+    for top, dirs, files in os.walk(path):
+        for name in [""] + dirs + files:
+            p = os.path.join(top, name) if name else top
+            try:
+                st = os.lstat(p)
+                if st.st_uid != 0 or st.st_gid != 0:
+                    os.lchown(p, 0, 0)
+                    fixed += 1
+                if st.st_mode & 0o077 and not os.path.islink(p):
+                    os.chmod(p, st.st_mode & 0o700)
+                    fixed += 1
+            except OSError:
+                pass
+    if fixed:
+        log.warning("%s: %d permission(s) tightened to root-only" % (path, fixed))
 
 
 def _peak_rss_kb():

@@ -83,15 +83,55 @@ def status_field(pid, name, proc_root="/proc"):
     return None
 
 
+def pidfd_pid(pidfd):
+    """The PID (in our PID namespace) of the process behind pidfd, from the
+    "Pid:" line of /proc/self/fdinfo/FD: -1 once it has been reaped, None if
+    fd is not a pidfd (or unreadable)."""
+    try:
+        with open("/proc/self/fdinfo/%d" % pidfd, "rb") as f:
+            raw = f.read(4096)
+    except (OSError, ValueError, TypeError):
+        return None
+    for line in raw.splitlines():
+        if line.startswith(b"Pid:"):
+            try:
+                return int(line[4:].strip())
+            except ValueError:
+                return None
+    return None
+
+
+class ProcessGone(Exception):
+    """The PID no longer names the process its pidfd refers to."""
+
+
 class Process:
     """A process seen through /proc: maps, exe, comm, and its memory (read
-    through `memory`, ProcessMemory or a subclass)."""
+    through `memory`, ProcessMemory or a subclass).
 
-    def __init__(self, pid, proc_root="/proc", memory=None):
+    With a pidfd, the PID is checked against it before /proc/PID/mem is
+    opened and again after (ProcessGone if it differs): a PID reused in
+    between is never read.  A PID cannot be reused while its process exists,
+    so whatever was read from /proc/PID before a check_identity() that still
+    passes came from the pidfd's process.  The mem fd, once opened for the
+    right process, stays bound to it."""
+
+    def __init__(self, pid, proc_root="/proc", memory=None, pidfd=None):
         self.pid = pid
+        self.pidfd = pidfd
         self.dir = "%s/%d" % (proc_root, pid)
         self._maps = None
+        self.mem = None
+        if not self.check_identity():
+            raise ProcessGone("PID %d is not the process of pidfd %d" % (pid, pidfd))
         self.mem = (memory or ProcessMemory)(self.dir + "/mem")
+        if not self.check_identity():
+            self.mem.close()
+            raise ProcessGone("PID %d was reused while /proc/%d/mem was opened" % (pid, pid))
+
+    def check_identity(self):
+        """True if no pidfd was given, or the pidfd's process still has our PID."""
+        return self.pidfd is None or pidfd_pid(self.pidfd) == self.pid
 
     def read_text(self, name, limit=1 << 20):
         """A /proc file as text, at most limit bytes (read as it grows, not preallocated)."""
@@ -123,7 +163,8 @@ class Process:
             return ""
 
     def close(self):
-        self.mem.close()
+        if self.mem is not None:
+            self.mem.close()
 
 
 class ProcessMemory:

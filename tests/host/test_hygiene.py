@@ -33,8 +33,10 @@ def test_launcher_points_stdio_at_devnull_before_anything(tmp_path):
 
 
 def test_core_pattern_length_is_checked():
-    assert cli.core_pattern("/usr/sbin/minicoredumper") == \
+    assert cli.core_pattern("/usr/sbin/minicoredumper", options="") == \
         "|/usr/sbin/minicoredumper %P %u %g %s %t %h %e"
+    assert cli.core_pattern("/usr/sbin/minicoredumper") == \
+        "|/usr/sbin/minicoredumper %P %u %g %s %t %h %e " + cli.identity_options()
     try:
         cli.core_pattern("/x" * 70)
     except ValueError as e:
@@ -57,8 +59,8 @@ def test_mcd_install_and_uninstall_restore_the_kernel_settings(crasher):
         assert p.returncode == 0, p.stderr
         assert "unknown key colour" in p.stderr and "missing.json" in p.stderr
         pattern = open("/proc/sys/kernel/core_pattern").read().strip()
-        assert pattern == "|%s/minicoredumper %%P %%u %%g %%s %%t %%h %%e %s" % (
-            tmp_path / "state", cfg)
+        assert pattern == "|%s/minicoredumper %%P %%u %%g %%s %%t %%h %%e %s %s" % (
+            tmp_path / "state", cli.identity_options(), cfg)
         assert open("/proc/sys/kernel/core_pipe_limit").read().strip() == "2147483647"
         # Installing twice keeps the first saved values.
         subprocess.run([sys.executable, "-m", "minicoredumper.cli", "install"], env=env,
