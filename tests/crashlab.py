@@ -46,6 +46,7 @@ LINKED = {
     "hostile": ["gcc", "-g", "-O0", "hostile.c"],
     "regmany": ["gcc", "-g", "-O0", "regmany.c"],
     "regloop": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "regloop.c"],
+    "benchcrash": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "benchcrash.c"],
 }
 
 
@@ -160,6 +161,44 @@ class Crasher:
         dumps = [d for d in os.listdir(base) if not d.startswith(".")] if os.path.isdir(base) else []
         assert len(dumps) == 1, "expected one dump in %s, found %r" % (base, dumps)
         return os.path.join(base, dumps[0])
+
+    def start_socket_server(self, protocol="auto", install=False, extra=()):
+        """minicoredumper_sockd on a socket in the work directory; with install
+        False core_pattern is pointed at it here (restored by stop_socket_server
+        to the pipe pattern), else the server does it itself.  Returns the Popen."""
+        sock = os.path.join(self.workdir, "cd.sock")
+        env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "runtime"))
+        argv = [sys.executable, "-m", "minicoredumper.sockserver", "--socket", sock,
+                "--config", self.cfg, "--protocol", protocol] + list(extra)
+        if not install:
+            argv.append("--no-install")
+        if os.path.exists(sock):
+            os.unlink(sock)  # a killed server's
+        p = subprocess.Popen(argv, env=env)
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            if os.path.exists(sock) and (not install or
+                                         read_sysctl("core_pattern").endswith(sock)):
+                time.sleep(0.05)  # from bind to listen
+                break
+            assert p.poll() is None, "the socket server exited with %s" % p.returncode
+            time.sleep(0.02)
+        if not install:
+            from minicoredumper import sockserver
+            request = protocol == "request" or (
+                protocol == "auto" and sockserver.kernel_has_request_protocol())
+            write_sysctl("core_pattern", ("@@" if request else "@") + sock)
+        self.server = p
+        return p
+
+    def stop_socket_server(self, timeout=20):
+        p, self.server = getattr(self, "server", None), None
+        try:
+            if p is not None and p.poll() is None:
+                p.terminate()
+                p.wait(timeout=timeout)
+        finally:
+            write_sysctl("core_pattern", self.pattern)
 
     def kernel_core(self, argv):
         """The kernel's own full core of argv (core_pattern to a file for one run)."""

@@ -93,6 +93,19 @@ def identity_options(version=None):
     return " ".join(opts)
 
 
+SOCKET = "/run/minicoredumper/coredump.socket"  # minicoredumper_sockd's (sockserver.py)
+
+
+def kernel_has_socket_mode(version=None):
+    """core_pattern "@PATH": the kernel writes cores to a listening socket (Linux 6.16)."""
+    return (version or kernel_version()) >= (6, 16)
+
+
+def kernel_has_request_protocol(version=None):
+    """core_pattern "@@PATH": the request/ack protocol (Linux 6.17)."""
+    return (version or kernel_version()) >= (6, 17)
+
+
 def core_pattern(handler, config=None, options=None):
     """The core_pattern line for handler; ValueError if the kernel would truncate it.
     options: extra handler options (default: identity_options() of this kernel)."""
@@ -146,11 +159,74 @@ def cmd_install(args):
             json.dump(old, f)
     _write("core_pipe_limit", str(PIPE_LIMIT))
     _write("core_pattern", pattern)
+    if args.mode == "socket":
+        if not kernel_has_socket_mode():
+            print("mcd: the kernel (%s) has no coredump socket (Linux 6.16+): pipe mode "
+                  "instead" % os.uname().release, file=sys.stderr)
+        elif not args.no_start:
+            return start_socket_server(sd, args.config, pattern)
     print("core_pattern = %s" % pattern)
     return 0
 
 
+def start_socket_server(sd, config, pipe_pattern):
+    """Start minicoredumper_sockd in the background; it points core_pattern at its
+    socket while it runs and puts the pipe pattern back when it stops."""
+    import subprocess
+    import time
+    sitedir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    argv = [sys.executable, "-I", "-S", "-c",
+            "import sys; sys.path.append(%r); from minicoredumper.sockserver import main; "
+            "sys.exit(main())" % sitedir]
+    if config:
+        argv += ["--config", os.path.abspath(config)]
+    with open(os.devnull, "r+b") as null:
+        p = subprocess.Popen(argv + ["--socket", SOCKET], stdin=null, stdout=null, stderr=null,
+                             start_new_session=True)
+    with open(os.path.join(sd, "sockd.pid"), "w") as f:
+        f.write("%d\n" % p.pid)
+    end = time.monotonic() + 15
+    while time.monotonic() < end and p.poll() is None:
+        if _read("core_pattern").startswith("@"):
+            print("core_pattern = %s (minicoredumper_sockd, pid %d; the pipe handler "
+                  "%s while it is not running)" % (_read("core_pattern"), p.pid, pipe_pattern))
+            return 0
+        time.sleep(0.05)
+    print("mcd: minicoredumper_sockd did not start (see the log); core_pattern stays %s"
+          % pipe_pattern, file=sys.stderr)
+    return 1
+
+
+def stop_socket_server(sd):
+    """Stop a server `mcd install --mode socket` started (it restores the pipe pattern)."""
+    import signal
+    import time
+    path = os.path.join(sd, "sockd.pid")
+    try:
+        with open(path) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        return
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            mine = b"minicoredumper.sockserver" in f.read()
+        if mine:
+            os.kill(pid, signal.SIGTERM)
+            end = time.monotonic() + 10
+            while time.monotonic() < end and os.path.exists("/proc/%d" % pid):
+                try:
+                    if os.waitpid(pid, os.WNOHANG)[0]:
+                        break
+                except ChildProcessError:
+                    pass
+                time.sleep(0.05)
+    except OSError:
+        pass
+    os.unlink(path)
+
+
 def cmd_uninstall(args):
+    stop_socket_server(state_dir())
     saved = os.path.join(state_dir(), "saved-kernel-settings.json")
     try:
         with open(saved) as f:
@@ -172,6 +248,12 @@ def build_parser():
     i = sub.add_parser("install", help="make the kernel pipe cores to minicoredumper")
     i.add_argument("--config", help="main config (default /etc/minicoredumper/minicoredumper.cfg.json)")
     i.add_argument("--handler", help="handler executable (default: a lean launcher in the state dir)")
+    i.add_argument("--mode", choices=("pipe", "socket"), default="pipe",
+                   help="socket: also start minicoredumper_sockd, the resident handler on "
+                        "the kernel's coredump socket (Linux 6.16+; pipe mode on older "
+                        "kernels and whenever the server is not running)")
+    i.add_argument("--no-start", action="store_true",
+                   help="with --mode socket: do not start the server (a service does)")
     i.set_defaults(func=cmd_install)
     u = sub.add_parser("uninstall", help="restore the previous core_pattern and core_pipe_limit")
     u.set_defaults(func=cmd_uninstall)

@@ -154,7 +154,8 @@ def _debug_text(args, exe, comm, kc, plan, image, warnings, marks):
     out = ["minicoredumper debug log",
            "pid %d uid %d gid %d signal %d time %d host %s" % (
                args.pid, args.uid, args.gid, args.signal, args.time, args.hostname),
-           "pidfd %s dump_mode %s" % (args.pidfd, args.dump_mode),
+           "pidfd %s dump_mode %s" % (getattr(args, "pidfd", None),
+                                      getattr(args, "dump_mode", None)),
            "exe %s comm %s arch %s class %d threads %s" % (
                exe, comm, kc.arch.name, 64 if kc.layout.is64 else 32,
                " ".join(str(t.tid) for t in kc.threads)),

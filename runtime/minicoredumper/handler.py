@@ -86,7 +86,7 @@ class Crash:
     """
 
     def __init__(self, args, log, stream=0, release=None, t0=None, hard_deadline=True,
-                 cache=None, pidfd=None):
+                 cache=None, pidfd=None, stream_ready=None):
         from .config import DEFAULT_DEADLINE
         self.args = args
         self.log = log
@@ -99,12 +99,14 @@ class Crash:
         self.marks = []  # (stage, ms since start) for debug.txt
         self.cache = cache
         self.pidfd = pidfd if pidfd is not None else args.pidfd
+        args.pidfd = self.pidfd
         if self.pidfd is not None:
             try:  # not for the live dumper we may spawn
                 os.set_inheritable(self.pidfd, False)
             except OSError:
                 self.pidfd = -1  # given but not open: check_identity fails, nothing is read
         self.dump_mode = args.dump_mode
+        self.stream_ready = stream_ready  # called before the first read of the stream
 
     def mark(self, stage):
         self.marks.append((stage, (time.monotonic() - self.t0) * 1000))
@@ -220,7 +222,11 @@ class Crash:
         if self.dump_mode == SUID_SAFE:
             log.info("%s is not dumpable (setuid or similar; fs.suid_dumpable = 2): "
                      "root-only artefacts" % (exe or comm))
+        if self.stream_ready is not None:
+            self.stream_ready()
         kc = read_kernel_core(self.stream)
+        if not args.signal and kc.siginfo:  # socket mode: the signal is in the notes
+            args.signal = kc.siginfo[0]
         self.mark("kernel notes")
         clean_leftovers(base, log.info)
         try:

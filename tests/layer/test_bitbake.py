@@ -234,7 +234,8 @@ def test_no_build_paths_in_runtime_files(bb_systemd):
 def test_runtime_launchers(bb_systemd, tmp_path):
     v = target(bb_systemd, "runtime")
     ran(v)
-    sbin = {"minicoredumper", "minicoredumper_regd", "minicoredumper_trigger"}
+    sbin = {"minicoredumper", "minicoredumper_regd", "minicoredumper_trigger",
+            "minicoredumper_sockd"}
     scripts = console_scripts()
     assert scripts.get("minicoredumper") == "minicoredumper.handler:main"
     template = os.path.join(RUNTIME, "launcher.in")

@@ -34,7 +34,7 @@ except ImportError:  # Python < 3.11
     tomllib = None
 
 PN = "minicoredumper"
-SBIN_DAEMON = {"minicoredumper_regd", "minicoredumper_trigger"}
+SBIN_DAEMON = {"minicoredumper_regd", "minicoredumper_trigger", "minicoredumper_sockd"}
 
 
 def probe(module):

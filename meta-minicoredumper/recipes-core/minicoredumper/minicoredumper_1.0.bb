@@ -41,7 +41,8 @@ do_configure[noexec] = "1"
 do_compile[noexec] = "1"
 
 # Console scripts installed to sbindir; any other [project.scripts] entry goes to bindir.
-MINICOREDUMPER_SBIN_SCRIPTS = "minicoredumper minicoredumper_regd minicoredumper_trigger"
+MINICOREDUMPER_SBIN_SCRIPTS = "minicoredumper minicoredumper_regd minicoredumper_trigger \
+                               minicoredumper_sockd"
 # The watch rules of the installed main config point at this recept: on targets the
 # embedded recept (small enough for the EEPROM budget) replaces the generic one.
 MINICOREDUMPER_TARGET_RECEPT ?= "embedded.recept.json"
@@ -162,6 +163,7 @@ FILES:${PN} += "${PYTHON_SITEPACKAGES_DIR}/minicoredumper \
                 ${MINICOREDUMPER_SYSCTLDIR}/60-minicoredumper.conf"
 FILES:${PN}-daemon += "${sbindir}/minicoredumper_regd \
                        ${sbindir}/minicoredumper_trigger \
+                       ${sbindir}/minicoredumper_sockd \
                        ${INIT_D_DIR}/minicoredumper-regd \
                        ${systemd_system_unitdir}/minicoredumper-regd.service"
 # Everything in bindir: mcd, coreinject and any later console script not in sbindir.
@@ -174,7 +176,8 @@ CONFFILES:${PN} = "${sysconfdir}/minicoredumper/minicoredumper.cfg.json \
 RDEPENDS:${PN} = "python3-compression python3-core python3-json"
 # python3-core directly too: the launchers' #!/usr/bin/python3 must be provided by a
 # direct RDEPENDS, or the file-rdeps QA check fails. The registry speaks AF_UNIX
-# datagrams: socket is in python3-io. minicoredumper_trigger stops processes with
+# datagrams and minicoredumper_sockd (the resident handler on the kernel's coredump
+# socket, Linux 6.16+) a stream socket: socket is in python3-io. minicoredumper_trigger stops processes with
 # ptrace through libc: python3-ctypes (the handler only starts it, as a program).
 RDEPENDS:${PN}-daemon = "${PN} python3-core python3-ctypes python3-io"
 RDEPENDS:${PN}-tools = "${PN} python3-core"

@@ -1,0 +1,303 @@
+"""minicoredumper_sockd: the resident crash handler on the kernel's coredump socket.
+
+    minicoredumper_sockd [--socket PATH] [--config PATH] [--no-install] [--protocol auto|plain|request]
+
+Since Linux 6.16 core_pattern may be "@PATH": the kernel connects to the
+listening AF_UNIX stream socket PATH and writes the core into the
+connection; the crashing process stays until the server closes it.  Linux
+6.17 added "@@PATH", the request/ack protocol: the kernel first sends a
+struct coredump_req {u32 size; u32 size_ack; u64 mask}, the server answers
+struct coredump_ack {u32 size; u32 spare; u64 mask} with COREDUMP_KERNEL
+(write the core) or COREDUMP_REJECT (write nothing), plus COREDUMP_WAIT
+(keep the process until we close), and the kernel confirms with a u32
+marker (0: accepted), then writes the core.  With it, a crash the handler
+would not dump (rate limit, no watch rule) is rejected before the kernel
+writes anything.
+
+One crash at a time: connections queue in the listen backlog (BACKLOG) and
+each crash is bounded by the config's deadline (deadline_seconds, default 3
+s; reads from the kernel time out there too), so a queued crash waits at
+most for the ones before it.  The crash itself is handled by the pipe
+handler's code (handler.Crash: READ, DECIDE, WRITE, PUBLISH), with the
+accepted connection as the stream, closing it as the release, no SIGALRM
+(the soft deadline only), the crashed PID from SO_PEERCRED and its pidfd
+from SO_PEERPIDFD.  Nothing is spawned per crash; the crash path's modules
+are imported at start, and the parsed config is kept in memory and parsed
+again when its file changes (handler's JsonCache: keyed by stat).
+
+core_pattern: unless --no-install, the server sets core_pattern to "@PATH"
+("@@PATH" with the request protocol) once it listens, and on SIGTERM/SIGINT
+puts back what was there before (the pipe handler after `mcd install --mode
+socket`): while the server is not running, crashes go to the pipe handler.
+If it dies without restoring (SIGKILL, a crash of its own) the kernel cannot
+connect and writes no dump at all (it logs "Unable to connect to coredump
+socket"); the systemd unit restarts it (Restart=always), and a restarted
+server takes the saved pattern over.
+"""
+
+import argparse
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+
+from .cli import SOCKET, kernel_has_request_protocol, kernel_has_socket_mode  # noqa: F401
+from .log import Logger
+
+CORE_PATTERN = "/proc/sys/kernel/core_pattern"
+BACKLOG = 16
+SO_PEERPIDFD = 77  # Linux 6.5
+UCRED = struct.Struct("=iII")
+# include/uapi/linux/coredump.h (Linux 6.17)
+COREDUMP_KERNEL, COREDUMP_USERSPACE, COREDUMP_REJECT, COREDUMP_WAIT = 1, 2, 4, 8
+REQ_HEAD = struct.Struct("=IIQ")  # size, size_ack, mask
+ACK = struct.Struct("=IIQ")  # size, spare, mask
+MARK = struct.Struct("=I")
+MARK_REQACK = 0
+
+
+class Stop(Exception):
+    pass
+
+
+_stopping = []
+
+
+def _stop(signum, frame):
+    """SIGTERM/SIGINT: finish the crash at hand, then stop."""
+    _stopping.append(signum)
+
+
+def preload():
+    """Import the crash path now, not at the first crash."""
+    from . import (artefacts, config, corewriter, dumpdir, dumpwriter, elfimage,  # noqa: F401
+                   handler, kernelcore, plan, policy, procfs, summary)
+
+
+def _read_exact(conn, n):
+    out = b""
+    while len(out) < n:
+        b = conn.recv(n - len(out))
+        if not b:
+            raise EOFError("connection closed")
+        out += b
+    return out
+
+
+class Connection:
+    """One accepted kernel connection: who crashed, and the request protocol."""
+
+    def __init__(self, conn, request):
+        self.conn = conn
+        self.request = request
+        self.acked = False
+        self.closed = False
+        pid, self.uid, self.gid = UCRED.unpack(
+            conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, UCRED.size))
+        self.pid = pid
+        try:
+            self.pidfd = conn.getsockopt(socket.SOL_SOCKET, SO_PEERPIDFD)
+        except OSError:
+            self.pidfd = None
+        self.req_mask = 0
+        if request:
+            head = _read_exact(conn, REQ_HEAD.size)
+            size, self.size_ack, self.req_mask = REQ_HEAD.unpack(head)
+            if size > REQ_HEAD.size:
+                _read_exact(conn, min(size - REQ_HEAD.size, 4096))
+
+    def ack(self, mask):
+        """Answer the kernel's request (request protocol); True if it accepted."""
+        self.acked = True
+        self.conn.sendall(ACK.pack(ACK.size, 0, mask))
+        mark, = MARK.unpack(_read_exact(self.conn, MARK.size))
+        return mark == MARK_REQACK
+
+    def stream_ready(self):
+        """The handler is about to read the core: let the kernel write it."""
+        if self.request and not self.acked:
+            if not self.ack(COREDUMP_KERNEL | COREDUMP_WAIT):
+                raise OSError("the kernel refused our coredump ack")
+
+    def release(self):
+        """Close the connection: the kernel reaps the crashed process."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if self.request and not self.acked:
+                self.ack(COREDUMP_REJECT | COREDUMP_WAIT)  # nothing is written
+        except (OSError, EOFError):
+            pass
+        self.conn.close()
+        if self.pidfd is not None:
+            try:
+                os.close(self.pidfd)
+            except OSError:
+                pass
+
+
+def handle(conn, cfg_path, cache, request, log):
+    """One crash on an accepted connection, with the pipe handler's code."""
+    from .handler import Args, Crash
+    t0 = time.monotonic()
+    c = None
+    try:
+        # Reads from the kernel time out at the deadline (and the crash as a whole).
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                        struct.pack("=qq", int(crash_deadline(cache, cfg_path)), 0))
+        c = Connection(conn, request)
+        comm = ""
+        args = Args([str(c.pid), str(c.uid), str(c.gid), "0", str(int(time.time())),
+                     os.uname().nodename, comm] + ([cfg_path] if cfg_path else []))
+        log.set_pid(c.pid)
+        crash = Crash(args, log, stream=conn.fileno(), release=c.release, t0=t0,
+                      hard_deadline=False, cache=cache, pidfd=c.pidfd,
+                      stream_ready=c.stream_ready)
+        try:
+            return crash.run()
+        finally:
+            crash.release()
+    except Stop:
+        raise
+    except Exception:
+        log.exception("crash handling failed")
+        return 1
+    finally:
+        if c is not None:
+            c.release()
+        else:
+            conn.close()
+        log.prefix = ""
+
+
+def crash_deadline(cache, cfg_path):
+    from .config import DEFAULT_CONFIG, ConfigError, DEFAULT_DEADLINE, load_main_config, use_cache
+    use_cache(cache)
+    try:
+        return max(1, int(load_main_config(cfg_path or DEFAULT_CONFIG, []).deadline + 1))
+    except (ConfigError, OSError, ValueError):
+        return int(DEFAULT_DEADLINE) + 1
+
+
+def serve(sock, cfg_path, cache, request, log, max_crashes=None):
+    sock.settimeout(0.5)  # to notice a stop request; accepted sockets are blocking
+    n = 0
+    while max_crashes is None or n < max_crashes:
+        if _stopping:
+            raise Stop("signal %d" % _stopping[0])
+        try:
+            conn, _ = sock.accept()
+        except socket.timeout:
+            continue
+        except InterruptedError:
+            continue
+        handle(conn, cfg_path, cache, request, log)
+        n += 1
+
+
+def state_file(sock_path):
+    return sock_path + ".saved-core-pattern"
+
+
+def install_pattern(pattern, state):
+    """Put pattern in core_pattern; the previous value is saved in state (a restarted
+    server keeps the first saved value: it is the pipe pattern, not ours)."""
+    with open(CORE_PATTERN) as f:
+        old = f.read().rstrip("\n")
+    if not old.startswith("@"):
+        tmp = state + ".new"
+        with open(tmp, "w") as f:
+            f.write(old + "\n")
+        os.replace(tmp, state)
+    with open(CORE_PATTERN, "w") as f:
+        f.write(pattern)
+
+
+def restore_pattern(ours, state):
+    """Put the saved pattern back if core_pattern is still ours; True if done."""
+    try:
+        with open(state) as f:
+            saved = f.read().rstrip("\n")
+        with open(CORE_PATTERN) as f:
+            now = f.read().rstrip("\n")
+    except OSError:
+        return False
+    if now == ours:
+        with open(CORE_PATTERN, "w") as f:
+            f.write(saved)
+    os.unlink(state)
+    return True
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="minicoredumper_sockd",
+                                description="resident crash handler on the kernel's "
+                                            "coredump socket (Linux 6.16+)")
+    p.add_argument("--socket", default=SOCKET, help="socket path (default %(default)s)")
+    p.add_argument("--config", help="main config (default /etc/minicoredumper/"
+                                    "minicoredumper.cfg.json)")
+    p.add_argument("--no-install", action="store_true",
+                   help="leave core_pattern alone (default: '@PATH' while running)")
+    p.add_argument("--protocol", choices=("auto", "plain", "request"), default="auto",
+                   help="'@' (plain, 6.16) or '@@' (request/ack, 6.17); auto: what the "
+                        "kernel has")
+    p.add_argument("--max-crashes", type=int, help=argparse.SUPPRESS)  # benchmarks
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    log = Logger("minicoredumper_sockd")
+    if not kernel_has_socket_mode():
+        msg = "the kernel (%s) has no coredump socket (Linux 6.16+): not starting; " \
+              "the pipe handler stays in charge" % os.uname().release
+        print("minicoredumper_sockd: " + msg, file=sys.stderr)
+        log.error(msg)
+        return 1
+    request = (args.protocol == "request" or
+               args.protocol == "auto" and kernel_has_request_protocol())
+    from .config import JsonCache
+    preload()
+    cache = JsonCache()
+    os.makedirs(os.path.dirname(args.socket) or ".", 0o755, exist_ok=True)
+    try:
+        os.unlink(args.socket)  # a previous server's; one server per path
+    except FileNotFoundError:
+        pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    old_umask = os.umask(0o077)  # root only: nobody else may pose as the kernel
+    try:
+        sock.bind(args.socket)
+    finally:
+        os.umask(old_umask)
+    sock.listen(BACKLOG)
+    pattern = ("@@" if request else "@") + os.path.abspath(args.socket)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop)
+    installed = False
+    try:
+        if not args.no_install:
+            install_pattern(pattern, state_file(args.socket))
+            installed = True
+        log.info("listening on %s (%s protocol)%s" % (
+            args.socket, "request/ack" if request else "plain",
+            ", core_pattern = " + pattern if installed else ""))
+        serve(sock, args.config, cache, request, log, args.max_crashes)
+    except Stop as e:
+        log.info("stopped (%s)" % e)
+    finally:
+        if installed:
+            restore_pattern(pattern, state_file(args.socket))
+        sock.close()
+        try:
+            os.unlink(args.socket)
+        except OSError:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,167 @@
+"""Socket mode: minicoredumper_sockd on the kernel's coredump socket (Linux 6.16+).
+
+The kernel connects to the server's socket and writes the core there; the
+server handles it with the pipe handler's code.  core_pattern goes through
+the Crasher (and its lock); the pipe pattern is put back after each test.
+"""
+
+import json
+import os
+import signal
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from coretools import backtrace, extract_core
+from minicoredumper import cli, sockserver
+
+FRAMES = ["level_c", "level_b", "level_a", "main"]
+
+pytestmark = pytest.mark.skipif(not sockserver.kernel_has_socket_mode(),
+                                reason="coredump socket needs Linux 6.16")
+
+PROTOCOLS = ["plain"] + (["request"] if sockserver.kernel_has_request_protocol() else [])
+
+
+def published(base, n=1, timeout=10):
+    """The published dump directories of base once there are n (the crashed
+    process is released before the dump is published)."""
+    end = time.monotonic() + timeout
+    while True:
+        dumps = sorted(d for d in os.listdir(base) if not d.startswith(".")) \
+            if os.path.isdir(base) else []
+        if len(dumps) >= n or time.monotonic() > end:
+            return [os.path.join(base, d) for d in dumps]
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def server(crasher):
+    started = []
+
+    def start(*a, **kw):
+        p = crasher.start_socket_server(*a, **kw)
+        started.append(p)
+        return p
+    try:
+        yield start
+    finally:
+        crasher.stop_socket_server()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_socket_mode_backtrace(crasher, programs, server, tmp_path, protocol):
+    p = server(protocol)
+    for i in range(2):  # the second crash: a warm server, a changed config re-read
+        base = crasher.configure({"write_debug_log": True})
+        rc, _, pid = crasher.run([programs["crash3"]])
+        assert rc == -11
+        dumps = published(base)
+        assert len(dumps) == 1, os.listdir(base) if os.path.isdir(base) else base
+        d = dumps[0]
+        assert d.endswith(".%d" % pid)
+        with open(os.path.join(d, "debug.txt")) as f:
+            head = f.read(400)
+        assert "pid %d " % pid in head and "signal 11 " in head
+        assert "pidfd None" not in head  # SO_PEERPIDFD
+        out = tmp_path / str(i)
+        out.mkdir()
+        assert backtrace(programs["crash3"], extract_core(d, str(out))) == FRAMES
+    assert p.poll() is None
+
+
+@pytest.mark.skipif(not sockserver.kernel_has_request_protocol(),
+                    reason="the request protocol needs Linux 6.17")
+def test_request_protocol_rejects_rate_limited(crasher, programs, server):
+    server("request")
+    base = crasher.configure({})
+    cfg = {"base_dir": base, "watch": [{"recept": ""}],
+           "rate_limit": {"count": 1, "interval_seconds": 3600}}
+    with open(crasher.cfg, "w") as f:
+        json.dump(cfg, f)
+    pids = []
+    for _ in range(3):
+        rc, _, pid = crasher.run([programs["crash3"]])
+        assert rc == -11
+        pids.append(pid)
+    dumps = published(base, 1)
+    time.sleep(0.3)
+    dumps = published(base, 1)
+    assert len(dumps) == 1 and dumps[0].endswith(".%d" % pids[0])
+
+
+def test_server_stopped_falls_back_to_pipe(crasher, programs, server):
+    """The server installs "@PATH" itself and puts the pipe pattern back on SIGTERM:
+    crashes after that go to the pipe handler."""
+    p = server(install=True)
+    assert cli._read("core_pattern").startswith("@")
+    base = crasher.configure({})
+    crasher.run([programs["crash3"]])
+    assert len(published(base)) == 1
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=10) == 0
+    assert cli._read("core_pattern") == crasher.pattern
+    base = crasher.configure({})
+    rc, _, pid = crasher.run([programs["crash3"]])
+    dumps = published(base)
+    assert rc == -11 and len(dumps) == 1 and dumps[0].endswith(".%d" % pid)
+
+
+def test_server_killed_means_no_dump(crasher, programs, server):
+    """Documented: a server killed -9 cannot restore the pattern; the kernel cannot
+    connect, writes no dump, and the process dies as without a handler."""
+    p = server(install=True)
+    p.kill()
+    p.wait()
+    assert cli._read("core_pattern").startswith("@")
+    base = crasher.configure({})
+    rc, reaped, _ = crasher.run([programs["crash3"]])
+    assert rc == -11 and reaped < 5
+    assert published(base, timeout=0.5) == []
+    # A restarted server takes over, and restores the pipe pattern when stopped.
+    p = server(install=True)
+    base = crasher.configure({})
+    crasher.run([programs["crash3"]])
+    assert len(published(base)) == 1
+    p.terminate()
+    p.wait(timeout=10)
+    assert cli._read("core_pattern") == crasher.pattern
+
+
+def test_mcd_install_socket_mode(crasher, programs, tmp_path, monkeypatch, capsys):
+    """mcd install --mode socket starts the server; uninstall stops it and restores.
+    On a kernel without the socket it installs pipe mode and says so."""
+    state = tempfile.mkdtemp(prefix="mcdi.")  # short: core_pattern holds 127 characters
+    env = dict(os.environ, MCD_STATE_DIR=state,
+               PYTHONPATH=os.path.join(os.path.dirname(cli.__file__), ".."))
+    before = cli._read("core_pattern")
+    cfg = crasher.cfg
+    try:
+        p = subprocess.run([sys.executable, "-m", "minicoredumper.cli", "install", "--mode",
+                            "socket", "--config", cfg], env=env, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        assert cli._read("core_pattern").startswith("@") and "sockd" in p.stdout
+        base = crasher.configure({})
+        crasher.run([programs["crash3"]])
+        assert len(published(base)) == 1
+    finally:
+        p = subprocess.run([sys.executable, "-m", "minicoredumper.cli", "uninstall"], env=env,
+                           capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert cli._read("core_pattern") == before
+    assert not os.path.exists(sockserver.SOCKET)
+    # An older kernel: pipe mode, with a message.
+    monkeypatch.setattr(cli, "kernel_has_socket_mode", lambda version=None: False)
+    monkeypatch.setenv("MCD_STATE_DIR", state + "/2")
+    try:
+        assert cli.main(["install", "--mode", "socket", "--config", cfg]) == 0
+        assert cli._read("core_pattern").startswith("|")
+        assert "pipe mode instead" in capsys.readouterr().err
+    finally:
+        assert cli.main(["uninstall"]) == 0
+    assert cli._read("core_pattern") == before
+    shutil.rmtree(state, ignore_errors=True)

@@ -1,0 +1,82 @@
+"""The socket server's side of the kernel's coredump request/ack protocol,
+against a fake kernel on a socketpair (no core_pattern needed)."""
+
+import json
+import os
+import socket
+import struct
+import sys
+import threading
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "runtime"))
+
+from minicoredumper import config, sockserver  # noqa: E402
+
+
+class ListLog:
+    def __init__(self):
+        self.lines = []
+        self.prefix = ""
+
+    def set_pid(self, pid):
+        self.prefix = "pid %s: " % pid
+
+    def log(self, level, msg):
+        self.lines.append((level, self.prefix + msg))
+
+    def error(self, msg):
+        self.log("error", msg)
+
+    def warning(self, msg):
+        self.log("warning", msg)
+
+    def info(self, msg):
+        self.log("info", msg)
+
+    def exception(self, msg):
+        import traceback
+        self.log("error", msg + traceback.format_exc())
+
+
+def _recv(s, n):
+    out = b""
+    while len(out) < n:
+        b = s.recv(n - len(out))
+        if not b:
+            break
+        out += b
+    return out
+
+
+def test_unwatched_crash_is_rejected_before_the_kernel_writes(tmp_path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"base_dir": str(tmp_path / "base"),
+                               "watch": [{"exe": "/nothing/matches/this"}]}))
+    server, kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    got = {}
+
+    def fake_kernel():
+        mask = (sockserver.COREDUMP_KERNEL | sockserver.COREDUMP_USERSPACE |
+                sockserver.COREDUMP_REJECT | sockserver.COREDUMP_WAIT)
+        kernel.sendall(struct.pack("=IIQ", 16, 16, mask))
+        got["ack"] = struct.unpack("=IIQ", _recv(kernel, 16))
+        kernel.sendall(struct.pack("=I", sockserver.MARK_REQACK))
+        got["eof"] = _recv(kernel, 1) == b""
+
+    t = threading.Thread(target=fake_kernel)
+    t.start()
+    log = ListLog()
+    cache = config.JsonCache(str(tmp_path / "cache"))
+    try:
+        rc = sockserver.handle(server, str(cfg), cache, True, log)
+    finally:
+        config.use_cache(None)
+    t.join(10)
+    kernel.close()
+    assert rc == 0, log.lines
+    assert got["ack"] == (16, 0, sockserver.COREDUMP_REJECT | sockserver.COREDUMP_WAIT)
+    assert got["eof"]
+    assert any("no watch rule matches" in m and "pid %d: " % os.getpid() in m
+               for _, m in log.lines), log.lines
+    assert not (tmp_path / "base").exists()
