@@ -16,6 +16,34 @@ from .plan import Planner
 from .summary import build as build_summary, return_addresses, text as summary_text, to_json
 
 SUMMARY_TXT_MAX = 640
+SNAPSHOT_MAX = 16 << 20  # planned memory copied before the release, at most
+
+
+class SnapshotMemory:
+    """The planned ranges of the process memory, read once before the release;
+    reads outside them go to the process (and find nothing once it is gone)."""
+
+    def __init__(self, mem, ranges):
+        self.mem = mem
+        self.blocks = [(s, mem.read(s, e - s)) for s, e in ranges]
+        self.starts = [s for s, _ in self.blocks]
+
+    @property
+    def bytes_read(self):
+        return self.mem.bytes_read
+
+    def read(self, addr, size):
+        from bisect import bisect_right
+        i = bisect_right(self.starts, addr) - 1
+        if i >= 0:
+            start, data = self.blocks[i]
+            if addr < start + len(data):
+                return data[addr - start:addr - start + size]
+        return self.mem.read(addr, size)
+
+    def read_exact(self, addr, size):
+        data = self.read(addr, size)
+        return data if len(data) == size else None
 
 
 class DumpWriter:
@@ -33,6 +61,7 @@ class DumpWriter:
         self.image = None
         self.plan = None
         self.externals = []
+        self.snapshot = None
 
     # --- while the process is still there -----------------------------------
     def read_process(self):
@@ -47,9 +76,29 @@ class DumpWriter:
         left = self.budget.left_for("summary.txt")
         self.summary_room = SUMMARY_TXT_MAX if left is None else min(SUMMARY_TXT_MAX, left)
         self.budget.take("summary.txt", self.summary_room)
-        self.write_core()
-        c.mark("core")
-        self.write_side_files()
+        # The planned memory is copied now (when it is small) so that the core is
+        # rendered and compressed after the release, not while the process waits.
+        self.snapshot = self._snapshot()
+        c.mark("snapshot" if self.snapshot is not None else "no snapshot")
+        if self.snapshot is None:
+            self.write_core()
+            c.mark("core")
+        self.write_process_files()
+
+    def after_release(self):
+        """What needs no more of the process: the core from the snapshot, the
+        choice of external dumps (after the core in budget order)."""
+        if self.snapshot is not None:
+            self.write_core()
+            self.crash.mark("core")
+        self.choose_externals()
+
+    def _snapshot(self):
+        segments = [(p.vaddr, p.vaddr + p.memsz) for p in self.kc.loads if p.memsz]
+        ranges = self.plan.ranges(segments)
+        if sum(e - s for s, e in ranges) > SNAPSHOT_MAX:
+            return None
+        return SnapshotMemory(self.proc.mem, ranges)
 
     def _proc_text(self, name):
         try:
@@ -59,13 +108,14 @@ class DumpWriter:
 
     def memory(self):
         """The process memory as the core should see it (stacks sanitised if asked)."""
+        raw = self.snapshot if self.snapshot is not None else self.proc.mem
         if not self.recept["sanitize_stack"]:
-            return self.proc.mem
+            return raw
         from .sanitize import SanitizingMemory
         stacks = [(r.start, r.start + r.size) for r in self.plan.regions
                   if r.why.startswith("stack of thread")]
         mapped = [(p.vaddr, p.vaddr + p.memsz) for p in self.kc.loads if p.memsz]
-        return SanitizingMemory(self.proc.mem, self.kc.layout, stacks, mapped)
+        return SanitizingMemory(raw, self.kc.layout, stacks, mapped)
 
     def write_core(self):
         r, kc = self.recept, self.kc
@@ -103,8 +153,8 @@ class DumpWriter:
             return out.getvalue()
         return render
 
-    def write_side_files(self):
-        r, args, kc = self.recept, self.args, self.kc
+    def choose_externals(self):
+        args = self.args
         # Chosen by scope (the lowest, dumped most widely, first), written in
         # registration order (text sharing an ident is appended in order).
         chosen = {id(x) for x in sorted(self.plan.externals, key=lambda x: x.scope)
@@ -114,6 +164,11 @@ class DumpWriter:
         if len(externals) < len(self.plan.externals):
             self.dumped["externals_dropped"] = len(self.plan.externals) - len(externals)
         self.externals = externals  # already read: written after the release
+
+    def write_process_files(self):
+        """proc info and the fat core: from the process and the kernel's stream
+        (only without a budget, so their place in budget order does not matter)."""
+        r, args, kc = self.recept, self.args, self.kc
         if r["write_proc_info"] and not self.budget.limit:
             write_proc_info(self.dd, self.proc.dir, args.pid, omit_environ=r["omit_environ"])
         if r["dump_fat_core"] and not self.budget.limit:

@@ -248,6 +248,7 @@ class Crash:
             self.mark("released")
             if recept["live_dumper"]:  # after the release: it competes for the CPUs
                 live = self.start_live_dump(cfg, recept, dd)
+            writer.after_release()
             self.cache.save()
             problems = [m for lvl, m in writer.plan.log if lvl == "warning"]
             for m in problems[:3]:
