@@ -264,7 +264,15 @@ def build_parser():
 
 def main(argv=None):
     from .dumptools import UserError
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # Whatever follows "--" belongs to the program mcd starts (gdb), wherever
+    # the options before it stand.
+    rest = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, rest = argv[:i], argv[i + 1:]
     args = build_parser().parse_args(argv)
+    args.passthrough = rest
     try:
         return args.func(args)
     except PermissionError as e:

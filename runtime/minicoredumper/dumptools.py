@@ -240,7 +240,7 @@ def cmd_gdb(args):
             argv += ["-ex", "set sysroot " + sysroot]
             if not os.path.exists(exe) and os.path.exists(sysroot + exe):
                 exe = sysroot + exe
-        argv += list(args.gdb_args or []) + [exe, core]
+        argv += args.passthrough + [exe, core]
         return subprocess.call(argv)
 
 
@@ -283,7 +283,7 @@ def add_verbs(sub):
     p.add_argument("id")
     p.add_argument("--exe", help="the crashed program (default: from the summary)")
     p.add_argument("--sysroot", help="the target's root file system (foreign architectures)")
-    p.add_argument("gdb_args", nargs="*", help="more gdb arguments, after --")
+    p.epilog = "Arguments after -- go to gdb."
     p.set_defaults(func=cmd_gdb)
     p = common(sub.add_parser("extract", help="a dump's plain core, or a registered buffer"))
     p.add_argument("id", help="dump directory name, PID or comm; or a core file")

@@ -128,6 +128,7 @@ def crash_path_modules(c, exe, work, recept_name):
     with open(os.path.join(CONF, recept_name)) as f:
         r = json.load(f)
     r["write_debug_log"] = True
+    r["max_dump_size"] = 0  # room for debug.txt (the budget code is loaded either way)
     with open(recept, "w") as f:
         json.dump(r, f)
     base = c.configure()

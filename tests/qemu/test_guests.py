@@ -239,3 +239,18 @@ def test_live_dump(guest):
     d = dump(guest, "live", "crash3")
     with open(os.path.join(d["dir"], "dumps", pid, "status.txt")) as f:
         assert re.fullmatch(r"name=live count=\d+\n", f.read())
+
+
+def test_mcd_gdb_on_a_guest_dump(guest):
+    """`mcd gdb` picks gdb-multiarch and the guest's root file system for a foreign
+    architecture (gdb for the host's own), and the backtrace is whole."""
+    import subprocess
+    import sys
+    d = dump(guest, "embedded", "crash3")["dir"]
+    rootfs = guest["rootfs"]
+    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "runtime"))
+    p = subprocess.run([sys.executable, "-m", "minicoredumper.cli", "gdb", d, "--sysroot", rootfs,
+                        "--", "-nx", "-batch", "-ex", "bt"], capture_output=True, text=True,
+                       env=env, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert frames(p.stdout)[:4] == EXPECTED["crash3"], p.stdout[-2000:]
