@@ -2,8 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
+#include "crashstamp.h"
 
 int data_global = 0x1234;      /* written at run time, lives in .data */
 int bss_global;                /* written at run time, lives in .bss */
@@ -25,19 +24,6 @@ __attribute__((noinline)) static void level_a(int *p)
 {
 	level_b(p);
 	asm volatile("" ::: "memory");
-}
-
-/* With CRASH_STAMP set, print CLOCK_MONOTONIC just before the fault (benchmarks). */
-static void stamp(void)
-{
-	struct timespec ts;
-	char buf[64];
-	int n;
-	if (!getenv("CRASH_STAMP"))
-		return;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	n = snprintf(buf, sizeof(buf), "%ld.%09ld\n", (long)ts.tv_sec, ts.tv_nsec);
-	write(2, buf, n);
 }
 
 int main(int argc, char **argv)
