@@ -18,3 +18,4 @@ bench: deps
 	$(PYTHON) tests/bench/bench_handler.py
 	$(PYTHON) tests/bench/bench_live.py
 	$(PYTHON) tests/bench/bench_registered.py
+	$(PYTHON) tests/bench/bench_modes.py
