@@ -56,6 +56,31 @@ REQ_HEAD = struct.Struct("=IIQ")  # size, size_ack, mask
 ACK = struct.Struct("=IIQ")  # size, spare, mask
 MARK = struct.Struct("=I")
 MARK_REQACK = 0
+# include/uapi/linux/pidfd.h: PIDFD_GET_INFO = _IOWR(0xFF, 11, struct pidfd_info), here
+# its 72-byte second version {u64 mask, cgroupid; u32 pid, tgid, ppid, ruid, rgid, euid,
+# egid, suid, sgid, fsuid, fsgid; s32 exit_code; u32 coredump_mask, spare} (Linux 6.16).
+PIDFD_INFO = struct.Struct("=QQ11IiII")
+PIDFD_GET_INFO = (3 << 30) | (PIDFD_INFO.size << 16) | (0xFF << 8) | 11
+PIDFD_INFO_COREDUMP = 1 << 4
+PIDFD_COREDUMP_USER, PIDFD_COREDUMP_ROOT = 1 << 2, 1 << 3
+
+
+def dump_mode(pidfd):
+    """What %d gives the pipe handler, from the pidfd: 1 (dumpable), 2 (not dumpable,
+    fs.suid_dumpable = 2: root-only), or None if the kernel does not say."""
+    import fcntl
+    buf = bytearray(PIDFD_INFO.size)
+    struct.pack_into("=Q", buf, 0, PIDFD_INFO_COREDUMP)
+    try:
+        fcntl.ioctl(pidfd, PIDFD_GET_INFO, buf)
+    except (OSError, TypeError, ValueError):
+        return None
+    fields = PIDFD_INFO.unpack(buf)
+    if not fields[0] & PIDFD_INFO_COREDUMP:
+        return None
+    if fields[-2] & PIDFD_COREDUMP_ROOT:
+        return 2
+    return 1 if fields[-2] & PIDFD_COREDUMP_USER else None
 
 
 class Stop(Exception):
@@ -150,8 +175,10 @@ def handle(conn, cfg_path, cache, request, log):
                         struct.pack("=qq", int(crash_deadline(cache, cfg_path)), 0))
         c = Connection(conn, request)
         comm = ""
+        mode = dump_mode(c.pidfd) if c.pidfd is not None else None
         args = Args([str(c.pid), str(c.uid), str(c.gid), "0", str(int(time.time())),
-                     os.uname().nodename, comm] + ([cfg_path] if cfg_path else []))
+                     os.uname().nodename, comm] + ([cfg_path] if cfg_path else []) +
+                    (["--dump-mode=%d" % mode] if mode else []))
         log.set_pid(c.pid)
         crash = Crash(args, log, stream=conn.fileno(), release=c.release, t0=t0,
                       hard_deadline=False, cache=cache, pidfd=c.pidfd,

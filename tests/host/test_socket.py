@@ -18,6 +18,7 @@ import pytest
 
 from coretools import backtrace, extract_core
 from minicoredumper import cli, sockserver
+from test_suid import suid_crash3, suid_dumpable  # noqa: F401 (fixtures)
 
 FRAMES = ["level_c", "level_b", "level_a", "main"]
 
@@ -165,3 +166,32 @@ def test_mcd_install_socket_mode(crasher, programs, tmp_path, monkeypatch, capsy
         assert cli.main(["uninstall"]) == 0
     assert cli._read("core_pattern") == before
     shutil.rmtree(state, ignore_errors=True)
+
+
+def test_setuid_under_suid_dumpable_2(crasher, programs, server, suid_crash3, suid_dumpable,
+                                      tmp_path):
+    """The dump mode comes from the pidfd (PIDFD_GET_INFO): root-only artefacts."""
+    import stat
+    suid_dumpable(2)
+    server()
+    base = crasher.configure({"write_debug_log": True})
+    rc, _, pid = crasher.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                              suid_crash3])
+    assert rc == -11
+    dumps = published(base)
+    assert len(dumps) == 1
+    with open(os.path.join(dumps[0], "debug.txt")) as f:
+        assert "dump_mode 2" in f.read(400)
+    for top, dirs, files in os.walk(dumps[0]):
+        for name in [""] + dirs + files:
+            st = os.lstat(os.path.join(top, name))
+            assert st.st_uid == 0 and not stat.S_IMODE(st.st_mode) & 0o077
+    assert backtrace(suid_crash3, extract_core(dumps[0], str(tmp_path))) == FRAMES
+
+
+def test_dump_mode_of_an_ordinary_crash(crasher, programs, server):
+    server()
+    base = crasher.configure({"write_debug_log": True})
+    crasher.run([programs["crash3"]])
+    with open(os.path.join(published(base)[0], "debug.txt")) as f:
+        assert "dump_mode 1" in f.read(400)
