@@ -44,7 +44,6 @@ LIBMCD = os.path.join(ROOT, "runtime", "libminicoredumper")
 LINKED = {
     "regtypes": ["gcc", "-g", "-O0", "regtypes.c"],
     "hostile": ["gcc", "-g", "-O0", "hostile.c"],
-    "regmany": ["gcc", "-g", "-O0", "regmany.c"],
     "regloop": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "regloop.c"],
     "benchcrash": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "benchcrash.c"],
 }

@@ -55,12 +55,12 @@ def main():
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="mcd-bench.")
     os.mkdir(os.path.join(work, "bin"))
-    progs = build_programs(os.path.join(work, "bin"), ["regmany", "bigheap", "crash3"])
+    progs = build_programs(os.path.join(work, "bin"), ["benchcrash", "bigheap", "crash3"])
     c = Crasher(work)
     try:
         c.install()
-        none = handler_times(c, [progs["regmany"], "0"], args.runs)
-        hundred = handler_times(c, [progs["regmany"], "100"], args.runs)
+        none = handler_times(c, [progs["benchcrash"], "1", "0"], args.runs)
+        hundred = handler_times(c, [progs["benchcrash"], "1", "100"], args.runs)
         kcore = c.kernel_core([progs["bigheap"], "1024"])
         compact = os.path.join(c.crash([progs["crash3"]], {}), "core")
     finally:

@@ -13,29 +13,9 @@ import pytest
 
 from minicoredumper import cli, procfs
 from minicoredumper.handler import Args, Crash
+from listlog import ListLog
 
 NEW_KERNEL = cli.kernel_version() >= (6, 16)
-
-
-class ListLog:
-    def __init__(self):
-        self.lines = []
-
-    def log(self, level, msg):
-        self.lines.append((level, msg))
-
-    def error(self, msg):
-        self.log("error", msg)
-
-    def warning(self, msg):
-        self.log("warning", msg)
-
-    def info(self, msg):
-        self.log("info", msg)
-
-    def exception(self, msg):
-        import traceback
-        self.log("error", msg + "\n" + traceback.format_exc())
 
 
 def _sleeper():

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <minicoredumper.h>
+#include "crashstamp.h"
 
 static pthread_barrier_t ready;
 
@@ -20,19 +21,6 @@ static void *worker(void *arg)
 	for (;;)
 		pause();
 	return NULL;
-}
-
-static void stamp(void)
-{
-	struct timespec ts;
-	char buf[64];
-	int n;
-	if (!getenv("CRASH_STAMP"))
-		return;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	n = snprintf(buf, sizeof(buf), "%ld.%09ld\n", (long)ts.tv_sec, ts.tv_nsec);
-	if (write(2, buf, n) != n)
-		return;
 }
 
 __attribute__((noinline)) static void level_c(int *p) { stamp(); *p = 42; }

@@ -12,31 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "runtime"))
 
 from minicoredumper import config, sockserver  # noqa: E402
-
-
-class ListLog:
-    def __init__(self):
-        self.lines = []
-        self.prefix = ""
-
-    def set_pid(self, pid):
-        self.prefix = "pid %s: " % pid
-
-    def log(self, level, msg):
-        self.lines.append((level, self.prefix + msg))
-
-    def error(self, msg):
-        self.log("error", msg)
-
-    def warning(self, msg):
-        self.log("warning", msg)
-
-    def info(self, msg):
-        self.log("info", msg)
-
-    def exception(self, msg):
-        import traceback
-        self.log("error", msg + traceback.format_exc())
+from listlog import ListLog  # noqa: E402
 
 
 def _recv(s, n):
