@@ -51,6 +51,7 @@ class DumpDir:
         self.path = "%s/.%s%s%d" % (base_dir, name, PART, os.getpid())
         os.mkdir(self.path, 0o700)
         self.records = {}  # rel -> (size, crc32)
+        self.made = set()  # subdirectories already there
 
     def file(self, rel):
         """Absolute path for rel inside the directory, creating parents (0700)."""
@@ -58,10 +59,13 @@ class DumpDir:
         d = self.path
         for p in parts[:-1]:
             d += "/" + p
+            if d in self.made:
+                continue
             try:
                 os.mkdir(d, 0o700)
-            except FileExistsError:  # made before, or by the live dumper meanwhile
+            except FileExistsError:  # made by the live dumper meanwhile
                 pass
+            self.made.add(d)
         return d + "/" + parts[-1]
 
     def create(self, rel):

@@ -198,10 +198,8 @@ class DumpWriter:
 
 def _kernel_offset(kc):
     def offset_of(vaddr):
-        for p in kc.loads:
-            if p.vaddr <= vaddr < p.vaddr + p.filesz:
-                return p.offset + vaddr - p.vaddr
-        return 0
+        p = kc.load_for(vaddr)
+        return p.offset + vaddr - p.vaddr if p is not None and vaddr < p.vaddr + p.filesz else 0
     return offset_of
 
 

@@ -8,6 +8,7 @@ files.
 """
 
 import os
+from bisect import bisect_right
 
 from . import elflayout as E
 from .arch import arch_for_machine
@@ -46,6 +47,7 @@ class KernelCore:
         self.notes = notes  # [(name, type, desc)] in kernel order
         self.arch = arch_for_machine(ehdr.machine)
         self.loads = [p for p in phdrs if p.type == E.PT_LOAD]
+        self._starts = self._sorted = None
         self.threads = []
         self.auxv = {}
         self.files = []  # NT_FILE entries: (start, end, page_offset, path)
@@ -117,9 +119,15 @@ class KernelCore:
         return b"".join(out)
 
     def load_for(self, addr):
-        """The kernel's PT_LOAD (a VMA) containing addr, or None."""
-        for p in self.loads:
-            if p.vaddr <= addr < p.vaddr + p.memsz:
+        """The kernel's PT_LOAD (a VMA) containing addr, or None (a binary search:
+        VMAs do not overlap and the kernel lists them in address order)."""
+        if self._starts is None:
+            self._sorted = sorted(self.loads, key=lambda p: p.vaddr)
+            self._starts = [p.vaddr for p in self._sorted]
+        i = bisect_right(self._starts, addr) - 1
+        if i >= 0:
+            p = self._sorted[i]
+            if addr < p.vaddr + p.memsz:
                 return p
         return None
 

@@ -42,7 +42,7 @@ from . import registry  # noqa: F401  (imported now, not during the first pause)
 from .arch import arch_for_machine
 from .dumpdir import DumpDir, write_externals
 from .elfimage import find_modules, find_symbol
-from .plan import add_external, registered_external, registered_items, registration_symbols
+from .plan import Externals, registered_external, registered_items, registration_symbols
 from .procfs import Process, ProcessMemory, identity, status_field
 
 PTRACE_DETACH = 17
@@ -245,7 +245,7 @@ def dump_process(pid, outdir, scope, recept_for, max_pause):
             raise Skip("it does not use libminicoredumper")
         layout = modules[0].layout
         arch = arch_for_machine(modules[0].ehdr.machine)
-        externals, core = [], []
+        externals, core = Externals(), []
         warn = result.warnings.append
         stopper = Stopper(pid, max_pause)
         try:
@@ -258,7 +258,7 @@ def dump_process(pid, outdir, scope, recept_for, max_pause):
                 elif it.ident is None:
                     core.append(registered_external(it, proc.mem, CORE_DATA))
                 else:
-                    add_external(externals, registered_external(it, proc.mem), warn)
+                    externals.add(registered_external(it, proc.mem), warn)
         finally:
             stopper.release()
             result.pause = stopper.pause

@@ -59,7 +59,7 @@ class External:
 class Plan:
     def __init__(self):
         self.regions = []
-        self.externals = []
+        self.externals = Externals()
         self.log = []  # (level, message)
 
     def add(self, start, size, why, prio, stack_top=False):
@@ -396,7 +396,7 @@ class Planner:
 
     # --- data registered through libminicoredumper -----------------------------
     def external(self, x):
-        add_external(self.plan.externals, x, self.plan.warn)
+        self.plan.externals.add(x, self.plan.warn)
 
     def registered_data(self):
         symbols = registration_symbols(self.lookup)
@@ -417,13 +417,22 @@ class Planner:
 
 # --- shared with live dumps (livedump.py) -------------------------------------
 
-def add_external(externals, x, warn):
-    """Append an external dump; a binary ident must be unique, text may repeat."""
-    for other in externals:
-        if other.ident == x.ident and not (x.kind == "T" and other.kind == "T"):
+class Externals(list):
+    """External dumps in order, with an index of their idents: a binary ident
+    must be unique, text registrations may share one."""
+
+    def __init__(self):
+        super().__init__()
+        self.kinds = {}  # ident -> "T" while only text uses it, else the bin kind
+
+    def add(self, x, warn):
+        kind = self.kinds.get(x.ident)
+        if kind is not None and not (x.kind == "T" and kind == "T"):
             warn("dump ident %r used twice: the later one skipped" % x.ident)
             return
-    externals.append(x)
+        self.kinds[x.ident] = x.kind
+        self.append(x)
+
 
 
 def registration_symbols(lookup):
