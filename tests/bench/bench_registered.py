@@ -2,8 +2,8 @@
 
     python3 tests/bench/bench_registered.py [--runs N]
 
-- The handler's own time (its log line) for a crash with 100 registrations
-  against the same crash with none: median and spread, and the ratio.
+- Crash to reap, and the handler's own time (its log line), for a crash with
+  100 registrations against the same crash with none: median, spread, ratio.
 - coreinject's peak RSS (its own VmHWM) on the kernel's full core of
   a process with 1 GiB of touched heap: 16 MiB injected in place into the
   heap's segment, and 64 MiB appended as a new segment to a compact core.
@@ -22,18 +22,20 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, os.path.join(ROOT, "runtime"))
 
 from crashlab import Crasher, build_programs  # noqa: E402
-from bench_handler import handler_ms, summary  # noqa: E402
+from bench_handler import handler_ms, stamped_crash, summary  # noqa: E402
 
 
 def handler_times(c, argv, runs):
+    """([crash to reap, s], [the handler's own time, ms]) over runs crashes."""
     base = c.configure({"dump_scope": 0xFFFFFFFF})
-    out = []
+    reap, own = [], []
     c.run(argv)  # warms the config cache
     for _ in range(runs):
-        rc, reaped, pid = c.run(argv)
-        out.append(handler_ms(pid))
+        t, pid = stamped_crash(c, argv)
+        reap.append(t)
+        own.append(handler_ms(pid))
     assert len(os.listdir(base)) == runs + 1
-    return out
+    return reap, own
 
 
 def coreinject_rss(core, smap, dump):
@@ -65,9 +67,12 @@ def main():
         compact = os.path.join(c.crash([progs["crash3"]], {}), "core")
     finally:
         c.restore()
-    print("handler's own time, 0 registrations:   %s ms" % summary(none, 1, "%d"))
-    print("handler's own time, 100 registrations: %s ms" % summary(hundred, 1, "%d"))
-    print("ratio (medians): %.2fx" % (statistics.median(hundred) / statistics.median(none)))
+    for label, i in (("crash to reap", 0), ("handler's own time", 1)):
+        scale = 1000 if i == 0 else 1
+        print("%s, 0 registrations:   %s ms" % (label, summary(none[i], scale)))
+        print("%s, 100 registrations: %s ms" % (label, summary(hundred[i], scale)))
+        print("  ratio (medians): %.2fx" % (statistics.median(hundred[i]) /
+                                            statistics.median(none[i])))
 
     from minicoredumper.corefile import CoreFile
     cf = CoreFile(kcore)
