@@ -9,19 +9,17 @@ core_pattern whatever happens.
 import os
 import shutil
 import sys
-import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from crashlab import Crasher, build_programs  # noqa: E402
-from coretools import extract_core, gdb  # noqa: E402
+from crashlab import Crasher, workspace  # noqa: E402
+from coretools import extract_core, gdb   # noqa: E402
 
 
 def main():
-    work = tempfile.mkdtemp(prefix="mcd-demo.")
-    os.mkdir(os.path.join(work, "bin"))
-    exe = build_programs(os.path.join(work, "bin"), ["crash3"])["crash3"]
+    work, progs = workspace("mcd-demo.", ["crash3"])
+    exe = progs["crash3"]
     c = Crasher(work)
     try:
         c.install()
@@ -43,6 +41,9 @@ def main():
     print("\ndump directory: %s" % d)
     for name in sorted(os.listdir(d)):
         print("  %-20s %6d bytes" % (name, os.path.getsize(os.path.join(d, name))))
+    print("\n$ cat summary.txt")
+    with open(os.path.join(d, "summary.txt")) as f:
+        print(f.read().rstrip())
     print("\n$ gdb -batch -ex bt %s core" % os.path.basename(exe))
     lines = [l for l in gdb(exe, extract_core(d, work), "bt").splitlines() if l.startswith("#")]
     last0 = max(i for i, l in enumerate(lines) if l.startswith("#0 "))  # gdb prints #0 twice

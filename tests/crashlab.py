@@ -49,6 +49,16 @@ LINKED = {
 }
 
 
+def workspace(prefix, names):
+    """(work dir, {name: program}) for a demo or benchmark: a fresh directory
+    under /tmp (short, as core_pattern holds 127 characters) with the named
+    crash programs built into its bin/."""
+    import tempfile
+    work = tempfile.mkdtemp(prefix=prefix)
+    os.mkdir(os.path.join(work, "bin"))
+    return work, build_programs(os.path.join(work, "bin"), names)
+
+
 def build_programs(outdir, names=None):
     """Compile the crash programs into outdir: name -> path (missing compilers skip).
     "mycrasher" is the library's example; LINKED programs use the library too."""

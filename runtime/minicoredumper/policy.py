@@ -14,7 +14,6 @@ import marshal
 import os
 import time
 
-from .catalog import list_dumps
 
 RATE_FILE = ".rate-limit"
 
@@ -118,6 +117,9 @@ class StoragePolicy:
     def make_room(self, incoming=0):
         """Before a dump: evict the oldest until one more dump fits the count,
         and the free space (less `incoming` bytes) stays above the minimum."""
+        if not (self.max_dumps or self.min_free):
+            return
+        from .catalog import list_dumps  # only when a limit is set
         dumps = list_dumps(self.base_dir)
         while dumps and (
                 (self.max_dumps and len(dumps) >= self.max_dumps) or
@@ -128,6 +130,7 @@ class StoragePolicy:
         """After a dump: evict the oldest others until the total fits."""
         if not self.max_total:
             return
+        from .catalog import list_dumps
         dumps = list_dumps(self.base_dir)
         total = sum(d.size for d in dumps)
         for d in dumps:

@@ -21,13 +21,12 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from crashlab import Crasher, build_programs, read_sysctl, write_sysctl  # noqa: E402
+from crashlab import Crasher, read_sysctl, workspace, write_sysctl  # noqa: E402
 
 CONF = os.path.join(ROOT, "conf")
 
@@ -171,9 +170,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=15)
     args = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="mcd-bench.")
-    os.mkdir(os.path.join(work, "bin"))
-    progs = build_programs(os.path.join(work, "bin"), ["crash3", "bigheap"])
+    work, progs = workspace("mcd-bench.", ["crash3", "bigheap"])
     c = Crasher(work)
     rows = []
     try:

@@ -29,15 +29,14 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, os.path.join(ROOT, "runtime"))
 
-from crashlab import Crasher, build_programs, write_sysctl  # noqa: E402
-from minicoredumper import cli  # noqa: E402
+from crashlab import Crasher, workspace, write_sysctl  # noqa: E402
+from minicoredumper import cli   # noqa: E402
 
 RECEPT = os.path.join(ROOT, "conf", "embedded.recept.json")
 MODES = ["none", "kernel", "pipe", "socket"]
@@ -206,9 +205,7 @@ def main():
     if "socket" in modes and not cli.kernel_has_socket_mode():
         print("no coredump socket on this kernel (Linux 6.16+): socket mode left out")
         modes.remove("socket")
-    work = tempfile.mkdtemp(prefix="mcdb.")
-    os.mkdir(os.path.join(work, "bin"))
-    progs = build_programs(os.path.join(work, "bin"), ["crash3", "bigheap", "benchcrash"])
+    work, progs = workspace("mcdb.", ["crash3", "bigheap", "benchcrash"])
     cases = {"crash3": ("3-deep crash", [progs["crash3"]], args.runs),
              "threads9": ("9 threads", [progs["benchcrash"], "9", "0"], args.runs),
              "heap1g": ("1 GiB heap", [progs["bigheap"], "1024"], max(3, args.runs // 3)),

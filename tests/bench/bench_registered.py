@@ -15,14 +15,13 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, os.path.join(ROOT, "runtime"))
 
-from crashlab import Crasher, build_programs  # noqa: E402
-from bench_handler import handler_ms, stamped_crash, summary  # noqa: E402
+from crashlab import Crasher, workspace  # noqa: E402
+from bench_handler import handler_ms, stamped_crash, summary   # noqa: E402
 
 
 def handler_times(c, argv, runs):
@@ -55,9 +54,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=15)
     args = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="mcd-bench.")
-    os.mkdir(os.path.join(work, "bin"))
-    progs = build_programs(os.path.join(work, "bin"), ["benchcrash", "bigheap", "crash3"])
+    work, progs = workspace("mcd-bench.", ["benchcrash", "bigheap", "crash3"])
     c = Crasher(work)
     try:
         c.install()
