@@ -57,11 +57,8 @@ def write_launcher(directory):
     for name, text in (("minicoredumper", render_launcher(sys.executable, sitedir)),
                        ("minicoredumper_trigger", TRIGGER_LAUNCHER.format(
                            python=sys.executable, sitedir=sitedir))):
-        path = os.path.join(directory, name)
-        with open(path + ".new", "w") as f:
-            f.write(text)
-        os.chmod(path + ".new", 0o755)
-        os.replace(path + ".new", path)
+        from .dumpdir import replace_file
+        replace_file(os.path.join(directory, name), text.encode(), 0o755)
     return os.path.join(directory, "minicoredumper")
 
 

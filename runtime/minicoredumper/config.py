@@ -88,12 +88,9 @@ class JsonCache:
         if not self.dirty:
             return
         try:
+            from .dumpdir import replace_file
             os.makedirs(self.directory, 0o700, exist_ok=True)
-            tmp = "%s.%d" % (self.path, os.getpid())
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            with open(fd, "wb") as f:
-                f.write(marshal.dumps(self.entries))
-            os.replace(tmp, self.path)
+            replace_file(self.path, marshal.dumps(self.entries))
             self.dirty = False
         except (OSError, ValueError):
             pass

@@ -224,6 +224,24 @@ def verify(path):
     return problems
 
 
+def replace_file(path, data, mode=0o600):
+    """Replace path with data in one rename: written to path.tmp.<pid> (never
+    through a symlink), fsynced, renamed over path.  Readers see the old file or
+    the new one, never a mix."""
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
+                 mode)
+    try:
+        os.fchmod(fd, mode)  # whatever the umask
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
 def _fsync_dir(path):
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:

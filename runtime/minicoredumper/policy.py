@@ -97,15 +97,9 @@ class StoragePolicy:
         for other in list(history):
             if other != exe and not self._recent(other):
                 del history[other]
-        path = os.path.join(self.base_dir, RATE_FILE)
-        tmp = "%s.%d" % (path, os.getpid())
+        from .dumpdir import replace_file
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            with open(fd, "wb") as f:
-                f.write(marshal.dumps(history))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            replace_file(os.path.join(self.base_dir, RATE_FILE), marshal.dumps(history))
         except OSError as e:
             self.log("rate-limit state not saved: %s" % (e.strerror or e))
 

@@ -22,6 +22,7 @@ nobody else can write is trusted.  Needs only os: the crash path reads it.
 
 import os
 
+from .dumpdir import replace_file
 from .procfs import identity
 
 STATE = "/run/minicoredumper/regd.pids"
@@ -74,24 +75,19 @@ def registered(path=STATE, exclude=()):
 
 def save(path, entries):
     """Replace the file with entries [(pid, start)] in one rename."""
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
-                 0o644)
-    try:
-        os.fchmod(fd, 0o644)  # whatever the umask
-        data = "".join("%d %d\n" % e for e in entries).encode()
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    replace_file(path, "".join("%d %d\n" % e for e in entries).encode(), 0o644)
 
 
 def remove(path):
-    """Remove the list (and a temporary copy a killed writer may have left)."""
-    for p in (path + ".tmp", path):
-        try:
-            os.unlink(p)
-        except FileNotFoundError:
-            pass
+    """Remove the list (and temporary copies killed writers may have left)."""
+    directory, base = os.path.split(path)
+    try:
+        names = os.listdir(directory or ".")
+    except FileNotFoundError:
+        return
+    for name in names:
+        if name == base or name.startswith(base + ".tmp."):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except FileNotFoundError:
+                pass

@@ -235,10 +235,8 @@ def install_pattern(pattern, state):
     with open(CORE_PATTERN) as f:
         old = f.read().rstrip("\n")
     if not old.startswith("@"):
-        tmp = state + ".new"
-        with open(tmp, "w") as f:
-            f.write(old + "\n")
-        os.replace(tmp, state)
+        from .dumpdir import replace_file
+        replace_file(state, (old + "\n").encode())
     with open(CORE_PATTERN, "w") as f:
         f.write(pattern)
 

@@ -64,11 +64,7 @@ def baseline(c, argv, runs):
 
 def handler_ms(pid):
     """The handler's own time (interpreter start-up excluded), from its log line."""
-    for l in handler_log(pid):
-        m = re.search(r" in (\d+) ms", l)
-        if m:
-            return int(m.group(1))
-    return None
+    return _logged_number(pid, r" in (\d+) ms")
 
 
 def handler_log(pid):
@@ -77,8 +73,13 @@ def handler_log(pid):
 
 
 def peak_rss(pid):
+    """The handler's peak RSS in kB (VmHWM), from its log line."""
+    return _logged_number(pid, r"peak RSS (\d+) kB")
+
+
+def _logged_number(pid, pattern):
     for l in handler_log(pid):
-        m = re.search(r"peak RSS (\d+) kB", l)
+        m = re.search(pattern, l)
         if m:
             return int(m.group(1))
     return None

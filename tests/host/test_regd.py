@@ -245,7 +245,9 @@ def test_sigterm_stops_cleanly_and_removes_the_list(regd, state):
     try:
         c.send(REGISTER)
         assert d.kill(signal.SIGTERM) == 0
-        assert not os.path.exists(state) and not os.path.exists(state + ".tmp")
+        assert not os.path.exists(state)
+        assert not [n for n in os.listdir(os.path.dirname(state))
+                    if n.startswith(os.path.basename(state) + ".tmp")]
         assert in_netns(regd, bind_daemon_address)  # the name is free again
     finally:
         c.close()
