@@ -16,7 +16,6 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "runtime"))
 PROGRAMS = os.path.join(ROOT, "tests", "programs")
-PROC_SYS = "/proc/sys/kernel"
 LOCK = "/run/lock/minicoredumper-core-pattern.lock"
 
 BUILDS = {
@@ -29,15 +28,7 @@ BUILDS = {
 }
 
 
-def read_sysctl(name):
-    with open(os.path.join(PROC_SYS, name)) as f:
-        return f.read().rstrip("\n")
-
-
-def write_sysctl(name, value):
-    with open(os.path.join(PROC_SYS, name), "w") as f:
-        f.write(value)
-
+from minicoredumper.cli import read_sysctl, write_sysctl  # noqa: E402  (the tests' too)
 
 LIBMCD = os.path.join(ROOT, "runtime", "libminicoredumper")
 # Programs linked with libminicoredumper (built into outdir/lib first).

@@ -22,12 +22,13 @@ def state_dir():
     return os.environ.get("MCD_STATE_DIR", "/var/lib/minicoredumper")
 
 
-def _read(name):
+def read_sysctl(name):
+    """A /proc/sys/kernel value, without the newline."""
     with open("%s/%s" % (PROC_SYS, name)) as f:
         return f.read().rstrip("\n")
 
 
-def _write(name, value):
+def write_sysctl(name, value):
     with open("%s/%s" % (PROC_SYS, name), "w") as f:
         f.write(value)
 
@@ -151,11 +152,11 @@ def cmd_install(args):
     for p in problems:
         print("mcd: warning: %s" % p, file=sys.stderr)
     if not os.path.exists(saved):
-        old = {"core_pattern": _read("core_pattern"), "core_pipe_limit": _read("core_pipe_limit")}
+        old = {"core_pattern": read_sysctl("core_pattern"), "core_pipe_limit": read_sysctl("core_pipe_limit")}
         with open(saved, "w") as f:
             json.dump(old, f)
-    _write("core_pipe_limit", str(PIPE_LIMIT))
-    _write("core_pattern", pattern)
+    write_sysctl("core_pipe_limit", str(PIPE_LIMIT))
+    write_sysctl("core_pattern", pattern)
     if args.mode == "socket":
         if not kernel_has_socket_mode():
             print("mcd: the kernel (%s) has no coredump socket (Linux 6.16+): pipe mode "
@@ -184,9 +185,9 @@ def start_socket_server(sd, config, pipe_pattern):
         f.write("%d\n" % p.pid)
     end = time.monotonic() + 15
     while time.monotonic() < end and p.poll() is None:
-        if _read("core_pattern").startswith("@"):
+        if read_sysctl("core_pattern").startswith("@"):
             print("core_pattern = %s (minicoredumper_sockd, pid %d; the pipe handler "
-                  "%s while it is not running)" % (_read("core_pattern"), p.pid, pipe_pattern))
+                  "%s while it is not running)" % (read_sysctl("core_pattern"), p.pid, pipe_pattern))
             return 0
         time.sleep(0.05)
     print("mcd: minicoredumper_sockd did not start (see the log); core_pattern stays %s"
@@ -232,8 +233,8 @@ def cmd_uninstall(args):
         print("mcd: nothing to restore (%s is missing); run `mcd install` first" % saved,
               file=sys.stderr)
         return 1
-    _write("core_pattern", old["core_pattern"])
-    _write("core_pipe_limit", old["core_pipe_limit"])
+    write_sysctl("core_pattern", old["core_pattern"])
+    write_sysctl("core_pipe_limit", old["core_pipe_limit"])
     os.unlink(saved)
     print("core_pattern restored to %s" % old["core_pattern"])
     return 0

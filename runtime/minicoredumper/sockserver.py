@@ -46,7 +46,6 @@ import time
 from .cli import SOCKET, kernel_has_request_protocol, kernel_has_socket_mode  # noqa: F401
 from .log import Logger
 
-CORE_PATTERN = "/proc/sys/kernel/core_pattern"
 BACKLOG = 16
 SO_PEERPIDFD = 77  # Linux 6.5
 UCRED = struct.Struct("=iII")
@@ -232,27 +231,25 @@ def state_file(sock_path):
 def install_pattern(pattern, state):
     """Put pattern in core_pattern; the previous value is saved in state (a restarted
     server keeps the first saved value: it is the pipe pattern, not ours)."""
-    with open(CORE_PATTERN) as f:
-        old = f.read().rstrip("\n")
+    from .cli import read_sysctl, write_sysctl
+    old = read_sysctl("core_pattern")
     if not old.startswith("@"):
         from .dumpdir import replace_file
         replace_file(state, (old + "\n").encode())
-    with open(CORE_PATTERN, "w") as f:
-        f.write(pattern)
+    write_sysctl("core_pattern", pattern)
 
 
 def restore_pattern(ours, state):
     """Put the saved pattern back if core_pattern is still ours; True if done."""
+    from .cli import read_sysctl, write_sysctl
     try:
         with open(state) as f:
             saved = f.read().rstrip("\n")
-        with open(CORE_PATTERN) as f:
-            now = f.read().rstrip("\n")
+        now = read_sysctl("core_pattern")
     except OSError:
         return False
     if now == ours:
-        with open(CORE_PATTERN, "w") as f:
-            f.write(saved)
+        write_sysctl("core_pattern", saved)
     os.unlink(state)
     return True
 

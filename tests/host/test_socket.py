@@ -99,13 +99,13 @@ def test_server_stopped_falls_back_to_pipe(crasher, programs, server):
     """The server installs "@PATH" itself and puts the pipe pattern back on SIGTERM:
     crashes after that go to the pipe handler."""
     p = server(install=True)
-    assert cli._read("core_pattern").startswith("@")
+    assert cli.read_sysctl("core_pattern").startswith("@")
     base = crasher.configure({})
     crasher.run([programs["crash3"]])
     assert len(published(base)) == 1
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=10) == 0
-    assert cli._read("core_pattern") == crasher.pattern
+    assert cli.read_sysctl("core_pattern") == crasher.pattern
     base = crasher.configure({})
     rc, _, pid = crasher.run([programs["crash3"]])
     dumps = published(base)
@@ -118,7 +118,7 @@ def test_server_killed_means_no_dump(crasher, programs, server):
     p = server(install=True)
     p.kill()
     p.wait()
-    assert cli._read("core_pattern").startswith("@")
+    assert cli.read_sysctl("core_pattern").startswith("@")
     base = crasher.configure({})
     rc, reaped, _ = crasher.run([programs["crash3"]])
     assert rc == -11 and reaped < 5
@@ -130,7 +130,7 @@ def test_server_killed_means_no_dump(crasher, programs, server):
     assert len(published(base)) == 1
     p.terminate()
     p.wait(timeout=10)
-    assert cli._read("core_pattern") == crasher.pattern
+    assert cli.read_sysctl("core_pattern") == crasher.pattern
 
 
 def test_mcd_install_socket_mode(crasher, programs, tmp_path, monkeypatch, capsys):
@@ -139,13 +139,13 @@ def test_mcd_install_socket_mode(crasher, programs, tmp_path, monkeypatch, capsy
     state = tempfile.mkdtemp(prefix="mcdi.")  # short: core_pattern holds 127 characters
     env = dict(os.environ, MCD_STATE_DIR=state,
                PYTHONPATH=os.path.join(os.path.dirname(cli.__file__), ".."))
-    before = cli._read("core_pattern")
+    before = cli.read_sysctl("core_pattern")
     cfg = crasher.cfg
     try:
         p = subprocess.run([sys.executable, "-m", "minicoredumper.cli", "install", "--mode",
                             "socket", "--config", cfg], env=env, capture_output=True, text=True)
         assert p.returncode == 0, p.stderr
-        assert cli._read("core_pattern").startswith("@") and "sockd" in p.stdout
+        assert cli.read_sysctl("core_pattern").startswith("@") and "sockd" in p.stdout
         base = crasher.configure({})
         crasher.run([programs["crash3"]])
         assert len(published(base)) == 1
@@ -153,18 +153,18 @@ def test_mcd_install_socket_mode(crasher, programs, tmp_path, monkeypatch, capsy
         p = subprocess.run([sys.executable, "-m", "minicoredumper.cli", "uninstall"], env=env,
                            capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
-    assert cli._read("core_pattern") == before
+    assert cli.read_sysctl("core_pattern") == before
     assert not os.path.exists(sockserver.SOCKET)
     # An older kernel: pipe mode, with a message.
     monkeypatch.setattr(cli, "kernel_has_socket_mode", lambda version=None: False)
     monkeypatch.setenv("MCD_STATE_DIR", state + "/2")
     try:
         assert cli.main(["install", "--mode", "socket", "--config", cfg]) == 0
-        assert cli._read("core_pattern").startswith("|")
+        assert cli.read_sysctl("core_pattern").startswith("|")
         assert "pipe mode instead" in capsys.readouterr().err
     finally:
         assert cli.main(["uninstall"]) == 0
-    assert cli._read("core_pattern") == before
+    assert cli.read_sysctl("core_pattern") == before
     shutil.rmtree(state, ignore_errors=True)
 
 
