@@ -1,21 +1,26 @@
 # meta-minicoredumper: the two front-door commands and a few helpers.
-#   make demo  - crash a small C program under the handler (embedded recept)
+#   make demo  - crash a small C program under the handler (embedded recept) beside
+#                the kernel's own core of the same crash
 #   make test  - install what the tests need and run the whole suite
+# Both install into a virtual environment, VENV (made with PYTHON).
 PYTHON ?= python3
+VENV ?= $(CURDIR)/.venv
+VPY := $(VENV)/bin/python
+export PYTHON VENV
 
-.PHONY: deps demo test bench
+.PHONY: demo test bench
 
-deps:
-	sh scripts/install-deps.sh
+demo:
+	sh scripts/install-deps.sh demo
+	$(VPY) scripts/demo.py
 
-demo: deps
-	$(PYTHON) scripts/demo.py
+test:
+	sh scripts/install-deps.sh test
+	$(VPY) -m pytest -q tests
 
-test: deps
-	$(PYTHON) -m pytest -q tests
-
-bench: deps
-	$(PYTHON) tests/bench/bench_handler.py
-	$(PYTHON) tests/bench/bench_live.py
-	$(PYTHON) tests/bench/bench_registered.py
-	$(PYTHON) tests/bench/bench_modes.py
+bench:
+	sh scripts/install-deps.sh test
+	$(VPY) tests/bench/bench_handler.py
+	$(VPY) tests/bench/bench_live.py
+	$(VPY) tests/bench/bench_registered.py
+	$(VPY) tests/bench/bench_modes.py

@@ -62,7 +62,7 @@ def build_programs(outdir, names=None):
     if names and not set(names) & (set(LINKED) | {"mycrasher"}):
         return built
     lib = os.path.join(outdir, "lib")
-    subprocess.run(["make", "-s", "-C", LIBMCD, "O=" + lib], check=True,
+    subprocess.run(["make", "-s", "-C", LIBMCD, "O=" + lib, "WERROR=1"], check=True,
                    stdout=subprocess.DEVNULL)
     built["mycrasher"] = os.path.join(lib, "mycrasher")
     for name, cmd in LINKED.items():
@@ -105,10 +105,21 @@ class Crasher:
         Holds LOCK until restore(): two users of core_pattern (test sessions,
         the demo, benchmarks) never overlap; a second one waits."""
         from minicoredumper import cli
-        self.lock = open(LOCK, "w")
+        self.lock = open(LOCK, "a+")
         # A POSIX record lock: unlike flock, a child forked by a test does
         # not inherit it and keep it past our restore().
-        fcntl.lockf(self.lock, fcntl.LOCK_EX)
+        try:
+            fcntl.lockf(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.lock.seek(0)
+            holder = self.lock.read().strip() or "another process"
+            print("waiting for %s: core_pattern is in use by %s (a test session, the demo "
+                  "or a benchmark); it is released when that one restores core_pattern"
+                  % (LOCK, holder), file=sys.stderr, flush=True)
+            fcntl.lockf(self.lock, fcntl.LOCK_EX)
+        self.lock.truncate(0)
+        self.lock.write("pid %d (%s)\n" % (os.getpid(), " ".join(sys.argv)[:200]))
+        self.lock.flush()
         self.saved = (read_sysctl("core_pattern"), read_sysctl("core_pipe_limit"))
         os.makedirs(self.state, exist_ok=True)
         self.launcher = cli.write_launcher(self.state)

@@ -111,14 +111,21 @@ def test_sources_are_this_repository(bb_systemd):
             real = os.path.realpath(path)
             assert real.startswith(REPO + os.sep), (uri, real)
             assert os.path.exists(real)
-    assert target(bb_systemd, "runtime")["SRC_URI"].split()[:2] == ["file://runtime/", "file://conf/"]
+    assert target(bb_systemd, "runtime")["SRC_URI"].split()[:3] == [
+        "file://LICENSE", "file://runtime/", "file://conf/"]
 
 
 def test_licences(bb_systemd):
+    """Every recipe names the project's own LICENSE (unpacked from its SRC_URI) with
+    the checksum of that file: its copyright line reaches licence manifests."""
+    import hashlib
+    with open(os.path.join(REPO, "LICENSE"), "rb") as f:
+        md5 = hashlib.md5(f.read()).hexdigest()
     for key in ("runtime", "library", "crashtests"):
         v = target(bb_systemd, key)
         assert v["LICENSE"] == "BSD-2-Clause"
-        assert re.match(r"file://\S+;md5=[0-9a-f]{32}$", v["LIC_FILES_CHKSUM"])
+        assert v["LIC_FILES_CHKSUM"] == "file://%s/LICENSE;md5=%s" % (v["UNPACKDIR"], md5)
+        assert "file://LICENSE" in v["SRC_URI"].split()
 
 
 # --- the runtime recipe ----------------------------------------------------------------

@@ -46,7 +46,7 @@ I686_LOADER = Path("/usr/i686-linux-gnu/lib/ld-linux.so.2")
 
 
 def make(outdir, *args, cc=None, check=True):
-    cmd = ["make", "-C", str(SRC), f"O={outdir}", *args]
+    cmd = ["make", "-C", str(SRC), f"O={outdir}", "WERROR=1", *args]
     if cc:
         cmd.append(f"CC={cc}")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
@@ -342,6 +342,16 @@ def test_cross_build_werror(tmp_path, cc, machine, bits):
                 assert syms["mcd_dump_data_head"] == bits // 8
 
 
+def test_werror_only_on_request(tmp_path):
+    """-Werror is the project's own CI's (WERROR=1), not a default that a newer
+    compiler's new warnings would turn into a broken distribution build."""
+    def dry(*args):
+        return subprocess.run(["make", "-n", "-C", str(SRC), f"O={tmp_path}", *args],
+                              capture_output=True, text=True, check=True).stdout
+    assert "-Wall -Wextra" in dry() and "-Werror" not in dry()
+    assert "-Werror" in dry("WERROR=1")
+
+
 def test_install(build, tmp_path):
     dest = tmp_path / "root"
     make(build, "install", f"DESTDIR={dest}", "PREFIX=/opt/mcd")
@@ -352,6 +362,9 @@ def test_install(build, tmp_path):
     assert os.readlink(lib / "libminicoredumper.so") == \
         "libminicoredumper.so.2"
     assert (dest / "opt/mcd/include/minicoredumper.h").is_file()
+    # The crashing example is installed only on request.
+    assert not (dest / "opt/mcd/bin").exists()
+    make(build, "install-examples", f"DESTDIR={dest}", "BINDIR=/opt/mcd/bin")
     assert (dest / "opt/mcd/bin/mycrasher").is_file()
     pc = (lib / "pkgconfig/minicoredumper.pc").read_text()
     assert "prefix=/opt/mcd" in pc and "@" not in pc

@@ -6,26 +6,23 @@ DESCRIPTION = "libminicoredumper lets an application register memory and formatt
                text that the minicoredumper crash handler writes into the core or into \
                separate dump files, and announces the process to the registry daemon."
 SECTION = "libs"
-# The repository declares BSD-2-Clause (runtime/pyproject.toml) and has no licence file
-# of its own yet, so the checksum is taken from the common licence text.
 LICENSE = "BSD-2-Clause"
-# nooelint: oelint.var.licenseremotefile - no licence file in the repository yet
-LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/BSD-2-Clause;md5=cb641bc04cda31daea161b1bc15da69f"
+# The project's own LICENSE, at the top of this repository (in SRC_URI below).
+# nooelint: oelint.var.licenseremotefile - the sources, LICENSE among them, are this repository
+LIC_FILES_CHKSUM = "file://${UNPACKDIR}/LICENSE;md5=4d533907d37abe8436351e906aa9a09a"
 
 # Sources: this checkout, three directories above this recipe (see minicoredumper_1.0.bb).
 # nooelint: oelint.vars.fileextrapaths,oelint.vars.outofcontext - the sources are this repository
 FILESEXTRAPATHS:prepend := "${THISDIR}/../../..:"
-SRC_URI = "file://runtime/libminicoredumper/"
+SRC_URI = "file://LICENSE \
+           file://runtime/libminicoredumper/"
 S = "${UNPACKDIR}/runtime/libminicoredumper"
 # The Makefile builds out of tree with O=, so the unpacked sources stay clean.
 B = "${WORKDIR}/build"
 
 # CC, CFLAGS, CPPFLAGS and LDFLAGS come from the environment (the Makefile uses ?=).
-# WARNFLAGS drops the Makefile's -Werror: warnings of another compiler version must not
-# fail a distribution build; the project's own CI keeps -Werror.
 EXTRA_OEMAKE = "-f ${S}/Makefile O=${B} \
-                LIBDIR=${libdir} INCLUDEDIR=${includedir} BINDIR=${bindir} \
-                'WARNFLAGS=-Wall -Wextra'"
+                LIBDIR=${libdir} INCLUDEDIR=${includedir} BINDIR=${bindir}"
 
 do_configure[noexec] = "1"
 
@@ -34,7 +31,7 @@ do_compile() {
 }
 
 do_install() {
-    oe_runmake install DESTDIR=${D} PREFIX=${prefix}
+    oe_runmake install install-examples DESTDIR=${D} PREFIX=${prefix}
 }
 
 # The default FILES give ${PN} lib*.so.* and ${PN}-dev the header, the lib*.so link and

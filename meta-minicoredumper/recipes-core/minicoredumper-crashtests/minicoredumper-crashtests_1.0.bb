@@ -7,8 +7,9 @@ DESCRIPTION = "crash3 (a crash three calls deep), threads8 (one of eight threads
                crashes) and, through libminicoredumper-examples, mycrasher."
 SECTION = "devel"
 LICENSE = "BSD-2-Clause"
-# nooelint: oelint.var.licenseremotefile - no licence file in the repository yet
-LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/BSD-2-Clause;md5=cb641bc04cda31daea161b1bc15da69f"
+# The project's own LICENSE, at the top of this repository (in SRC_URI below).
+# nooelint: oelint.var.licenseremotefile - the sources, LICENSE among them, are this repository
+LIC_FILES_CHKSUM = "file://${UNPACKDIR}/LICENSE;md5=4d533907d37abe8436351e906aa9a09a"
 
 # A program that includes minicoredumper.h is linked with the library.
 DEPENDS = "libminicoredumper"
@@ -16,7 +17,8 @@ DEPENDS = "libminicoredumper"
 # Sources: this checkout, three directories above this recipe (see minicoredumper_1.0.bb).
 # nooelint: oelint.vars.fileextrapaths,oelint.vars.outofcontext - the sources are this repository
 FILESEXTRAPATHS:prepend := "${THISDIR}/../../..:"
-SRC_URI = "file://tests/programs/"
+SRC_URI = "file://LICENSE \
+           file://tests/programs/"
 S = "${UNPACKDIR}/tests/programs"
 B = "${WORKDIR}/build"
 

@@ -6,11 +6,10 @@ DESCRIPTION = "A core_pattern pipe handler that writes minimal, application-spec
                core dumps described by JSON recepts, plus the registry daemon for live \
                dumps of registered applications and offline tools (mcd, coreinject)."
 SECTION = "devel"
-# runtime/pyproject.toml declares BSD-2-Clause; the repository has no licence file of its
-# own yet, so the checksum is taken from the common licence text.
 LICENSE = "BSD-2-Clause"
-# nooelint: oelint.var.licenseremotefile - no licence file in the repository yet
-LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/BSD-2-Clause;md5=cb641bc04cda31daea161b1bc15da69f"
+# The project's own LICENSE, at the top of this repository (in SRC_URI below).
+# nooelint: oelint.var.licenseremotefile - the sources, LICENSE among them, are this repository
+LIC_FILES_CHKSUM = "file://${UNPACKDIR}/LICENSE;md5=4d533907d37abe8436351e906aa9a09a"
 
 # Sources: this checkout, not a download. The layer lives in the repository, three
 # directories above this recipe; on FILESEXTRAPATHS that root lets file:// name runtime/
@@ -19,7 +18,8 @@ LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/BSD-2-Clause;md5=cb641bc04cda31
 # package directory.
 # nooelint: oelint.vars.fileextrapaths,oelint.vars.outofcontext - the sources are this repository
 FILESEXTRAPATHS:prepend := "${THISDIR}/../../..:"
-SRC_URI = "file://runtime/ \
+SRC_URI = "file://LICENSE \
+           file://runtime/ \
            file://conf/ \
            file://60-minicoredumper.conf.in \
            file://minicoredumper.init \
