@@ -38,7 +38,7 @@ def human(n):
 
 def mcd(*argv):
     """Run mcd from the same installation as this interpreter; returns its output."""
-    cmd = [sys.executable, "-m", "minicoredumper.cli"] + list(argv)
+    cmd = [sys.executable, "-m", "minicoredumper.commands.mcd"] + list(argv)
     print("\n$ mcd %s" % " ".join(argv))
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
                        env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "runtime")))

@@ -6,8 +6,8 @@ import subprocess
 
 def extract_core(dumpdir, dest):
     """Path of a plain core file taken from dumpdir's core artefact (mcd's own unpacking)."""
-    from minicoredumper.catalog import Dump
-    from minicoredumper.dumptools import core_artefact, unpack_core
+    from minicoredumper.tools.catalog import Dump
+    from minicoredumper.tools.verbs import core_artefact, unpack_core
     d = Dump(os.path.dirname(dumpdir), os.path.basename(dumpdir))
     return unpack_core(core_artefact(d), os.path.join(dest, "core"))
 

@@ -28,7 +28,7 @@ BUILDS = {
 }
 
 
-from minicoredumper.cli import read_sysctl, write_sysctl  # noqa: E402  (the tests' too)
+from minicoredumper.commands.mcd import read_sysctl, write_sysctl  # noqa: E402  (the tests' too)
 
 LIBMCD = os.path.join(ROOT, "runtime", "libminicoredumper")
 # Programs linked with libminicoredumper (built into outdir/lib first).
@@ -104,7 +104,7 @@ class Crasher:
 
         Holds LOCK until restore(): two users of core_pattern (test sessions,
         the demo, benchmarks) never overlap; a second one waits."""
-        from minicoredumper import cli
+        from minicoredumper.commands import mcd
         self.lock = open(LOCK, "a+")
         # A POSIX record lock: unlike flock, a child forked by a test does
         # not inherit it and keep it past our restore().
@@ -122,9 +122,9 @@ class Crasher:
         self.lock.flush()
         self.saved = (read_sysctl("core_pattern"), read_sysctl("core_pipe_limit"))
         os.makedirs(self.state, exist_ok=True)
-        self.launcher = cli.write_launcher(self.state)
-        self.pattern = cli.core_pattern(self.launcher, self.cfg)
-        write_sysctl("core_pipe_limit", str(cli.PIPE_LIMIT))
+        self.launcher = mcd.write_launcher(self.state)
+        self.pattern = mcd.core_pattern(self.launcher, self.cfg)
+        write_sysctl("core_pipe_limit", str(mcd.PIPE_LIMIT))
         write_sysctl("core_pattern", self.pattern)
 
     def restore(self):
@@ -179,7 +179,7 @@ class Crasher:
         to the pipe pattern), else the server does it itself.  Returns the Popen."""
         sock = os.path.join(self.workdir, "cd.sock")
         env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "runtime"))
-        argv = [sys.executable, "-m", "minicoredumper.sockserver", "--socket", sock,
+        argv = [sys.executable, "-m", "minicoredumper.commands.sockd", "--socket", sock,
                 "--config", self.cfg, "--protocol", protocol] + list(extra)
         if not install:
             argv.append("--no-install")
@@ -195,9 +195,9 @@ class Crasher:
             assert p.poll() is None, "the socket server exited with %s" % p.returncode
             time.sleep(0.02)
         if not install:
-            from minicoredumper import sockserver
+            from minicoredumper.commands import sockd
             request = protocol == "request" or (
-                protocol == "auto" and sockserver.kernel_has_request_protocol())
+                protocol == "auto" and sockd.kernel_has_request_protocol())
             write_sysctl("core_pattern", ("@@" if request else "@") + sock)
         self.server = p
         return p

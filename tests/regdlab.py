@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNTIME = os.path.join(ROOT, "runtime")
 sys.path.insert(0, RUNTIME)
 
-from minicoredumper import regstate  # noqa: E402
+from minicoredumper.live import pidlist  # noqa: E402
 
 ENV = dict(os.environ, PYTHONPATH=RUNTIME)
 CLONE_NEWNET = 0x40000000
@@ -72,14 +72,14 @@ def wait_for(check, timeout=10, what="condition"):
 class Daemon:
     """minicoredumper_regd of this checkout, as a child process."""
 
-    def __init__(self, netns, state=regstate.STATE, prune_interval=None):
+    def __init__(self, netns, state=pidlist.STATE, prune_interval=None):
         self.netns = netns
         self.state = state
         self.prune_interval = prune_interval
         self.proc = None
 
     def argv(self):
-        argv = [sys.executable, "-m", "minicoredumper.regd", "--state", self.state]
+        argv = [sys.executable, "-m", "minicoredumper.commands.regd", "--state", self.state]
         if self.prune_interval is not None:
             argv += ["--prune-interval", str(self.prune_interval)]
         return self.netns.argv(argv)
@@ -122,8 +122,8 @@ class Daemon:
 
     def pids(self):
         try:
-            return [pid for pid, _ in regstate.load(self.state)]
-        except regstate.StateError:
+            return [pid for pid, _ in pidlist.load(self.state)]
+        except pidlist.StateError:
             return []
 
     def wait_registered(self, pids, timeout=10):

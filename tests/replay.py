@@ -7,9 +7,9 @@ writer can be exercised and bisected without crashing anything.
 
 import os
 
-from minicoredumper import elflayout as E
-from minicoredumper.kernelcore import read_kernel_core
-from minicoredumper.procfs import Mapping
+from minicoredumper.formats import elf as E
+from minicoredumper.read.corestream import read_kernel_core
+from minicoredumper.read.process import Mapping
 
 
 class CoreMemory:

@@ -178,8 +178,8 @@ def main():
         c.install()
         # Start the handler from the pip-installed runtime (`make bench` installs
         # it), so the optional ujson in site-packages is found as on a target.
-        subprocess.run([sys.executable, "-c", "from minicoredumper import cli; "
-                        "cli.write_launcher(%r)" % os.path.dirname(c.launcher)],
+        subprocess.run([sys.executable, "-c", "from minicoredumper.commands import mcd; "
+                        "mcd.write_launcher(%r)" % os.path.dirname(c.launcher)],
                        check=True, cwd="/")
         generic = os.path.join(CONF, "generic.recept.json")
         embedded = os.path.join(CONF, "embedded.recept.json")

@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, os.path.join(ROOT, "runtime"))
 
 from crashlab import Crasher, workspace, write_sysctl  # noqa: E402
-from minicoredumper import cli   # noqa: E402
+from minicoredumper.commands import mcd   # noqa: E402
 
 RECEPT = os.path.join(ROOT, "conf", "embedded.recept.json")
 MODES = ["none", "kernel", "pipe", "socket"]
@@ -202,7 +202,7 @@ def main():
     ap.add_argument("--modes", default=",".join(MODES))
     args = ap.parse_args()
     modes = [m for m in args.modes.split(",") if m]
-    if "socket" in modes and not cli.kernel_has_socket_mode():
+    if "socket" in modes and not mcd.kernel_has_socket_mode():
         print("no coredump socket on this kernel (Linux 6.16+): socket mode left out")
         modes.remove("socket")
     work, progs = workspace("mcdb.", ["crash3", "bigheap", "benchcrash"])

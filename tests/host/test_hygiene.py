@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 
-from minicoredumper import cli
+from minicoredumper.commands import mcd
 
 
 def test_launcher_points_stdio_at_devnull_before_anything(tmp_path):
@@ -25,7 +25,7 @@ def test_launcher_points_stdio_at_devnull_before_anything(tmp_path):
         ".encode())\n"
         "    return 0\n" % str(tmp_path / "out"))
     launcher = tmp_path / "launcher"
-    launcher.write_text(cli.render_launcher(sys.executable, str(tmp_path), "probe.report"))
+    launcher.write_text(mcd.render_launcher(sys.executable, str(tmp_path), "probe.report"))
     launcher.chmod(0o755)
     subprocess.run([str(launcher)], stdin=subprocess.DEVNULL, check=True,
                    preexec_fn=lambda: (os.close(1), os.close(2)), close_fds=True)
@@ -33,12 +33,12 @@ def test_launcher_points_stdio_at_devnull_before_anything(tmp_path):
 
 
 def test_core_pattern_length_is_checked():
-    assert cli.core_pattern("/usr/sbin/minicoredumper", options="") == \
+    assert mcd.core_pattern("/usr/sbin/minicoredumper", options="") == \
         "|/usr/sbin/minicoredumper %P %u %g %s %t %h %e"
-    assert cli.core_pattern("/usr/sbin/minicoredumper") == \
-        "|/usr/sbin/minicoredumper %P %u %g %s %t %h %e " + cli.identity_options()
+    assert mcd.core_pattern("/usr/sbin/minicoredumper") == \
+        "|/usr/sbin/minicoredumper %P %u %g %s %t %h %e " + mcd.identity_options()
     try:
-        cli.core_pattern("/x" * 70)
+        mcd.core_pattern("/x" * 70)
     except ValueError as e:
         assert "127" in str(e)
     else:
@@ -54,25 +54,25 @@ def test_mcd_install_and_uninstall_restore_the_kernel_settings(crasher):
     cfg = tmp_path / "c.json"
     cfg.write_text('{"watch": [{"recept": "missing.json"}], "colour": 1}')
     try:
-        p = subprocess.run([sys.executable, "-m", "minicoredumper.cli", "install", "--config",
+        p = subprocess.run([sys.executable, "-m", "minicoredumper.commands.mcd", "install", "--config",
                             str(cfg)], env=env, capture_output=True, text=True)
         assert p.returncode == 0, p.stderr
         assert "unknown key colour" in p.stderr and "missing.json" in p.stderr
         pattern = open("/proc/sys/kernel/core_pattern").read().strip()
         assert pattern == "|%s/minicoredumper %%P %%u %%g %%s %%t %%h %%e %s %s" % (
-            tmp_path / "state", cli.identity_options(), cfg)
+            tmp_path / "state", mcd.identity_options(), cfg)
         assert open("/proc/sys/kernel/core_pipe_limit").read().strip() == "2147483647"
         # Installing twice keeps the first saved values.
-        subprocess.run([sys.executable, "-m", "minicoredumper.cli", "install"], env=env,
+        subprocess.run([sys.executable, "-m", "minicoredumper.commands.mcd", "install"], env=env,
                        check=True, capture_output=True)
     finally:
-        p = subprocess.run([sys.executable, "-m", "minicoredumper.cli", "uninstall"], env=env,
+        p = subprocess.run([sys.executable, "-m", "minicoredumper.commands.mcd", "uninstall"], env=env,
                            capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     after = (open("/proc/sys/kernel/core_pattern").read(),
              open("/proc/sys/kernel/core_pipe_limit").read())
     assert after == before
-    p = subprocess.run([sys.executable, "-m", "minicoredumper.cli", "uninstall"], env=env,
+    p = subprocess.run([sys.executable, "-m", "minicoredumper.commands.mcd", "uninstall"], env=env,
                        capture_output=True, text=True)
     assert p.returncode == 1 and "mcd install" in p.stderr
     shutil.rmtree(tmp_path)
@@ -110,7 +110,7 @@ def test_unexpected_errors_keep_their_traceback(tmp_path):
 def test_bad_invocation_is_logged_not_raised():
     env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), "..", "..",
                                                    "runtime"))
-    p = subprocess.run([sys.executable, "-m", "minicoredumper.handler", "123", "x"],
+    p = subprocess.run([sys.executable, "-m", "minicoredumper.commands.handler", "123", "x"],
                        stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env)
     assert p.returncode == 2 and p.stdout == "" and p.stderr == ""
     log = subprocess.run(["dmesg"], capture_output=True, text=True).stdout

@@ -11,11 +11,12 @@ import time
 
 import pytest
 
-from minicoredumper import cli, procfs
-from minicoredumper.handler import Args, Crash
+from minicoredumper.commands import mcd
+from minicoredumper.read import process
+from minicoredumper.commands.handler import Args, Crash
 from listlog import ListLog
 
-NEW_KERNEL = cli.kernel_version() >= (6, 16)
+NEW_KERNEL = mcd.kernel_version() >= (6, 16)
 
 
 def _sleeper():
@@ -32,11 +33,11 @@ def _stale_pidfd():
 
 
 def test_kernel_version_and_options():
-    assert cli.kernel_version("6.1.0-28-amd64") == (6, 1)
-    assert cli.kernel_version("6.18.44-fc-v657") == (6, 18)
-    assert cli.identity_options((6, 1)) == "--dump-mode=%d"
-    assert cli.identity_options((6, 16)) == "--dump-mode=%d --pidfd=%F"
-    assert "%F" not in cli.core_pattern("/h", None, cli.identity_options((6, 1)))
+    assert mcd.kernel_version("6.1.0-28-amd64") == (6, 1)
+    assert mcd.kernel_version("6.18.44-fc-v657") == (6, 18)
+    assert mcd.identity_options((6, 1)) == "--dump-mode=%d"
+    assert mcd.identity_options((6, 16)) == "--dump-mode=%d --pidfd=%F"
+    assert "%F" not in mcd.core_pattern("/h", None, mcd.identity_options((6, 1)))
     a = Args(["1", "0", "0", "11", "5", "h", "c", "--pidfd=3", "--dump-mode=2", "/c.json"])
     assert (a.pidfd, a.dump_mode, a.config) == (3, 2, "/c.json")
     a = Args(["1", "0", "0", "11", "5", "h", "c"])
@@ -47,14 +48,14 @@ def test_pidfd_pid():
     p = _sleeper()
     fd = os.pidfd_open(p.pid)
     try:
-        assert procfs.pidfd_pid(fd) == p.pid
-        procfs.Process(p.pid, pidfd=fd).close()
+        assert process.pidfd_pid(fd) == p.pid
+        process.Process(p.pid, pidfd=fd).close()
         p.kill()
         p.wait()
-        assert procfs.pidfd_pid(fd) == -1
+        assert process.pidfd_pid(fd) == -1
     finally:
         os.close(fd)
-    assert procfs.pidfd_pid(0) is None or procfs.pidfd_pid(0) != 1
+    assert process.pidfd_pid(0) is None or process.pidfd_pid(0) != 1
 
 
 def test_stale_or_foreign_pidfd_opens_nothing(monkeypatch):
@@ -63,19 +64,19 @@ def test_stale_or_foreign_pidfd_opens_nothing(monkeypatch):
     victim = _sleeper()
     other = _sleeper()
     opened = []
-    real = procfs.ProcessMemory.__init__
+    real = process.ProcessMemory.__init__
 
     def spy(self, path):
         opened.append(path)
         real(self, path)
 
-    monkeypatch.setattr(procfs.ProcessMemory, "__init__", spy)
+    monkeypatch.setattr(process.ProcessMemory, "__init__", spy)
     stale = _stale_pidfd()
     foreign = os.pidfd_open(other.pid)
     try:
         for fd in (stale, foreign):
-            with pytest.raises(procfs.ProcessGone):
-                procfs.Process(victim.pid, pidfd=fd)
+            with pytest.raises(process.ProcessGone):
+                process.Process(victim.pid, pidfd=fd)
         assert opened == []
     finally:
         os.close(stale)
@@ -127,7 +128,7 @@ def test_pid_reused_during_the_dump_is_discarded(tmp_path, monkeypatch, crasher,
     the end of its reads: the dump is discarded (simulated: the kernel's real
     core of crash3 as the stream, a sleep process as the crashed one, killed
     and reaped while the memory is read)."""
-    from minicoredumper import dumpwriter
+    from minicoredumper.write import artefacts
     kcore = crasher.kernel_core([programs["crash3"]])
     cfg, base = _config(tmp_path)
     victim = _sleeper()
@@ -137,7 +138,7 @@ def test_pid_reused_during_the_dump_is_discarded(tmp_path, monkeypatch, crasher,
         victim.kill()
         victim.wait()
 
-    monkeypatch.setattr(dumpwriter.DumpWriter, "read_process", read_process)
+    monkeypatch.setattr(artefacts.DumpWriter, "read_process", read_process)
     stream = os.open(kcore, os.O_RDONLY)
     log = ListLog()
     try:

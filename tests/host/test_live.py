@@ -8,7 +8,8 @@ import subprocess
 import sys
 import time
 
-from minicoredumper import dumpdir, regstate
+from minicoredumper.publish import dumpdir
+from minicoredumper.live import pidlist
 from regdlab import ENV, wait_for
 
 FIRST_LINE = b"name=%s count="
@@ -19,7 +20,7 @@ def run_trigger(directory, scope, state):
     cfg = os.path.join(os.path.dirname(state), "all.cfg.json")
     with open(cfg, "w") as f:
         f.write('{"watch": [{}]}')
-    p = subprocess.run([sys.executable, "-m", "minicoredumper.trigger", "--state", state,
+    p = subprocess.run([sys.executable, "-m", "minicoredumper.commands.trigger", "--state", state,
                         "--config", cfg, str(directory), str(scope)],
                        env=ENV, capture_output=True, text=True, timeout=30)
     return p.returncode, p.stdout + p.stderr
@@ -174,7 +175,7 @@ def test_traced_or_stopped_apps_are_skipped_not_hung(regd, programs, tmp_path):
     finally:
         app.proc.send_signal(signal.SIGCONT)
     assert_running(app, app.counter())
-    assert regstate.registered(state) == [app.pid]
+    assert pidlist.registered(state) == [app.pid]
 
 
 # PTRACE_SEIZE the main thread (no stop), say so, hold it until stdin closes.
@@ -199,7 +200,7 @@ def test_a_thread_that_cannot_stop_in_time_costs_nothing(regd, programs, tmp_pat
     assert app.readline() == b"vfork\n"
     cfg = tmp_path / "all.cfg.json"
     cfg.write_text('{"watch": [{}]}')
-    p = subprocess.run([sys.executable, "-m", "minicoredumper.trigger", "--state", state,
+    p = subprocess.run([sys.executable, "-m", "minicoredumper.commands.trigger", "--state", state,
                         "--config", str(cfg), "--max-pause=50", str(tmp_path / "v"), "1"],
                        env=ENV, capture_output=True, text=True, timeout=30)
     assert "live dump of %d skipped: thread %d did not stop within 50 ms" % (

@@ -15,8 +15,8 @@ import sys
 
 import pytest
 
-from minicoredumper import regstate
-from minicoredumper.regd import ADDRESS
+from minicoredumper.live import pidlist
+from minicoredumper.commands.regd import ADDRESS
 from regdlab import ENV, wait_for
 
 MAGIC = 0x55555555
@@ -185,7 +185,7 @@ def test_no_holes_after_many_registrations(regd, state):
                 text = f.read()
             assert [int(line.split()[0]) for line in text.splitlines()] == expected
             assert "\n\n" not in text and not text.startswith("\n")
-        assert regstate.registered(state) == expected
+        assert pidlist.registered(state) == expected
     finally:
         for c in clients:
             c.close()
@@ -209,18 +209,18 @@ def test_dead_clients_are_pruned(regd, state):
 def test_readers_skip_dead_and_reused_pids(tmp_path):
     path = str(tmp_path / "regd.pids")
     me = os.getpid()
-    start = regstate.start_time(me)
+    start = pidlist.start_time(me)
     dead = subprocess.Popen(["true"])
     dead.wait()
-    regstate.save(path, [(dead.pid, 1), (me, start + 1), (me, start)])
-    assert regstate.load(path) == [(dead.pid, 1), (me, start + 1), (me, start)]
-    assert regstate.registered(path) == [me]
-    assert regstate.registered(path, exclude=(me,)) == []
+    pidlist.save(path, [(dead.pid, 1), (me, start + 1), (me, start)])
+    assert pidlist.load(path) == [(dead.pid, 1), (me, start + 1), (me, start)]
+    assert pidlist.registered(path) == [me]
+    assert pidlist.registered(path, exclude=(me,)) == []
     os.chmod(path, 0o666)
-    with pytest.raises(regstate.StateError, match="not trusted"):
-        regstate.load(path)
-    with pytest.raises(regstate.StateError):
-        regstate.load(str(tmp_path / "missing"))
+    with pytest.raises(pidlist.StateError, match="not trusted"):
+        pidlist.load(path)
+    with pytest.raises(pidlist.StateError):
+        pidlist.load(str(tmp_path / "missing"))
 
 
 def test_a_second_instance_is_refused(regd, state):
@@ -228,7 +228,7 @@ def test_a_second_instance_is_refused(regd, state):
     c = Client(regd)
     try:
         c.send(REGISTER)
-        p = subprocess.run(regd.netns.argv([sys.executable, "-m", "minicoredumper.regd",
+        p = subprocess.run(regd.netns.argv([sys.executable, "-m", "minicoredumper.commands.regd",
                                             "--state", state + ".2"]),
                            env=ENV, capture_output=True, text=True, timeout=20)
         assert p.returncode == 1
@@ -278,7 +278,7 @@ def test_restart_after_kill_9_keeps_the_live_entries(regd, state):
         b.send(REGISTER)
         assert d.kill() == -signal.SIGKILL
         b.close()  # dies while no daemon runs
-        assert regstate.registered(state) == [a.pid]  # the list left behind still reads
+        assert pidlist.registered(state) == [a.pid]  # the list left behind still reads
         d2 = regd.start(state=state)
         assert d2.pids() == [a.pid]
         assert a.send(UNREGISTER) and d2.pids() == []

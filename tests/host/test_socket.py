@@ -17,15 +17,16 @@ import time
 import pytest
 
 from coretools import backtrace, extract_core
-from minicoredumper import cli, sockserver
+from minicoredumper.commands import mcd
+from minicoredumper.commands import sockd
 from test_suid import suid_crash3, suid_dumpable  # noqa: F401 (fixtures)
 
 FRAMES = ["level_c", "level_b", "level_a", "main"]
 
-pytestmark = pytest.mark.skipif(not sockserver.kernel_has_socket_mode(),
+pytestmark = pytest.mark.skipif(not sockd.kernel_has_socket_mode(),
                                 reason="coredump socket needs Linux 6.16")
 
-PROTOCOLS = ["plain"] + (["request"] if sockserver.kernel_has_request_protocol() else [])
+PROTOCOLS = ["plain"] + (["request"] if sockd.kernel_has_request_protocol() else [])
 
 
 def published(base, n=1, timeout=10):
@@ -75,7 +76,7 @@ def test_socket_mode_backtrace(crasher, programs, server, tmp_path, protocol):
     assert p.poll() is None
 
 
-@pytest.mark.skipif(not sockserver.kernel_has_request_protocol(),
+@pytest.mark.skipif(not sockd.kernel_has_request_protocol(),
                     reason="the request protocol needs Linux 6.17")
 def test_request_protocol_rejects_rate_limited(crasher, programs, server):
     server("request")
@@ -99,13 +100,13 @@ def test_server_stopped_falls_back_to_pipe(crasher, programs, server):
     """The server installs "@PATH" itself and puts the pipe pattern back on SIGTERM:
     crashes after that go to the pipe handler."""
     p = server(install=True)
-    assert cli.read_sysctl("core_pattern").startswith("@")
+    assert mcd.read_sysctl("core_pattern").startswith("@")
     base = crasher.configure({})
     crasher.run([programs["crash3"]])
     assert len(published(base)) == 1
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=10) == 0
-    assert cli.read_sysctl("core_pattern") == crasher.pattern
+    assert mcd.read_sysctl("core_pattern") == crasher.pattern
     base = crasher.configure({})
     rc, _, pid = crasher.run([programs["crash3"]])
     dumps = published(base)
@@ -118,7 +119,7 @@ def test_server_killed_means_no_dump(crasher, programs, server):
     p = server(install=True)
     p.kill()
     p.wait()
-    assert cli.read_sysctl("core_pattern").startswith("@")
+    assert mcd.read_sysctl("core_pattern").startswith("@")
     base = crasher.configure({})
     rc, reaped, _ = crasher.run([programs["crash3"]])
     assert rc == -11 and reaped < 5
@@ -130,7 +131,7 @@ def test_server_killed_means_no_dump(crasher, programs, server):
     assert len(published(base)) == 1
     p.terminate()
     p.wait(timeout=10)
-    assert cli.read_sysctl("core_pattern") == crasher.pattern
+    assert mcd.read_sysctl("core_pattern") == crasher.pattern
 
 
 def test_mcd_install_socket_mode(crasher, programs, tmp_path, monkeypatch, capsys):
@@ -138,33 +139,33 @@ def test_mcd_install_socket_mode(crasher, programs, tmp_path, monkeypatch, capsy
     On a kernel without the socket it installs pipe mode and says so."""
     state = tempfile.mkdtemp(prefix="mcdi.")  # short: core_pattern holds 127 characters
     env = dict(os.environ, MCD_STATE_DIR=state,
-               PYTHONPATH=os.path.join(os.path.dirname(cli.__file__), ".."))
-    before = cli.read_sysctl("core_pattern")
+               PYTHONPATH=os.path.dirname(mcd.PACKAGE_DIR))
+    before = mcd.read_sysctl("core_pattern")
     cfg = crasher.cfg
     try:
-        p = subprocess.run([sys.executable, "-m", "minicoredumper.cli", "install", "--mode",
+        p = subprocess.run([sys.executable, "-m", "minicoredumper.commands.mcd", "install", "--mode",
                             "socket", "--config", cfg], env=env, capture_output=True, text=True)
         assert p.returncode == 0, p.stderr
-        assert cli.read_sysctl("core_pattern").startswith("@") and "sockd" in p.stdout
+        assert mcd.read_sysctl("core_pattern").startswith("@") and "sockd" in p.stdout
         base = crasher.configure({})
         crasher.run([programs["crash3"]])
         assert len(published(base)) == 1
     finally:
-        p = subprocess.run([sys.executable, "-m", "minicoredumper.cli", "uninstall"], env=env,
+        p = subprocess.run([sys.executable, "-m", "minicoredumper.commands.mcd", "uninstall"], env=env,
                            capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
-    assert cli.read_sysctl("core_pattern") == before
-    assert not os.path.exists(sockserver.SOCKET)
+    assert mcd.read_sysctl("core_pattern") == before
+    assert not os.path.exists(sockd.SOCKET)
     # An older kernel: pipe mode, with a message.
-    monkeypatch.setattr(cli, "kernel_has_socket_mode", lambda version=None: False)
+    monkeypatch.setattr(mcd, "kernel_has_socket_mode", lambda version=None: False)
     monkeypatch.setenv("MCD_STATE_DIR", state + "/2")
     try:
-        assert cli.main(["install", "--mode", "socket", "--config", cfg]) == 0
-        assert cli.read_sysctl("core_pattern").startswith("|")
+        assert mcd.main(["install", "--mode", "socket", "--config", cfg]) == 0
+        assert mcd.read_sysctl("core_pattern").startswith("|")
         assert "pipe mode instead" in capsys.readouterr().err
     finally:
-        assert cli.main(["uninstall"]) == 0
-    assert cli.read_sysctl("core_pattern") == before
+        assert mcd.main(["uninstall"]) == 0
+    assert mcd.read_sysctl("core_pattern") == before
     shutil.rmtree(state, ignore_errors=True)
 
 

@@ -18,7 +18,7 @@ CONF = os.path.join(os.path.dirname(__file__), "..", "..", "conf")
 
 def mcd(*argv):
     env = dict(os.environ, PYTHONPATH=RUNTIME)
-    return subprocess.run([sys.executable, "-m", "minicoredumper.cli"] + list(argv),
+    return subprocess.run([sys.executable, "-m", "minicoredumper.commands.mcd"] + list(argv),
                           capture_output=True, text=True, env=env)
 
 

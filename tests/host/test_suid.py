@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from minicoredumper import cli
+from minicoredumper.commands import mcd
 from coretools import backtrace, extract_core
 
 SUID_DUMPABLE = "/proc/sys/fs/suid_dumpable"
@@ -84,7 +84,7 @@ def test_suid_dumpable_2_root_only(crasher, suid_crash3, suid_dumpable, tmp_path
     assert n > 5
     with open(os.path.join(d, "debug.txt")) as f:
         text = f.read()
-    if cli.kernel_version() >= (3, 7):
+    if mcd.kernel_version() >= (3, 7):
         assert "dump_mode 2" in text
         if not os.path.exists("/dev/log"):
             assert any("root-only artefacts" in line for line in _kmsg_about(pid))

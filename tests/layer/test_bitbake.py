@@ -182,8 +182,9 @@ def test_runtime_install_tree(bb_systemd):
     for name in ("minicoredumper.cfg.json", "generic.recept.json", "embedded.recept.json"):
         assert "/etc/minicoredumper/" + name in handler
     pkgdir = SITEDIR + "/minicoredumper/"
-    sources = sorted(f for f in os.listdir(os.path.join(RUNTIME, "minicoredumper"))
-                     if f.endswith(".py"))
+    top = os.path.join(RUNTIME, "minicoredumper")
+    sources = sorted(os.path.relpath(os.path.join(d, f), top) for d, _, names in os.walk(top)
+                     for f in names if f.endswith(".py"))
     assert sorted(p[len(pkgdir):] for p in handler
                   if p.startswith(pkgdir) and p.endswith(".py")) == sources
     assert not any(p.endswith(".in") for p in handler), "launcher.in is no target file"
@@ -244,7 +245,7 @@ def test_runtime_launchers(bb_systemd, tmp_path):
     sbin = {"minicoredumper", "minicoredumper_regd", "minicoredumper_trigger",
             "minicoredumper_sockd"}
     scripts = console_scripts()
-    assert scripts.get("minicoredumper") == "minicoredumper.handler:main"
+    assert scripts.get("minicoredumper") == "minicoredumper.commands.handler:main"
     template = os.path.join(RUNTIME, "launcher.in")
     if not os.path.exists(template):
         template = os.path.join(RUNTIME, "minicoredumper", "launcher.in")

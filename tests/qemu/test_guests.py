@@ -249,7 +249,7 @@ def test_mcd_gdb_on_a_guest_dump(guest):
     d = dump(guest, "embedded", "crash3")["dir"]
     rootfs = guest["rootfs"]
     env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "runtime"))
-    p = subprocess.run([sys.executable, "-m", "minicoredumper.cli", "gdb", d, "--sysroot", rootfs,
+    p = subprocess.run([sys.executable, "-m", "minicoredumper.commands.mcd", "gdb", d, "--sysroot", rootfs,
                         "--", "-nx", "-batch", "-ex", "bt"], capture_output=True, text=True,
                        env=env, timeout=300)
     assert p.returncode == 0, p.stderr

@@ -7,13 +7,13 @@ import tarfile
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from minicoredumper import elflayout as E
-from minicoredumper.arch import ARCHES, EM_386, EM_X86_64, EM_ARM, EM_AARCH64
-from minicoredumper.artefacts import FileSink, TarMember
-from minicoredumper.corewriter import CoreImage
-from minicoredumper.elfimage import SymbolFile
-from minicoredumper.kernelcore import read_kernel_core, CoreFormatError
-from minicoredumper.plan import Plan
+from minicoredumper.formats import elf as E
+from minicoredumper.formats.arch import ARCHES, EM_386, EM_X86_64, EM_ARM, EM_AARCH64
+from minicoredumper.write.sinks import FileSink, TarMember
+from minicoredumper.write.core import CoreImage
+from minicoredumper.read.modules import SymbolFile
+from minicoredumper.read.corestream import read_kernel_core, CoreFormatError
+from minicoredumper.decide.plan import Plan
 
 PAGE = 4096
 
@@ -229,7 +229,7 @@ def test_tar_member_reads_back_with_tarfile(tmp_path):
 
 @pytest.mark.parametrize("layout", ["compact", "sparse"])
 def test_note_levels_and_privacy(tmp_path, layout):
-    from minicoredumper.corewriter import NOTES_CRASHING_THREAD, NOTES_MINIMAL
+    from minicoredumper.write.core import NOTES_CRASHING_THREAD, NOTES_MINIMAL
     stream = fake_kernel_core(EM_X86_64, E.ELFCLASS64, LOADS, files=FILES)
     kc = _read_core(stream)
     # A vector-register note after each thread's registers, as the kernel writes them.

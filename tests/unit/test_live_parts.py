@@ -8,8 +8,11 @@ import time
 
 import pytest
 
-from minicoredumper import budget, dumpdir, livespawn, trigger
-from minicoredumper.plan import External
+from minicoredumper.decide import budget
+from minicoredumper.publish import dumpdir
+from minicoredumper.live import spawn
+from minicoredumper.commands import trigger
+from minicoredumper.decide.plan import External
 
 
 class Log:
@@ -39,17 +42,17 @@ def test_trigger_is_found_next_to_the_launcher_then_on_path(tmp_path):
         (d / "minicoredumper_trigger").write_text("#!/bin/sh\n")
     (there / "minicoredumper_trigger").chmod(0o755)
     launcher = str(here / "minicoredumper")
-    assert livespawn.find_trigger(launcher, str(there)) == str(there / "minicoredumper_trigger")
+    assert spawn.find_trigger(launcher, str(there)) == str(there / "minicoredumper_trigger")
     (here / "minicoredumper_trigger").chmod(0o755)
-    assert livespawn.find_trigger(launcher, str(there)) == str(here / "minicoredumper_trigger")
-    assert livespawn.find_trigger(str(tmp_path / "x" / "m"), str(tmp_path)) is None
+    assert spawn.find_trigger(launcher, str(there)) == str(here / "minicoredumper_trigger")
+    assert spawn.find_trigger(str(tmp_path / "x" / "m"), str(tmp_path)) is None
 
 
 def test_an_overrunning_trigger_is_killed_at_the_deadline():
     log = Log()
     pid = os.posix_spawn("/bin/sleep", ["sleep", "30"], os.environ)
     t0 = time.monotonic()
-    livespawn.wait(pid, t0 + 0.2, log)
+    spawn.wait(pid, t0 + 0.2, log)
     assert 0.2 <= time.monotonic() - t0 < 5
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # reaped

@@ -11,7 +11,8 @@ import threading
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "runtime"))
 
-from minicoredumper import config, sockserver  # noqa: E402
+from minicoredumper.decide import config
+from minicoredumper.commands import sockd  # noqa: E402
 from listlog import ListLog  # noqa: E402
 
 
@@ -33,11 +34,11 @@ def test_unwatched_crash_is_rejected_before_the_kernel_writes(tmp_path):
     got = {}
 
     def fake_kernel():
-        mask = (sockserver.COREDUMP_KERNEL | sockserver.COREDUMP_USERSPACE |
-                sockserver.COREDUMP_REJECT | sockserver.COREDUMP_WAIT)
+        mask = (sockd.COREDUMP_KERNEL | sockd.COREDUMP_USERSPACE |
+                sockd.COREDUMP_REJECT | sockd.COREDUMP_WAIT)
         kernel.sendall(struct.pack("=IIQ", 16, 16, mask))
         got["ack"] = struct.unpack("=IIQ", _recv(kernel, 16))
-        kernel.sendall(struct.pack("=I", sockserver.MARK_REQACK))
+        kernel.sendall(struct.pack("=I", sockd.MARK_REQACK))
         got["eof"] = _recv(kernel, 1) == b""
 
     t = threading.Thread(target=fake_kernel)
@@ -45,13 +46,13 @@ def test_unwatched_crash_is_rejected_before_the_kernel_writes(tmp_path):
     log = ListLog()
     cache = config.JsonCache(str(tmp_path / "cache"))
     try:
-        rc = sockserver.handle(server, str(cfg), cache, True, log)
+        rc = sockd.handle(server, str(cfg), cache, True, log)
     finally:
         config.use_cache(None)
     t.join(10)
     kernel.close()
     assert rc == 0, log.lines
-    assert got["ack"] == (16, 0, sockserver.COREDUMP_REJECT | sockserver.COREDUMP_WAIT)
+    assert got["ack"] == (16, 0, sockd.COREDUMP_REJECT | sockd.COREDUMP_WAIT)
     assert got["eof"]
     assert any("no watch rule matches" in m and "pid %d: " % os.getpid() in m
                for _, m in log.lines), log.lines

@@ -43,8 +43,8 @@ import struct
 import sys
 import time
 
-from .cli import SOCKET, kernel_has_request_protocol, kernel_has_socket_mode  # noqa: F401
-from .log import Logger
+from .mcd import SOCKET, kernel_has_request_protocol, kernel_has_socket_mode  # noqa: F401
+from ..log import Logger
 
 BACKLOG = 16
 SO_PEERPIDFD = 77  # Linux 6.5
@@ -96,8 +96,11 @@ def _stop(signum, frame):
 
 def preload():
     """Import the crash path now, not at the first crash."""
-    from . import (artefacts, config, corewriter, dumpdir, dumpwriter, elfimage,  # noqa: F401
-                   handler, kernelcore, plan, policy, procfs, summary)
+    from ..decide import config, plan, storage  # noqa: F401
+    from ..publish import dumpdir  # noqa: F401
+    from ..read import corestream, modules, process  # noqa: F401
+    from ..write import artefacts, core, sinks, summary  # noqa: F401
+    from . import handler  # noqa: F401
 
 
 def _read_exact(conn, n):
@@ -200,7 +203,7 @@ def handle(conn, cfg_path, cache, request, log):
 
 
 def crash_deadline(cache, cfg_path):
-    from .config import DEFAULT_CONFIG, ConfigError, DEFAULT_DEADLINE, load_main_config, use_cache
+    from ..decide.config import DEFAULT_CONFIG, ConfigError, DEFAULT_DEADLINE, load_main_config, use_cache
     use_cache(cache)
     try:
         return max(1, int(load_main_config(cfg_path or DEFAULT_CONFIG, []).deadline + 1))
@@ -231,17 +234,17 @@ def state_file(sock_path):
 def install_pattern(pattern, state):
     """Put pattern in core_pattern; the previous value is saved in state (a restarted
     server keeps the first saved value: it is the pipe pattern, not ours)."""
-    from .cli import read_sysctl, write_sysctl
+    from .mcd import read_sysctl, write_sysctl
     old = read_sysctl("core_pattern")
     if not old.startswith("@"):
-        from .dumpdir import replace_file
+        from ..publish.dumpdir import replace_file
         replace_file(state, (old + "\n").encode())
     write_sysctl("core_pattern", pattern)
 
 
 def restore_pattern(ours, state):
     """Put the saved pattern back if core_pattern is still ours; True if done."""
-    from .cli import read_sysctl, write_sysctl
+    from .mcd import read_sysctl, write_sysctl
     try:
         with open(state) as f:
             saved = f.read().rstrip("\n")
@@ -281,7 +284,7 @@ def main(argv=None):
         return 1
     request = (args.protocol == "request" or
                args.protocol == "auto" and kernel_has_request_protocol())
-    from .config import JsonCache
+    from ..decide.config import JsonCache
     preload()
     cache = JsonCache()
     os.makedirs(os.path.dirname(args.socket) or ".", 0o755, exist_ok=True)

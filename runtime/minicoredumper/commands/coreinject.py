@@ -13,10 +13,10 @@ import argparse
 import os
 import sys
 
-from . import elflayout as E
-from .corefile import CoreFile, parse_symbol_map
-from .corewriter import _align, dumplist_note, tail_bytes
-from .kernelcore import CoreFormatError
+from ..formats import elf as E
+from ..tools.corefile import CoreFile, parse_symbol_map
+from ..write.core import _align, dumplist_note, tail_bytes
+from ..read.corestream import CoreFormatError
 
 CHUNK = 64 << 10
 

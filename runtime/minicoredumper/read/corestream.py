@@ -10,8 +10,8 @@ files.
 import os
 from bisect import bisect_right
 
-from . import elflayout as E
-from .arch import arch_for_machine
+from ..formats import elf as E
+from ..formats.arch import arch_for_machine
 
 MAX_PHNUM = 65535
 MAX_NOTES_SIZE = 64 << 20

@@ -87,7 +87,7 @@ class Crash:
 
     def __init__(self, args, log, stream=0, release=None, t0=None, hard_deadline=True,
                  cache=None, pidfd=None, stream_ready=None):
-        from .config import DEFAULT_DEADLINE
+        from ..decide.config import DEFAULT_DEADLINE
         self.args = args
         self.log = log
         self.stream = stream
@@ -146,7 +146,7 @@ class Crash:
         return False
 
     def run(self):
-        from .config import (ConfigError, JsonCache, MainConfig, DEFAULT_CONFIG,
+        from ..decide.config import (ConfigError, JsonCache, MainConfig, DEFAULT_CONFIG,
                              fallback_recept, load_main_config, use_cache)
         args, log = self.args, self.log
         warnings = []
@@ -162,7 +162,7 @@ class Crash:
             cfg = MainConfig({}, cfg_path, [])
             recept = fallback_recept()
         self.set_deadline(cfg.deadline)
-        from .procfs import Process, ProcessGone
+        from ..read.process import Process, ProcessGone
         try:
             proc = Process(args.pid, pidfd=self.pidfd)
         except ProcessGone as e:
@@ -177,7 +177,7 @@ class Crash:
             proc.close()
 
     def _decide(self, cfg, recept, proc, warnings):
-        from .config import ConfigError, fallback_recept, load_recept
+        from ..decide.config import ConfigError, fallback_recept, load_recept
         args, log = self.args, self.log
         exe = proc.exe()
         comm = args.comm or proc.comm()
@@ -198,10 +198,10 @@ class Crash:
         return self.dump(cfg, recept, proc, exe, comm, warnings)
 
     def dump(self, cfg, recept, proc, exe, comm, warnings):
-        from .kernelcore import read_kernel_core
-        from .dumpdir import DumpDir, clean_leftovers, dump_name
-        from .dumpwriter import DumpWriter
-        from .policy import StoragePolicy
+        from ..read.corestream import read_kernel_core
+        from ..publish.dumpdir import DumpDir, clean_leftovers, dump_name
+        from ..write.artefacts import DumpWriter
+        from ..decide.storage import StoragePolicy
         args, log = self.args, self.log
         base = cfg.base_dir
         if not os.path.isdir(base):
@@ -282,7 +282,7 @@ class Crash:
     def start_live_dump(self, cfg, recept, dd):
         """The PID of the live dumper working on dd beside us, or None (livespawn)."""
         import sys
-        from .livespawn import start
+        from ..live.spawn import start
         return start(dd.path, recept["dump_scope"], self.args.pid, cfg.path, sys.argv[0],
                      self.log)
 
@@ -290,7 +290,7 @@ class Crash:
         """Wait for the live dumper until the deadline (killed after it); its
         files join the integrity record, what does not fit the budget (what
         is left of it after the crashed process's own files) is dropped."""
-        from .livespawn import wait
+        from ..live.spawn import wait
         wait(pid, self.deadline, self.log)
         for name in dd.adopt("dumps", budget):
             self.log.warning("live dump of %s dropped: over max_dump_size" % name)
@@ -350,7 +350,7 @@ def _peak_rss_kb():
 def _kill_live_dump(pid, log):
     """Stop a live dumper still running (the dump is being discarded)."""
     if pid is not None:
-        from .livespawn import wait
+        from ..live.spawn import wait
         wait(pid, 0, log)
 
 
@@ -364,7 +364,7 @@ def _discard(dd):
 def main(argv=None):
     _redirect_stdio()
     import sys
-    from .log import Logger
+    from ..log import Logger
     log = Logger()
     try:
         args = Args(sys.argv[1:] if argv is None else argv)

@@ -9,7 +9,7 @@ from the link register and a scan of the top of the stack (marked "scan").
 JSON is written by hand here: the crash path imports no json module.
 """
 
-from . import elflayout as E
+from ..formats import elf as E
 
 SIGNALS = {4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE", 11: "SIGSEGV",
            31: "SIGSYS", 3: "SIGQUIT", 24: "SIGXCPU", 25: "SIGXFSZ"}
@@ -65,7 +65,7 @@ def symbolize(addresses, modules):
         if m is not None and m.symbol_source():
             by_module.setdefault(m, []).append(addr - m.bias)
     names = {}
-    from .elfimage import nearest_symbols
+    from ..read.modules import nearest_symbols
     for m, rel in by_module.items():
         for r, (name, off) in nearest_symbols(m.symbol_source(), set(rel)).items():
             names[(m, r)] = "%s+%#x" % (name, off) if off else name

@@ -7,12 +7,12 @@ leaving publishing to the caller.
 With a max_dump_size, files are added best-first while they fit (budget.py).
 """
 
-from . import budget as B
-from .artefacts import MemorySink, core_name, core_sink
-from .corewriter import CoreImage
-from .dumpdir import write_externals, write_proc_info
-from .elfimage import find_modules
-from .plan import Planner
+from ..decide import budget as B
+from .sinks import MemorySink, core_name, core_sink
+from .core import CoreImage
+from ..publish.dumpdir import write_externals, write_proc_info
+from ..read.modules import find_modules
+from ..decide.plan import Planner
 from .summary import build as build_summary, return_addresses, text as summary_text, to_json
 
 SUMMARY_TXT_MAX = 640
@@ -111,7 +111,7 @@ class DumpWriter:
         raw = self.snapshot if self.snapshot is not None else self.proc.mem
         if not self.recept["sanitize_stack"]:
             return raw
-        from .sanitize import SanitizingMemory
+        from ..decide.sanitize import SanitizingMemory
         stacks = [(r.start, r.start + r.size) for r in self.plan.regions
                   if r.why.startswith("stack of thread")]
         mapped = [(p.vaddr, p.vaddr + p.memsz) for p in self.kc.loads if p.memsz]

@@ -16,6 +16,7 @@ PROC_SYS = "/proc/sys/kernel"
 CORE_PATTERN_MAX = 127
 PIPE_LIMIT = 0x7FFFFFFF
 SPECIFIERS = "%P %u %g %s %t %h %e"
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # minicoredumper/
 
 
 def state_dir():
@@ -33,9 +34,9 @@ def write_sysctl(name, value):
         f.write(value)
 
 
-def render_launcher(python, sitedir, module="minicoredumper.handler"):
+def render_launcher(python, sitedir, module="minicoredumper.commands.handler"):
     """The launcher script text from launcher.in (also used by the Yocto recipe via sed)."""
-    with open(os.path.join(os.path.dirname(__file__), "launcher.in")) as f:
+    with open(os.path.join(PACKAGE_DIR, "launcher.in")) as f:
         text = f.read()
     return (text.replace("@PYTHON@", python).replace("@SITEDIR@", sitedir)
             .replace("@MODULE@", module))
@@ -46,7 +47,7 @@ TRIGGER_LAUNCHER = """#!{python} -IS
 # minicoredumper_trigger: live dumps; written by mcd install next to the handler's launcher
 import sys
 sys.path.append("{sitedir}")
-from minicoredumper.trigger import main
+from minicoredumper.commands.trigger import main
 sys.exit(main())
 """
 
@@ -54,11 +55,11 @@ sys.exit(main())
 def write_launcher(directory):
     """The handler's launcher in directory, and next to it minicoredumper_trigger's,
     where the handler looks for it (live dumps).  Returns the handler's path."""
-    sitedir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sitedir = os.path.dirname(PACKAGE_DIR)
     for name, text in (("minicoredumper", render_launcher(sys.executable, sitedir)),
                        ("minicoredumper_trigger", TRIGGER_LAUNCHER.format(
                            python=sys.executable, sitedir=sitedir))):
-        from .dumpdir import replace_file
+        from ..publish.dumpdir import replace_file
         replace_file(os.path.join(directory, name), text.encode(), 0o755)
     return os.path.join(directory, "minicoredumper")
 
@@ -122,7 +123,7 @@ def core_pattern(handler, config=None, options=None):
 def check_config(path):
     """Parse the main config and its recepts now (filling the handler's cache);
     returns what is wrong or unknown, so mistakes show at install time."""
-    from . import config as C
+    from ..decide import config as C
     cache = C.JsonCache()
     C.use_cache(cache)
     problems = []
@@ -172,9 +173,9 @@ def start_socket_server(sd, config, pipe_pattern):
     socket while it runs and puts the pipe pattern back when it stops."""
     import subprocess
     import time
-    sitedir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sitedir = os.path.dirname(PACKAGE_DIR)
     argv = [sys.executable, "-I", "-S", "-c",
-            "import sys; sys.path.append(%r); from minicoredumper.sockserver import main; "
+            "import sys; sys.path.append(%r); from minicoredumper.commands.sockd import main; "
             "sys.exit(main())" % sitedir]
     if config:
         argv += ["--config", os.path.abspath(config)]
@@ -207,7 +208,7 @@ def stop_socket_server(sd):
         return
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
-            mine = b"minicoredumper.sockserver" in f.read()
+            mine = b"minicoredumper.commands.sockd" in f.read()
         if mine:
             os.kill(pid, signal.SIGTERM)
             end = time.monotonic() + 10
@@ -255,13 +256,13 @@ def build_parser():
     i.set_defaults(func=cmd_install)
     u = sub.add_parser("uninstall", help="restore the previous core_pattern and core_pipe_limit")
     u.set_defaults(func=cmd_uninstall)
-    from .dumptools import add_verbs
+    from ..tools.verbs import add_verbs
     add_verbs(sub)
     return p
 
 
 def main(argv=None):
-    from .dumptools import UserError
+    from ..tools.verbs import UserError
     argv = sys.argv[1:] if argv is None else list(argv)
     # Whatever follows "--" belongs to the program mcd starts (gdb), wherever
     # the options before it stand.

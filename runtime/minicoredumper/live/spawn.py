@@ -21,7 +21,7 @@ import time
 
 import _signal
 
-from . import regstate
+from . import pidlist
 
 TRIGGER = "minicoredumper_trigger"
 KERNEL_PATH = "/sbin:/bin:/usr/sbin:/usr/bin"  # what the kernel gives its helpers
@@ -41,8 +41,8 @@ def start(dirpath, scope, crashed, config, launcher, log):
     """The PID of a trigger started on dirpath, or None when there is nothing
     to live-dump or no trigger to do it (logged)."""
     try:
-        others = regstate.registered(exclude=(crashed,))
-    except regstate.StateError as e:
+        others = pidlist.registered(exclude=(crashed,))
+    except pidlist.StateError as e:
         log.info("live_dumper: no registry list (%s), no live dump" % e)
         return None
     if not others:

@@ -6,10 +6,10 @@ numbers are less essential), plus the external dumps that go to dumps/PID/.
 Everything read from the crashed process is bounded and checked.
 """
 
-from . import elflayout as E
+from ..formats import elf as E
 from .config import glob_match
-from .dumpdir import valid_ident
-from .elfimage import find_symbol
+from ..publish.dumpdir import valid_ident
+from ..read.modules import find_symbol
 
 PRIO_ESSENTIAL = 1     # crashing thread's top of stack, module identity, so list
 PRIO_CRASH_STACK = 2   # the rest of the crashing thread's stack
@@ -445,7 +445,7 @@ def registration_symbols(lookup):
 
 def registered_items(mem, layout, arch, symbols, limits, scope, warn):
     """The registrations with a dump_scope up to scope, in registration order."""
-    from .registry import read_registrations
+    from ..read.registrations import read_registrations
     return [it for it in read_registrations(mem, layout, arch, symbols[0], symbols[1],
                                             limits, warn) if it.scope <= scope]
 

@@ -70,7 +70,7 @@ class DumpDir:
 
     def create(self, rel):
         """A FileSink for rel, recorded in the integrity record when closed."""
-        from .artefacts import FileSink
+        from ..write.sinks import FileSink
         return FileSink(self.file(rel), lambda size, crc: self._record(rel, size, crc))
 
     def _record(self, rel, size, crc):
@@ -85,7 +85,7 @@ class DumpDir:
 
     def core_sink(self, compression, size, mtime):
         """(sink, file name) for the core artefact written into the directory."""
-        from .artefacts import FilterSink, TarMember, compressor_for, core_name, core_sink
+        from ..write.sinks import FilterSink, TarMember, compressor_for, core_name, core_sink
         name = core_name(compression)
         comp = compression["compressor"]
         if comp and compressor_for(comp) is None:
@@ -103,7 +103,7 @@ class DumpDir:
         the integrity record, after removing what it left half-built.  A NAME
         whose files do not all fit the budget (budget.Budget) is removed.
         Returns the names removed for the budget."""
-        from .artefacts import file_size_crc
+        from ..write.sinks import file_size_crc
         top = "%s/%s" % (self.path, rel_dir)
         try:
             names = sorted(os.listdir(top))
@@ -192,7 +192,7 @@ def clean_leftovers(base_dir, log):
 
 def verify(path):
     """Problems with a published dump directory per its integrity record ([] = intact)."""
-    from .artefacts import file_size_crc
+    from ..write.sinks import file_size_crc
     try:
         with open(os.path.join(path, MANIFEST), encoding="utf-8", errors="surrogateescape") as f:
             lines = f.read().splitlines()

@@ -31,7 +31,7 @@ class TempDir:
         return self.path
 
     def __exit__(self, *exc):
-        from .dumpdir import remove_tree
+        from ..publish.dumpdir import remove_tree
         remove_tree(self.path)
 
 
@@ -42,7 +42,7 @@ class UserError(Exception):
 def base_dir(args):
     if args.base_dir:
         return args.base_dir
-    from . import config as C
+    from ..decide import config as C
     path = args.config or C.DEFAULT_CONFIG
     try:
         return C.load_main_config(path, []).base_dir
@@ -172,7 +172,7 @@ def _extract_buffer(args):
     """Pull a registered buffer (by its symbol.map ident) out of a core into a
     file, in the dump-file format: [pointer if indirect] + data."""
     from .corefile import CoreFile, parse_symbol_map
-    from .kernelcore import CoreFormatError
+    from ..read.corestream import CoreFormatError
     with TempDir() as tmp:
         if os.path.isfile(args.id):
             core, smap = args.id, os.path.join(os.path.dirname(os.path.abspath(args.id)),
@@ -215,7 +215,7 @@ def cmd_gdb(args):
     with --sysroot for another architecture)."""
     import shutil
     import subprocess
-    from .arch import ARCHES
+    from ..formats.arch import ARCHES
     from .corefile import CoreFile
     d = resolve(args, args.id)
     exe = args.exe or _summary(d).get("exe")
@@ -251,7 +251,7 @@ def _host_machine():
 
 
 def cmd_verify(args):
-    from .dumpdir import verify
+    from ..publish.dumpdir import verify
     dumps = [resolve(args, i) for i in args.ids] if args.ids else list_dumps(base_dir(args))
     bad = 0
     for d in dumps:

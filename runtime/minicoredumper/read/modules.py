@@ -10,7 +10,7 @@ disk (.symtab, then .dynsym), defined symbols only.
 import os
 import struct
 
-from . import elflayout as E
+from ..formats import elf as E
 
 MAX_PHNUM = 256
 CHUNK = 64 << 10

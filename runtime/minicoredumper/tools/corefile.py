@@ -7,8 +7,8 @@ bounded and streamed; nothing here loads the whole file.
 
 import os
 
-from . import elflayout as E
-from .kernelcore import CoreFormatError
+from ..formats import elf as E
+from ..read.corestream import CoreFormatError
 
 
 class CoreFile:

@@ -20,9 +20,10 @@ publishes the directory after it has finished.
 import os
 import sys
 
-from . import config as C
-from . import livedump, regstate
-from .log import Logger
+from ..decide import config as C
+from ..live import pidlist
+from ..live.dump import Skip, dump_process, release_stragglers
+from ..log import Logger
 
 
 def recept_chooser(cfg, log):
@@ -51,7 +52,7 @@ def parse_args(argv):
     """(options, DIR, SCOPE); ValueError says what is wrong.  No argparse: the
     handler waits for us, and argparse (with re and gettext) costs ~13 ms."""
     opts = {"config": C.DEFAULT_CONFIG, "crashed": None, "max-pause": None,
-            "state": regstate.STATE}
+            "state": pidlist.STATE}
     pos = []
     args = iter(argv)
     for a in args:
@@ -109,8 +110,8 @@ def main(argv=None):
     if opts["max-pause"] is not None:
         max_pause = opts["max-pause"] / 1000.0
     try:
-        pids = regstate.registered(opts["state"], exclude=(opts["crashed"],))
-    except regstate.StateError as e:
+        pids = pidlist.registered(opts["state"], exclude=(opts["crashed"],))
+    except pidlist.StateError as e:
         say("no registry list (%s): is minicoredumper_regd running?" % e, "warning")
         return 1
     if not pids:
@@ -123,15 +124,15 @@ def main(argv=None):
         return 1
     for pid in pids:
         try:
-            say(str(livedump.dump_process(pid, directory, scope, recept_for, max_pause)))
-        except livedump.Skip as e:
+            say(str(dump_process(pid, directory, scope, recept_for, max_pause)))
+        except Skip as e:
             say("live dump of %d skipped: %s" % (pid, e))
         except Exception as e:  # one process's trouble must not cost the others
             print("live dump of %d failed: %s" % (pid, e))
             log.exception("live dump of %d failed" % pid)
         finally:
-            livedump.release_stragglers()
-    livedump.release_stragglers(max_pause)
+            release_stragglers()
+    release_stragglers(max_pause)
     return 0
 
 
