@@ -254,3 +254,366 @@ def test_note_levels_and_privacy(tmp_path, layout):
         assert (b"SECRET" in data) == (0x202 in notes)
         if layout == "sparse":  # the kernel's offsets, whatever the notes
             assert [s["p_offset"] for s in loads] == [p.offset for p in kc.loads]
+
+
+# --- one reader of ELF, program and section headers --------------------------------
+
+import re
+import shutil
+import struct
+import subprocess
+
+from elftools.elf import enums as elf_enums
+
+from minicoredumper.formats import linux
+from minicoredumper.read.modules import MAX_PHNUM_IN_MEMORY, nearest_symbols, read_module
+from minicoredumper.read.process import Mapping
+from minicoredumper.tools.corefile import CoreFile
+
+CROSS = {"i686-linux-gnu-gcc": (E.ELFCLASS32, "EM_386"),
+         "arm-linux-gnueabihf-gcc": (E.ELFCLASS32, "EM_ARM"),
+         "aarch64-linux-gnu-gcc": (E.ELFCLASS64, "EM_AARCH64"),
+         "gcc": (E.ELFCLASS64, None)}
+SMALL_C = "".join("int f%d(int x) { return x * %d + 1; }\nint v%d = %d;\n" % (i, i, i, i)
+                  for i in range(200)) + "int main(void) { return f1(2); }\n"
+
+
+def _file_pread(path):
+    data = open(path, "rb").read()
+    return lambda offset, size: data[offset:offset + size]
+
+
+def _enum_value(value, prefix):
+    """The number behind a name pyelftools decoded (it leaves unknown ones as numbers)."""
+    if isinstance(value, int):
+        return value
+    for name in dir(elf_enums):
+        table = getattr(elf_enums, name)
+        if name.startswith(prefix) and isinstance(table, dict) and value in table:
+            return table[value]
+    raise KeyError(value)
+
+
+@pytest.fixture(scope="module")
+def elf_files(tmp_path_factory):
+    """Real ELF files of both classes: the host's, and programs from each cross compiler."""
+    d = tmp_path_factory.mktemp("elf")
+    files = [p for p in ["/bin/ls", "/lib/x86_64-linux-gnu/libc.so.6",
+                         "/lib64/ld-linux-x86-64.so.2"] if os.path.exists(p)]
+    (d / "small.c").write_text(SMALL_C)
+    for cc in CROSS:
+        if cc != "gcc" and shutil.which(cc):
+            out = str(d / ("small-" + cc))
+            subprocess.run([cc, "-O0", "-o", out, str(d / "small.c")], check=True)
+            files.append(out)
+    return files
+
+
+def test_cross_compilers_give_both_classes(elf_files):
+    if not shutil.which("i686-linux-gnu-gcc"):
+        pytest.skip("no i686-linux-gnu-gcc")
+    classes = {E.read_ehdr(_file_pread(p))[0].elfclass for p in elf_files}
+    assert classes == {E.ELFCLASS32, E.ELFCLASS64}
+
+
+def test_header_reader_matches_pyelftools(elf_files):
+    for path in elf_files:
+        pread = _file_pread(path)
+        L, ehdr, phdrs = E.read_headers(pread)
+        shdrs = E.read_section_headers(pread, L, ehdr)
+        names = E.section_names(pread, shdrs, ehdr.shstrndx)
+        with open(path, "rb") as f:
+            elf = ELFFile(f)
+            assert L.elfclass == {32: E.ELFCLASS32, 64: E.ELFCLASS64}[elf.elfclass], path
+            for field in ("entry", "phoff", "shoff", "flags", "ehsize", "phentsize", "phnum",
+                          "shentsize", "shnum", "shstrndx"):
+                assert ehdr[field] == elf["e_" + field], (path, field)
+            assert ehdr.type == _enum_value(elf["e_type"], "ENUM_E_TYPE")
+            assert ehdr.machine == _enum_value(elf["e_machine"], "ENUM_E_MACHINE")
+            assert len(phdrs) == elf.num_segments() > 0
+            for p, seg in zip(phdrs, elf.iter_segments()):
+                for field in ("offset", "vaddr", "paddr", "filesz", "memsz", "flags", "align"):
+                    assert p[field] == seg["p_" + field], (path, field)
+                assert p.type == _enum_value(seg["p_type"], "ENUM_P_TYPE")
+            assert len(shdrs) == elf.num_sections() > 0
+            for s, name, sec in zip(shdrs, names, elf.iter_sections()):
+                assert name.decode() == sec.name, path
+                for field in ("offset", "addr", "size", "link", "info", "addralign", "entsize",
+                              "flags"):
+                    assert s[field] == sec["sh_" + field], (path, sec.name, field)
+                assert s.type == _enum_value(sec["sh_type"], "ENUM_SH_TYPE")
+
+
+def test_truncated_or_garbage_files_raise_elf_format_error(tmp_path):
+    data = open("/bin/ls", "rb").read()
+    L, ehdr = E.read_ehdr(_file_pread("/bin/ls"))
+    assert issubclass(E.ElfFormatError, ValueError)
+    for cut in (0, 10, 16, 40, ehdr.phoff + 10):
+        with pytest.raises(E.ElfFormatError):
+            E.read_headers(lambda o, n: data[:cut][o:o + n])
+    cut = data[:ehdr.shoff + 10]
+    with pytest.raises(E.ElfFormatError, match="section headers"):
+        E.read_section_headers(lambda o, n: cut[o:o + n], L, ehdr)
+    bad = [b"hello world, no ELF here" + bytes(64),
+           b"\x7fELF\x07\x01\x01" + bytes(57),            # no such class
+           b"\x7fELF\x02\x03\x01" + bytes(57),            # no such byte order
+           data[:0x36] + b"\x20\x00" + data[0x38:]]      # e_phentsize 32, not 56
+    bad.append(data[:0x38] + b"\x00\x00" + data[0x3a:])  # e_phnum 0
+    bad.append(data[:0x20] + bytes(8) + data[0x28:])     # e_phoff 0: overlaps the header
+    bad.append(data[:0x20] + b"\xff" * 8 + data[0x28:])  # e_phoff beyond any file
+    for b in bad:
+        with pytest.raises(E.ElfFormatError):
+            E.read_headers(lambda o, n: b[o:o + n])
+    with pytest.raises(E.ElfFormatError, match="ET_DYN is not ET_CORE"):
+        E.read_headers(lambda o, n: data[o:o + n], etype=E.ET_CORE)
+    with pytest.raises(E.ElfFormatError, match="no section name table"):
+        E.section_names(lambda o, n: data[o:o + n], [], 3)
+    # The readers that sit on top keep their own ways of saying no.
+    path = tmp_path / "truncated"
+    path.write_bytes(data[:ehdr.phoff + 10])
+    for p in (str(path), "/bin/ls"):
+        with pytest.raises(CoreFormatError):
+            CoreFile(p)
+    assert SymbolFile(str(path)).lookup(b"main") is None
+    path.write_bytes(data[:ehdr.shoff + 10])
+    assert SymbolFile(str(path)).lookup(b"main") is None
+
+
+def test_kernel_core_stream_is_read_to_the_end_of_its_notes_and_no_further():
+    stream = fake_kernel_core(EM_386, E.ELFCLASS32, LOADS, files=FILES)
+    r, w = os.pipe()
+    os.write(w, stream + b"MEMORY")
+    os.close(w)
+    try:
+        kc = read_kernel_core(r)
+        assert kc.header_bytes == stream
+        assert os.read(r, 100) == b"MEMORY"
+    finally:
+        os.close(r)
+    for cut in (10, 60, len(stream) - 1):
+        r, w = os.pipe()
+        os.write(w, stream[:cut])
+        os.close(w)
+        try:
+            with pytest.raises(CoreFormatError, match="ended early"):
+                read_kernel_core(r)
+        finally:
+            os.close(r)
+    L = E.Layout(E.ELFCLASS32)
+    ehdr = L.ehdr.unpack(stream).replace(phoff=0x7fff0000)
+    with pytest.raises(CoreFormatError, match="exceed"):
+        _read_core(L.ehdr.pack(ehdr) + stream[L.ehdr.size:])
+
+
+class FakeProcessMemory(FakeMemory):
+    def read_exact(self, addr, size):
+        data = self.read(addr, size)
+        return data if len(data) == size else None
+
+
+def test_module_headers_read_from_memory_within_the_mapping():
+    data = open("/bin/ls", "rb").read()
+    base = 0x555555554000
+    mem = FakeProcessMemory({base: data[:PAGE]})
+    whole = Mapping(base, base + 0x20000, "r--p", 0, 1, "/bin/ls")
+    mod = read_module(mem, base, "[vdso]", "/nonexistent", whole)
+    with open("/bin/ls", "rb") as f:
+        assert [(p.type, p.vaddr, p.memsz) for p in mod.phdrs] == [
+            (_enum_value(s["p_type"], "ENUM_P_TYPE"), s["p_vaddr"], s["p_memsz"])
+            for s in ELFFile(f).iter_segments()]
+    L, ehdr = E.read_ehdr(_file_pread("/bin/ls"))
+    short = Mapping(base, base + ehdr.phoff + L.phdr.size, "r--p", 0, 1, "/bin/ls")
+    assert read_module(mem, base, "/bin/ls", "/nonexistent", short) is None
+    many = bytearray(data[:PAGE])
+    L.u16.pack_into(many, 0x38, MAX_PHNUM_IN_MEMORY + 1)  # e_phnum
+    assert read_module(FakeProcessMemory({base: bytes(many)}), base, "/bin/ls",
+                       "/nonexistent", whole) is None
+    assert read_module(FakeProcessMemory({base: b"\0" * PAGE}), base, "/bin/ls",
+                       "/nonexistent", whole) is None
+
+
+def _nearest_with_pyelftools(path, addrs):
+    """nearest_symbols's rule, on pyelftools' symbols."""
+    best = {}
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        for name in (".symtab", ".dynsym"):
+            table = elf.get_section_by_name(name)
+            if table is None:
+                continue
+            found = {}
+            for sym in table.iter_symbols():
+                value, size = sym["st_value"], sym["st_size"]
+                if not value or sym["st_info"]["type"] not in ("STT_FUNC", "STT_OBJECT") or \
+                        sym["st_shndx"] == "SHN_UNDEF":
+                    continue
+                for a in addrs:
+                    off = a - value
+                    if 0 <= off and (off < size or not size) and (
+                            a not in found or off < found[a][1]):
+                        found[a] = (sym.name, off)
+            for a, v in found.items():
+                best.setdefault(a, v)
+    return best
+
+
+def test_nearest_symbols_matches_pyelftools(elf_files):
+    import random
+    rnd = random.Random(7)
+    for path in elf_files:
+        with open(path, "rb") as f:
+            elf = ELFFile(f)
+            text = elf.get_section_by_name(".text")
+            lo, hi = text["sh_addr"], text["sh_addr"] + text["sh_size"]
+        addrs = {rnd.randrange(lo, hi) for _ in range(8)} | {lo, hi + 0x100000}
+        got = nearest_symbols(path, addrs)
+        assert got == _nearest_with_pyelftools(path, addrs), path
+        assert got or "small-" not in path, path  # the system's files may be stripped
+
+
+# --- layouts against the C headers they come from ----------------------------------
+
+def _field_offsets(st):
+    """{field: offset} of a StructType, from its struct format."""
+    out, off, fields = {}, 0, iter(st.fields)
+    for count, code in re.findall(r"(\d*)([a-zA-Z?])", st.struct.format.lstrip("<>=!@")):
+        n = int(count or 1)
+        if code == "x":
+            off += n
+        elif code == "s":
+            out[next(fields)] = off
+            off += n
+        else:
+            for _ in range(n):
+                out[next(fields)] = off
+                off += struct.calcsize("<" + code)
+    assert off == st.size and len(out) == len(st.fields)
+    return out
+
+
+def _c_checks(cc, elfclass):
+    """C source asserting at compile time that our tables are the headers' structs."""
+    L = E.Layout(elfclass)
+    K = linux.structs(L)
+    x86 = cc in ("gcc", "i686-linux-gnu-gcc")
+    lines = ["#include <stddef.h>", "#include <elf.h>", "#include <link.h>",
+             "#include <signal.h>", "#include <linux/futex.h>"]
+    lines += ["#include <asm/ldt.h>"] if x86 else []
+
+    def check(expr, value):
+        lines.append('_Static_assert((%s) == %d, "%s");' % (expr, value, expr))
+
+    def struct_checks(ctype, st, cfields, whole=True):
+        offsets = _field_offsets(st)
+        for field, cfield in zip(st.fields, cfields):
+            if cfield:
+                check("offsetof(%s, %s)" % (ctype, cfield), offsets[field])
+        if whole:
+            check("sizeof(%s)" % ctype, st.size)
+
+    bits = 64 if L.is64 else 32
+    for name, prefix in (("ehdr", "e_"), ("phdr", "p_"), ("shdr", "sh_"), ("sym", "st_")):
+        st = getattr(L, name)
+        struct_checks("Elf%d_%s" % (bits, name.capitalize()), st, [prefix + f for f in st.fields])
+    struct_checks("struct r_debug", L.r_debug, ["r_" + f for f in L.r_debug.fields])
+    struct_checks("struct r_debug_extended", L.r_debug_extended,
+                  [None] * len(E.R_DEBUG_FIELDS) + ["r_next"])
+    struct_checks("struct link_map", L.link_map, ["l_" + f for f in L.link_map.fields])
+    struct_checks("siginfo_t", K.siginfo, ["si_" + f for f in K.siginfo.fields], whole=False)
+    struct_checks("struct robust_list_head", K.robust_list_head, K.robust_list_head.fields)
+    if x86:
+        struct_checks("struct user_desc", K.user_desc, K.user_desc.fields[:3] + (None,))
+    for n, (name, _) in linux.SIGNALS.items():
+        check(name, n)
+    for name in dir(E):
+        if re.match(r"(ET|PT|PF|SHT|SHN|NT|DT|AT|STT|ELFCLASS|ELFDATA)[0-9]*_|EI_NIDENT$|"
+                    r"ELF(CLASS|DATA)", name) and isinstance(getattr(E, name), int) and \
+                name != "NT_MCD_DUMPLIST":
+            check(name, getattr(E, name))
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("cc", sorted(CROSS))
+def test_layouts_are_the_c_headers(cc, tmp_path):
+    elfclass = CROSS[cc][0]
+    if not shutil.which(cc):
+        pytest.skip("no " + cc)
+    src = tmp_path / "check.c"
+    src.write_text(_c_checks(cc, elfclass))
+    proc = subprocess.run([cc, "-fsyntax-only", str(src)], stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert src.read_text().count("_Static_assert") > 100
+
+
+def test_signal_table_and_note_names():
+    import signal
+    for n, (name, _) in linux.SIGNALS.items():
+        assert signal.Signals(n).name == name
+    assert linux.FAULT_SIGNALS == {signal.SIGILL, signal.SIGTRAP, signal.SIGBUS, signal.SIGFPE,
+                                   signal.SIGSEGV}
+    from minicoredumper.write.core import PRIVATE_NOTES
+    assert PRIVATE_NOTES == (2, 0x202, 0x400, 0x405, 0x46E62B7F)
+
+
+@pytest.mark.parametrize("machine,elfclass", CASES)
+def test_siginfo_and_tls_notes_read_through_the_tables(machine, elfclass):
+    L = E.Layout(elfclass)
+    K = linux.structs(L)
+    stream = fake_kernel_core(machine, elfclass, LOADS)
+    kc = _read_core(stream)
+    si = K.siginfo.pack(E.Record(signo=11, errno=0, code=-6, addr=0xdead0))
+    kc.notes.append((b"CORE", E.NT_SIGINFO, si + bytes(128 - len(si))))
+    kc.notes.append((b"CORE", E.NT_SIGINFO, K.siginfo.pack(E.Record(signo=6, errno=0, code=0,
+                                                                     addr=0x1234))))
+    kc.threads, kc.siginfo = [], None
+    kc._decode_notes()
+    assert kc.siginfo == (6, 0, None)  # the last note wins; SIGABRT has no fault address
+    kc.notes.pop()
+    kc.threads = []
+    kc._decode_notes()
+    assert kc.siginfo == (11, -6, 0xdead0)
+
+
+def test_i386_thread_pointer_from_user_desc():
+    from minicoredumper.read.corestream import _thread_pointer_from_note
+    L = E.Layout(E.ELFCLASS32)
+    a = ARCHES[EM_386]
+    ud = linux.structs(L).user_desc
+    desc = b"".join(ud.pack(E.Record(entry_number=n, base_addr=0x1000 * n, limit=0xfffff,
+                                     flags=0x51)) for n in (6, 7, 8))
+    regs = [0] * len(a.regs)
+    regs[a.regs.index("gs")] = (7 << 3) | 3
+
+    class T:
+        pass
+    t = T()
+    t.regs = regs
+    assert _thread_pointer_from_note(L, a, t, desc) == 0x7000
+    regs[a.regs.index("gs")] = 9 << 3
+    assert _thread_pointer_from_note(L, a, t, desc) is None
+
+
+def test_tar_header_table():
+    from minicoredumper.write.sinks import USTAR_HEADER, tar_header
+    assert sum(w for _, w in USTAR_HEADER) == 500
+    assert sum(w for _, w in USTAR_HEADER[:[f for f, _ in USTAR_HEADER].index("chksum")]) == 148
+    hdr = tar_header("core", 8 ** 11, 1700000000, 0o600)  # base-256 size
+    assert len(hdr) == 512 and hdr[124] == 0x80 and hdr[257:263] == b"ustar\0"
+
+
+@pytest.mark.parametrize("machine,elfclass", CASES)
+def test_core_file_reads_our_cores_headers_and_sections(tmp_path, machine, elfclass):
+    kc = _read_core(fake_kernel_core(machine, elfclass, LOADS, files=FILES))
+    img = CoreImage(kc, [(0x600100, 0x600120)])
+    path = str(tmp_path / "core")
+    sink = FileSink(path)
+    present = img.write(sink, FakeMemory({0x600000: b"B" * 0x1000}), lambda: False)
+    sink.close()
+    core = CoreFile(path)
+    try:
+        assert set(core.sections) == {b"", b".shstrtab", E.DUMPLIST_SECTION}
+        assert core.dumplist() == present == [(0x600100, 0x20)]
+        assert core.read(0x600100, 0x20) == b"B" * 0x20
+        assert [p.type for p in core.phdrs] == [E.PT_NOTE, E.PT_LOAD]
+    finally:
+        core.close()

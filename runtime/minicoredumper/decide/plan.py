@@ -7,9 +7,10 @@ Everything read from the crashed process is bounded and checked.
 """
 
 from ..formats import elf as E
+from ..formats import linux
 from .config import glob_match
 from ..publish.dumpdir import valid_ident
-from ..read.modules import find_symbol
+from ..read.modules import MAX_PHNUM_IN_MEMORY, find_symbol
 
 PRIO_ESSENTIAL = 1     # crashing thread's top of stack, module identity, so list
 PRIO_CRASH_STACK = 2   # the rest of the crashing thread's stack
@@ -178,17 +179,17 @@ class Planner:
         L = self.L
         aux = self.kc.auxv
         phdr, phnum, phent = aux.get(E.AT_PHDR), aux.get(E.AT_PHNUM), aux.get(E.AT_PHENT)
-        if not phdr or not phnum or phent != L.phdr.size or phnum > 256:
+        if not phdr or not phnum or phent != L.phdr.size or phnum > MAX_PHNUM_IN_MEMORY:
             self.plan.warn("auxv has no usable AT_PHDR; shared object list not dumped")
             return
         self.plan.add(phdr, phnum * phent, "program headers of the executable (AT_PHDR)", PRIO_ESSENTIAL)
         raw = self.mem.read_exact(phdr, phnum * phent)
         if raw is None:
             return
-        phdrs = [L.phdr.unpack(raw, i * phent) for i in range(phnum)]
+        phdrs = L.phdr.unpack_table(raw, phnum)
         bias = None
         for p in phdrs:
-            if p.type == 6:  # PT_PHDR
+            if p.type == E.PT_PHDR:
                 bias = phdr - p.vaddr
         if bias is None:
             bias = 0
@@ -209,30 +210,30 @@ class Planner:
         if not r_debug:
             self.plan.note("DT_DEBUG is not set: no shared object list")
             return
-        w = L.wordsize
-        # struct r_debug: int r_version; r_map; r_brk; r_state; r_ldbase; (v2: r_next)
-        head = self.mem.read_exact(r_debug, 6 * w)
+        # r_debug, or r_debug_extended (r_version 2: one more field, r_next)
+        head = self.mem.read_exact(r_debug, L.r_debug_extended.size)
         if head is None:
             self.plan.warn("r_debug at %#x is unreadable" % r_debug)
             return
-        version = L.s32.unpack_from(head, 0)[0]
-        self.plan.add(r_debug, (6 if version >= 2 else 5) * w, "r_debug", PRIO_ESSENTIAL)
-        lm = L.word.unpack_from(head, w)[0]
+        rd = L.r_debug_extended.unpack(head)
+        self.plan.add(r_debug, (L.r_debug_extended if rd.version >= 2 else L.r_debug).size,
+                      "r_debug", PRIO_ESSENTIAL)
+        lm = rd.map
         seen = set()
-        lm_struct = L.words(5)  # l_addr, l_name, l_ld, l_next, l_prev
+        lm_struct = L.link_map
         while lm and lm not in seen and len(seen) < MAX_LINK_MAPS:
             seen.add(lm)
             raw = self.mem.read_exact(lm, lm_struct.size)
             if raw is None:
                 self.plan.warn("link_map at %#x is unreadable" % lm)
                 break
-            l_addr, l_name, l_ld, l_next, l_prev = lm_struct.unpack(raw)
+            entry = lm_struct.unpack(raw)
             self.plan.add(lm, lm_struct.size, "link_map", PRIO_ESSENTIAL)
-            if l_name:
-                name = self.mem.read_cstring(l_name)
+            if entry.name:
+                name = self.mem.read_cstring(entry.name)
                 if name is not None:
-                    self.plan.add(l_name, len(name) + 1, "link_map name", PRIO_ESSENTIAL)
-            lm = l_next
+                    self.plan.add(entry.name, len(name) + 1, "link_map name", PRIO_ESSENTIAL)
+            lm = entry.next
         if lm and lm in seen:
             self.plan.warn("link_map chain has a cycle at %#x" % lm)
 
@@ -300,16 +301,18 @@ class Planner:
         """
         L = self.L
         w = L.wordsize
+        rlh = linux.structs(L).robust_list_head
         for t in self.kc.threads:
             head = self._robust_head(t) if t.tp else None
             if head is None:
                 self.plan.note("thread %d: no robust list head found" % t.tid)
                 continue
-            raw = self.mem.read_exact(head, 3 * w)
-            self.plan.add(head, 3 * w, "robust list head of %d" % t.tid, PRIO_THREADS)
-            offset = L.sword.unpack_from(raw, w)[0]
-            pending = L.word.unpack_from(raw, 2 * w)[0]
-            entries, complete = self._robust_chain(L.word.unpack_from(raw, 0)[0], head)
+            raw = self.mem.read_exact(head, rlh.size)
+            self.plan.add(head, rlh.size, "robust list head of %d" % t.tid, PRIO_THREADS)
+            h = rlh.unpack(raw)
+            offset = h.futex_offset
+            pending = h.list_op_pending
+            entries, complete = self._robust_chain(h.list, head)
             if not complete:
                 self.plan.warn("robust list of %d cut after %d entries" % (t.tid, len(entries)))
             for e in entries + ([pending] if pending else []):
@@ -336,17 +339,20 @@ class Planner:
     def _robust_head(self, t):
         L = self.L
         w = L.wordsize
+        rlh = linux.structs(L).robust_list_head
+        i_list, i_offset = rlh.index["list"], rlh.index["futex_offset"]
         start, size = self.descriptor(t)
         raw = self.mem.read(start, size)
-        n = len(raw) // w
+        n = len(raw) // w  # a head may start at any word of the descriptor
         offsets = [self._robust_offset] if self._robust_offset is not None else range(n - 2)
         for i in offsets:
-            if i + 2 >= n:
+            if i * w + rlh.size > len(raw):
                 continue
             addr = start + i * w
-            nxt = L.word.unpack_from(raw, i * w)[0]
-            if not -128 <= L.sword.unpack_from(raw, (i + 1) * w)[0] < 0:
+            h = rlh.struct.unpack_from(raw, i * w)
+            if not -128 <= h[i_offset] < 0:
                 continue
+            nxt = h[i_list]
             if nxt == addr or self._robust_chain(nxt, addr)[1]:
                 self._robust_offset = i
                 return addr

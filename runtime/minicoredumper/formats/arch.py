@@ -4,6 +4,8 @@ Keyed by ELF e_machine.  Nothing else in the runtime branches on the
 architecture; it looks the facts up here.
 """
 
+from .elf import NT_386_TLS, NT_ARM_TLS
+
 EM_386 = 3
 EM_ARM = 40
 EM_X86_64 = 62
@@ -60,11 +62,11 @@ ARCHES = {
                     red_zone=128, tp_reg="fs_base", gdb_arch="i386:x86-64",
                     long_double=("x87", 16), fp="rbp"),
     EM_386: Arch("i386", EM_386, 24, 72, _I386_REGS, "esp", "eip",
-                 tp_note=0x200, gdb_arch="i386", long_double=("x87", 12), fp="ebp"),
-    EM_ARM: Arch("arm", EM_ARM, 24, 72, _ARM_REGS, "sp", "pc", tp_note=0x401,
-                 pthread_below_tp=True, lr="lr"),
+                 tp_note=NT_386_TLS, gdb_arch="i386", long_double=("x87", 12), fp="ebp"),
+    EM_ARM: Arch("arm", EM_ARM, 24, 72, _ARM_REGS, "sp", "pc",
+                 tp_note=NT_ARM_TLS, pthread_below_tp=True, lr="lr"),
     EM_AARCH64: Arch("aarch64", EM_AARCH64, 32, 112, _AARCH64_REGS, "sp", "pc",
-                     tp_note=0x401, pthread_below_tp=True, long_double=("quad", 16),
+                     tp_note=NT_ARM_TLS, pthread_below_tp=True, long_double=("quad", 16),
                      fp="x29", lr="x30"),
 }
 

@@ -2,26 +2,33 @@
 
 Every reader and writer of ELF data in the runtime (kernel core stream, mapped
 objects in a crashed process, the cores we write, coreinject) takes its structs
-from a `Layout` here instead of re-deriving offsets.  Byte order is one entry in
-BYTE_ORDERS; a big-endian target would only need its struct prefix.
+from a `Layout` here instead of re-deriving offsets, and reads ELF, program and
+section headers with read_headers() and read_section_headers(), whatever it
+reads them from.  Byte order is one entry in BYTE_ORDERS; a big-endian target
+would only need its struct prefix.  Constants and layouts are those of glibc's
+<elf.h> (and <link.h> for r_debug and link_map).
 """
 
 import struct
 
 ELFMAG = b"\x7fELF"
+EI_NIDENT = 16
 ELFCLASS32 = 1
 ELFCLASS64 = 2
 ELFDATA2LSB = 1
 ELFDATA2MSB = 2
 BYTE_ORDERS = {ELFDATA2LSB: "<", ELFDATA2MSB: ">"}
 
+ET_REL = 1
 ET_EXEC = 2
 ET_DYN = 3
 ET_CORE = 4
+ET_NAMES = {ET_REL: "ET_REL", ET_EXEC: "ET_EXEC", ET_DYN: "ET_DYN", ET_CORE: "ET_CORE"}
 
 PT_LOAD = 1
 PT_DYNAMIC = 2
 PT_NOTE = 4
+PT_PHDR = 6
 PF_X = 1
 PF_W = 2
 PF_R = 4
@@ -33,11 +40,16 @@ SHT_DYNSYM = 11
 SHN_UNDEF = 0
 
 NT_PRSTATUS = 1
+NT_PRFPREG = 2         # floating-point registers (NT_FPREGSET)
 NT_PRPSINFO = 3
 NT_AUXV = 6
-NT_GNU_BUILD_ID = 3
-NT_386_TLS = 0x200
-NT_ARM_TLS = 0x401
+NT_GNU_BUILD_ID = 3    # owner "GNU"
+NT_386_TLS = 0x200     # i386 TLS slots: struct user_desc entries (formats/linux.py)
+NT_X86_XSTATE = 0x202  # x86 extended state (AVX, AVX-512 registers)
+NT_ARM_VFP = 0x400     # ARM VFP/NEON registers
+NT_ARM_TLS = 0x401     # ARM and AArch64 TLS register
+NT_ARM_SVE = 0x405     # AArch64 SVE registers
+NT_PRXFPREG = 0x46E62B7F  # i386 SSE registers (user_fxsr_struct)
 NT_SIGINFO = 0x53494749
 NT_FILE = 0x46494C45
 NT_MCD_DUMPLIST = 80
@@ -67,6 +79,22 @@ SHDR_FIELDS = ("name", "type", "flags", "addr", "offset", "size", "link", "info"
                "addralign", "entsize")
 SYM64_FIELDS = ("name", "info", "other", "shndx", "value", "size")
 SYM32_FIELDS = ("name", "value", "size", "info", "other", "shndx")
+# glibc <link.h>: struct r_debug {int r_version; struct link_map *r_map;
+# ElfW(Addr) r_brk; enum {...} r_state; ElfW(Addr) r_ldbase;}, and since glibc
+# 2.35 struct r_debug_extended {struct r_debug base; r_debug_extended *r_next;}
+# (r_version 2).  struct link_map, the part debuggers read: {ElfW(Addr) l_addr;
+# char *l_name; ElfW(Dyn) *l_ld; struct link_map *l_next, *l_prev;}.
+R_DEBUG_FIELDS = ("version", "map", "brk", "state", "ldbase")
+R_DEBUG_EXTENDED_FIELDS = R_DEBUG_FIELDS + ("next",)
+LINK_MAP_FIELDS = ("addr", "name", "ld", "next", "prev")
+
+# e_phnum and e_shnum are 16 bits.  The extensions for more (PN_XNUM: e_phnum
+# 0xffff, the count in section header 0's sh_info; e_shnum 0 with the count in
+# its sh_size) are not supported: such a program header table is read as its
+# first 65535 entries, such a section header table as none.
+MAX_HEADERS = 0xFFFF
+# Section names (.shstrtab) read for a table: names further in read as b"".
+MAX_SHSTRTAB = 64 << 10
 
 # Struct formats without byte-order prefix, per ELF class.  W is the word.
 _FORMATS = {
@@ -75,14 +103,21 @@ _FORMATS = {
         "ehdr": "16sHHIQQQIHHHHHH", "phdr": "IIQQQQQQ", "phdr_fields": PHDR64_FIELDS,
         "shdr": "IIQQQQIIQQ", "sym": "IBBHQQ", "sym_fields": SYM64_FIELDS,
         "dyn": "qQ", "auxv": "QQ",
+        # int r_version and enum r_state are padded to the 8-byte words after them
+        "r_debug": "i4xQQi4xQ", "link_map": "QQQQQ",
     },
     ELFCLASS32: {
         "word": "I", "sword": "i",
         "ehdr": "16sHHIIIIIHHHHHH", "phdr": "IIIIIIII", "phdr_fields": PHDR32_FIELDS,
         "shdr": "IIIIIIIIII", "sym": "IIIBBH", "sym_fields": SYM32_FIELDS,
         "dyn": "iI", "auxv": "II",
+        "r_debug": "iIIiI", "link_map": "IIIII",
     },
 }
+
+
+class ElfFormatError(ValueError):
+    """Not an ELF image we can read: bad identification, header or table."""
 
 
 class Record(dict):
@@ -103,6 +138,9 @@ class StructType:
         self.struct = struct.Struct(fmt)
         self.size = self.struct.size
         self.fields = fields
+        self.index = {f: i for i, f in enumerate(fields)}  # position in a raw tuple
+        if len(fields) != len(self.struct.unpack(bytes(self.size))):
+            raise ValueError("%s: %d fields for format %r" % (fields, len(fields), fmt))
 
     def unpack(self, data, offset=0):
         return Record(zip(self.fields, self.struct.unpack_from(data, offset)))
@@ -110,13 +148,18 @@ class StructType:
     def pack(self, rec):
         return self.struct.pack(*[rec[f] for f in self.fields])
 
+    def unpack_table(self, data, count):
+        """`count` consecutive structs at the start of data."""
+        size = self.size
+        return [self.unpack(data, i * size) for i in range(count)]
+
 
 class Layout:
     """All ELF structs of one class and byte order."""
 
     def __init__(self, elfclass, data=ELFDATA2LSB):
         if elfclass not in _FORMATS or data not in BYTE_ORDERS:
-            raise ValueError("unsupported ELF class %r / data encoding %r" % (elfclass, data))
+            raise ElfFormatError("unsupported ELF class %r / data encoding %r" % (elfclass, data))
         f = _FORMATS[elfclass]
         bo = BYTE_ORDERS[data]
         self.elfclass = elfclass
@@ -127,6 +170,10 @@ class Layout:
         self.phdr = StructType(bo + f["phdr"], f["phdr_fields"])
         self.shdr = StructType(bo + f["shdr"], SHDR_FIELDS)
         self.sym = StructType(bo + f["sym"], f["sym_fields"])
+        self.r_debug = StructType(bo + f["r_debug"], R_DEBUG_FIELDS)
+        self.r_debug_extended = StructType(bo + f["r_debug"] + f["word"],
+                                           R_DEBUG_EXTENDED_FIELDS)
+        self.link_map = StructType(bo + f["link_map"], LINK_MAP_FIELDS)
         self.dyn = struct.Struct(bo + f["dyn"])
         self.auxv = struct.Struct(bo + f["auxv"])
         self.word = struct.Struct(bo + f["word"])
@@ -168,11 +215,92 @@ class Layout:
             off = desc_off + _align4(descsz)
 
 
+_layouts = {}
+
+
 def layout_for_ident(ident):
-    """The Layout for an ELF e_ident, or ValueError if it is not an ELF we handle."""
-    if len(ident) < 16 or ident[:4] != ELFMAG:
-        raise ValueError("not an ELF header")
-    return Layout(ident[4], ident[5])
+    """The Layout for an ELF e_ident (one shared instance per class and byte
+    order), or ElfFormatError if it is not an ELF we handle."""
+    if len(ident) < EI_NIDENT or ident[:4] != ELFMAG:
+        raise ElfFormatError("not an ELF header")
+    key = ident[4], ident[5]
+    L = _layouts.get(key)
+    if L is None:
+        L = _layouts[key] = Layout(*key)
+    return L
+
+
+# --- reading headers ------------------------------------------------------------
+# Every reader below takes pread(offset, size) -> bytes: exactly size bytes
+# at offset of the image (a file, process memory, a stream's head), or an
+# exception of its own; a shorter result raises ElfFormatError.
+
+
+def _pread(pread, offset, size, what):
+    try:
+        data = pread(offset, size)
+    except OverflowError:  # an offset no file or address space has
+        data = b""
+    if len(data) != size:
+        raise ElfFormatError("%s at offset %#x: %d of %d bytes" % (what, offset, len(data), size))
+    return data
+
+
+def read_ehdr(pread):
+    """(Layout, ehdr) of the image; ElfFormatError if e_ident is not an ELF we handle."""
+    ident = _pread(pread, 0, EI_NIDENT, "ELF identification")
+    L = layout_for_ident(ident)
+    return L, L.ehdr.unpack(ident + _pread(pread, EI_NIDENT, L.ehdr.size - EI_NIDENT,
+                                           "ELF header"))
+
+
+def read_headers(pread, etype=None, max_phnum=MAX_HEADERS, min_phnum=1):
+    """(Layout, ehdr, phdrs) of the image.
+
+    ElfFormatError if the identification or e_type (when etype is given) is
+    not what we handle, or the program header table has entries of another
+    size, fewer than min_phnum or more than max_phnum of them, overlaps the
+    ELF header or is cut short."""
+    L, ehdr = read_ehdr(pread)
+    if etype is not None and ehdr.type != etype:
+        raise ElfFormatError("ELF type %s is not %s" % (ET_NAMES.get(ehdr.type, ehdr.type),
+                                                        ET_NAMES.get(etype, etype)))
+    n = ehdr.phnum
+    if ehdr.phentsize != L.phdr.size or not min_phnum <= n <= max_phnum:
+        raise ElfFormatError("bad program header table (%d x %d bytes)" % (n, ehdr.phentsize))
+    if n and ehdr.phoff < L.ehdr.size:
+        raise ElfFormatError("program headers overlap the ELF header")
+    raw = _pread(pread, ehdr.phoff, n * L.phdr.size, "program headers") if n else b""
+    return L, ehdr, L.phdr.unpack_table(raw, n)
+
+
+def read_section_headers(pread, layout, ehdr, max_shnum=MAX_HEADERS):
+    """The section headers ([] when there is no table); ElfFormatError if
+    their size is not the layout's, there are more than max_shnum, or the
+    table is cut short."""
+    n = ehdr.shnum
+    if not ehdr.shoff or not n:
+        return []
+    if ehdr.shentsize != layout.shdr.size or n > max_shnum:
+        raise ElfFormatError("bad section header table (%d x %d bytes)" % (n, ehdr.shentsize))
+    return layout.shdr.unpack_table(
+        _pread(pread, ehdr.shoff, n * layout.shdr.size, "section headers"), n)
+
+
+def section_names(pread, shdrs, shstrndx, limit=MAX_SHSTRTAB):
+    """The name of each section (bytes), from the first `limit` bytes of the
+    section name table; ElfFormatError if shstrndx names no section."""
+    if shstrndx >= len(shdrs):
+        raise ElfFormatError("no section name table (e_shstrndx %d of %d sections)"
+                             % (shstrndx, len(shdrs)))
+    strtab = shdrs[shstrndx]
+    size = min(strtab.size, limit)
+    names = _pread(pread, strtab.offset, size, "section names") if size else b""
+    out = []
+    for s in shdrs:
+        end = names.find(b"\0", s.name)
+        out.append(names[s.name:end if end >= 0 else None])
+    return out
 
 
 def _align4(n):

@@ -11,11 +11,13 @@ import os
 from bisect import bisect_right
 
 from ..formats import elf as E
+from ..formats import linux
 from ..formats.arch import arch_for_machine
 
-MAX_PHNUM = 65535
 MAX_NOTES_SIZE = 64 << 20
-FAULT_SIGNALS = (4, 5, 7, 8, 11)  # SIGILL SIGTRAP SIGBUS SIGFPE SIGSEGV
+# What the stream head may hold: ELF header, program headers (65535 of 56
+# bytes fit in 4 MiB) and notes.  A kernel core has nothing in between.
+MAX_HEAD_SIZE = (4 << 20) + MAX_NOTES_SIZE
 
 
 class CoreFormatError(Exception):
@@ -57,6 +59,7 @@ class KernelCore:
 
     def _decode_notes(self):
         L = self.layout
+        K = linux.structs(L)
         a = self.arch
         nregs = len(a.regs)
         regs_struct = L.words(nregs)
@@ -79,13 +82,10 @@ class KernelCore:
                     self.auxv.setdefault(key, val)
             elif name == b"CORE" and ntype == E.NT_FILE:
                 self._decode_files(desc)
-            elif ntype == E.NT_SIGINFO and len(desc) >= 12 + L.wordsize * 2:
-                signo, _, code = L.u32s(3).unpack_from(desc, 0)
-                # si_addr follows the three ints (8-aligned on 64-bit) for
-                # the signals that carry a fault address.
-                addr = L.word.unpack_from(desc, 16 if L.is64 else 12)[0] \
-                    if signo in FAULT_SIGNALS else None
-                self.siginfo = (signo, L.s32.unpack(L.u32.pack(code))[0], addr)
+            elif ntype == E.NT_SIGINFO and len(desc) >= K.siginfo.size:
+                si = K.siginfo.unpack(desc)
+                self.siginfo = (si.signo, si.code,
+                                si.addr if si.signo in linux.FAULT_SIGNALS else None)
         if not self.threads:
             raise CoreFormatError("core has no NT_PRSTATUS note")
         if a.tp_note is not None:
@@ -140,51 +140,76 @@ def _thread_pointer_from_note(L, arch, thread, desc):
     if not desc:
         return None
     if arch.tp_note == E.NT_386_TLS:
-        # struct user_desc entries (16 bytes): entry_number, base_addr, ...
+        # The GDT's TLS slots; %gs selects the thread's (index = selector >> 3).
         gs_index = thread.regs[arch.regs.index("gs")] >> 3
-        for off in range(0, len(desc) - 15, 16):
-            entry, base = L.u32.unpack_from(desc, off)[0], L.u32.unpack_from(desc, off + 4)[0]
-            if entry == gs_index:
-                return base
+        ud = linux.structs(L).user_desc
+        for off in range(0, len(desc) - ud.size + 1, ud.size):
+            entry = ud.unpack(desc, off)
+            if entry.entry_number == gs_index:
+                return entry.base_addr
         return None
     return L.word.unpack_from(desc, 0)[0] if len(desc) >= L.wordsize else None
 
 
-def _read_exact(fd, n):
-    chunks = []
+def iter_exact(read, n, chunk=1 << 20):
+    """Chunks of at most `chunk` bytes adding up to exactly n bytes from read;
+    EOFError if the stream ends first.  read(k) returns at most k bytes, b""
+    at the end: os.read on a pipe, a socket's recv (sockd), a raw file's read."""
     while n > 0:
-        b = os.read(fd, min(n, 1 << 20))
+        b = read(min(n, chunk))
         if not b:
-            raise CoreFormatError("core stream ended early")
-        chunks.append(b)
+            raise EOFError("the stream ended %d bytes early" % n)
+        yield b
         n -= len(b)
-    return b"".join(chunks)
+
+
+def read_exact(read, n, chunk=1 << 20):
+    """Exactly n bytes from read (see iter_exact); EOFError if the stream ends first."""
+    return b"".join(iter_exact(read, n, chunk))
+
+
+class StreamHead:
+    """The head of a forward-only stream as pread(offset, size).
+
+    A read beyond what was read so far reads on from the stream, exactly as
+    far as asked (never more: what follows stays in the stream for the fat
+    core); every byte read is kept in `data`, in stream order.  CoreFormatError
+    if the stream ends first or the head would grow beyond `limit` bytes."""
+
+    def __init__(self, fd, limit):
+        self.fd = fd
+        self.limit = limit
+        self.data = b""
+
+    def _read(self, n):
+        return os.read(self.fd, n)
+
+    def pread(self, offset, size):
+        end = offset + size
+        if end > len(self.data):
+            if end > self.limit:
+                raise CoreFormatError("the core's head would exceed %d bytes (up to offset %#x)"
+                                      % (self.limit, end))
+            try:
+                self.data += read_exact(self._read, end - len(self.data))
+            except EOFError:
+                raise CoreFormatError("core stream ended early") from None
+        return self.data[offset:end]
 
 
 def read_kernel_core(fd):
     """Read the ELF header, program headers and notes from fd; nothing more."""
-    ident = _read_exact(fd, 16)
+    stream = StreamHead(fd, MAX_HEAD_SIZE)
     try:
-        L = E.layout_for_ident(ident)
-    except ValueError as e:
+        L, ehdr, phdrs = E.read_headers(stream.pread, etype=E.ET_CORE)
+    except E.ElfFormatError as e:
         raise CoreFormatError(str(e)) from None
-    head = ident + _read_exact(fd, L.ehdr.size - 16)
-    ehdr = L.ehdr.unpack(head)
-    if ehdr.type != E.ET_CORE:
-        raise CoreFormatError("ELF type %d is not a core" % ehdr.type)
-    if ehdr.phentsize != L.phdr.size or not 0 < ehdr.phnum <= MAX_PHNUM:
-        raise CoreFormatError("bad program header table (%d x %d)" % (ehdr.phnum, ehdr.phentsize))
-    if ehdr.phoff < len(head):
-        raise CoreFormatError("program headers overlap the ELF header")
-    head += _read_exact(fd, ehdr.phoff - len(head) + ehdr.phnum * L.phdr.size)
-    phdrs = [L.phdr.unpack(head, ehdr.phoff + i * L.phdr.size) for i in range(ehdr.phnum)]
     note_phdrs = [p for p in phdrs if p.type == E.PT_NOTE]
-    notes_end = max((p.offset + p.filesz for p in note_phdrs), default=len(head))
-    if notes_end - len(head) > MAX_NOTES_SIZE:
-        raise CoreFormatError("notes of %d bytes exceed the limit" % (notes_end - len(head)))
-    if notes_end > len(head):
-        head += _read_exact(fd, notes_end - len(head))
+    head_size = len(stream.data)
+    notes_end = max((p.offset + p.filesz for p in note_phdrs), default=head_size)
+    if notes_end - head_size > MAX_NOTES_SIZE:
+        raise CoreFormatError("notes of %d bytes exceed the limit" % (notes_end - head_size))
     notes = []
     for p in note_phdrs:
-        notes.extend(L.iter_notes(head[p.offset:p.offset + p.filesz]))
-    return KernelCore(head, L, ehdr, phdrs, notes)
+        notes.extend(L.iter_notes(stream.pread(p.offset, p.filesz)))
+    return KernelCore(stream.data, L, ehdr, phdrs, notes)

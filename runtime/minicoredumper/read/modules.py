@@ -8,11 +8,12 @@ disk (.symtab, then .dynsym), defined symbols only.
 """
 
 import os
-import struct
 
 from ..formats import elf as E
 
-MAX_PHNUM = 256
+# Program headers read from a crashed process's memory, which it may have
+# forged: real objects have about a dozen, and the crash path reads every mapping's.
+MAX_PHNUM_IN_MEMORY = 256
 CHUNK = 64 << 10
 E_PAGE = 4096
 
@@ -56,13 +57,6 @@ class Module:
                 return self.path
         except OSError:
             pass
-        return None
-
-    def dynamic(self):
-        """(address, size) of PT_DYNAMIC in memory, or None."""
-        for p in self.phdrs:
-            if p.type == E.PT_DYNAMIC:
-                return self.bias + p.vaddr, p.memsz
         return None
 
     def lookup(self, name):
@@ -109,25 +103,17 @@ def find_modules(process, mem):
 
 def read_module(mem, base, path, procdir, mapping):
     """Parse the ELF header and phdrs at base in memory; None if it is no ELF."""
-    ident = mem.read_exact(base, 16)
-    if ident is None or ident[:4] != E.ELFMAG:
-        return None
+    span = mapping.end - mapping.start
+
+    def pread(offset, size):
+        if offset + size > span:  # only within the mapping that holds the header
+            raise E.ElfFormatError("beyond the mapping")
+        return mem.read_exact(base + offset, size) or b""
+
     try:
-        L = E.layout_for_ident(ident)
-    except ValueError:
+        L, ehdr, phdrs = E.read_headers(pread, max_phnum=MAX_PHNUM_IN_MEMORY)
+    except E.ElfFormatError:
         return None
-    head = mem.read_exact(base, L.ehdr.size)
-    if head is None:
-        return None
-    ehdr = L.ehdr.unpack(head)
-    if ehdr.phentsize != L.phdr.size or not 0 < ehdr.phnum <= MAX_PHNUM:
-        return None
-    if ehdr.phoff + ehdr.phnum * ehdr.phentsize > mapping.end - mapping.start:
-        return None
-    raw = mem.read_exact(base + ehdr.phoff, ehdr.phnum * ehdr.phentsize)
-    if raw is None:
-        return None
-    phdrs = [L.phdr.unpack(raw, i * L.phdr.size) for i in range(ehdr.phnum)]
     file_path = None
     if path.startswith("/"):
         file_path = "%s/map_files/%x-%x" % (procdir, mapping.start, mapping.end)
@@ -169,20 +155,14 @@ class SymbolFile:
         except OSError:
             return
         with f:
-            ident = f.read(16)
+            def pread(offset, size):
+                f.seek(offset)
+                return f.read(size)
             try:
-                L = E.layout_for_ident(ident)
-            except ValueError:
+                L, ehdr = E.read_ehdr(pread)
+                shdrs = E.read_section_headers(pread, L, ehdr)
+            except (E.ElfFormatError, OSError):
                 return
-            f.seek(0)
-            ehdr = L.ehdr.unpack(f.read(L.ehdr.size).ljust(L.ehdr.size, b"\0"))
-            if ehdr.shentsize != L.shdr.size or not 0 < ehdr.shnum < 65535:
-                return
-            f.seek(ehdr.shoff)
-            raw = f.read(ehdr.shnum * L.shdr.size)
-            if len(raw) != ehdr.shnum * L.shdr.size:
-                return
-            shdrs = [L.shdr.unpack(raw, i * L.shdr.size) for i in range(ehdr.shnum)]
             for want in (E.SHT_SYMTAB, E.SHT_DYNSYM):
                 for s in shdrs:
                     if s.type == want and s.link < len(shdrs):
@@ -261,23 +241,24 @@ def nearest_symbols(path, addrs, limit=200000):
             if count > limit:
                 continue
             found = {}
-            # value, size and info of every symbol in one C-level unpack each
-            picks = struct.Struct(L.byteorder + ("I4xQQ" if L.is64 else "III4x"))
-            info_at = 4 if L.is64 else 12
+            # Every symbol in one C-level unpack; fields by their place in the layout.
+            i_name, i_value, i_size, i_info, i_shndx = (
+                L.sym.index[k] for k in ("name", "value", "size", "info", "shndx"))
             for first in range(0, count, CHUNK // size):
                 f.seek(symtab.offset + first * size)
                 raw = f.read(min(CHUNK // size, count - first) * size)
-                for i, (name, value, ssize) in enumerate(picks.iter_unpack(raw)):
+                for sym in L.sym.struct.iter_unpack(raw):
+                    value = sym[i_value]
                     if not value:
                         continue
+                    ssize = sym[i_size]
                     for a in addrs:
                         off = a - value
                         if 0 <= off and (off < ssize or not ssize) and (
                                 a not in found or off < found[a][1]):
-                            stype = raw[i * size + info_at] & 0xF
-                            shndx = L.u16.unpack_from(raw, i * size + (6 if L.is64 else 14))[0]
-                            if stype in (E.STT_FUNC, E.STT_OBJECT) and shndx != E.SHN_UNDEF:
-                                found[a] = (name, off)
+                            if sym[i_info] & 0xF in (E.STT_FUNC, E.STT_OBJECT) and (
+                                    sym[i_shndx] != E.SHN_UNDEF):
+                                found[a] = (sym[i_name], off)
             for a, (name_off, off) in found.items():
                 if a not in best:
                     f.seek(strtab.offset + name_off)

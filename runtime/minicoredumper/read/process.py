@@ -28,10 +28,6 @@ class Mapping:
         self.path = path
 
     @property
-    def writable(self):
-        return self.perms[1:2] == "w"
-
-    @property
     def readable(self):
         return self.perms[:1] == "r"
 
@@ -143,12 +139,6 @@ class Process:
         if self._maps is None:
             self._maps = parse_maps(self.read_text("maps", 64 << 20))
         return self._maps
-
-    def mapping_for(self, addr):
-        for m in self.maps:
-            if m.start <= addr < m.end:
-                return m
-        return None
 
     def exe(self):
         try:

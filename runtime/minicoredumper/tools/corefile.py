@@ -16,19 +16,11 @@ class CoreFile:
         self.path = path
         self.f = open(path, mode)
         self.size = os.fstat(self.f.fileno()).st_size
-        ident = self.f.read(16)
         try:
-            self.layout = L = E.layout_for_ident(ident)
-        except ValueError as e:
+            self.layout, self.ehdr, self.phdrs = E.read_headers(self.pread, etype=E.ET_CORE,
+                                                                min_phnum=0)
+        except E.ElfFormatError as e:
             raise CoreFormatError("%s: %s" % (path, e)) from None
-        self.f.seek(0)
-        self.ehdr = L.ehdr.unpack(self.f.read(L.ehdr.size))
-        if self.ehdr.type != E.ET_CORE:
-            raise CoreFormatError("%s: not a core file (ELF type %d)" % (path, self.ehdr.type))
-        if self.ehdr.phentsize != L.phdr.size or self.ehdr.phnum > 65535:
-            raise CoreFormatError("%s: bad program header table" % path)
-        raw = self.pread(self.ehdr.phoff, self.ehdr.phnum * L.phdr.size)
-        self.phdrs = [L.phdr.unpack(raw, i * L.phdr.size) for i in range(self.ehdr.phnum)]
         self.loads = [p for p in self.phdrs if p.type == E.PT_LOAD]
         self.sections = self._sections()
 
@@ -40,20 +32,13 @@ class CoreFile:
         return data
 
     def _sections(self):
-        """{name: shdr} of the section header table (empty if there is none)."""
-        L = self.layout
-        e = self.ehdr
-        if not e.shoff or not e.shnum or e.shentsize != L.shdr.size or e.shstrndx >= e.shnum:
+        """{name: shdr} of the section header table (empty if there is none
+        or it is not one we can read)."""
+        try:
+            shdrs = E.read_section_headers(self.pread, self.layout, self.ehdr)
+            return dict(zip(E.section_names(self.pread, shdrs, self.ehdr.shstrndx), shdrs))
+        except E.ElfFormatError:
             return {}
-        raw = self.pread(e.shoff, e.shnum * L.shdr.size)
-        shdrs = [L.shdr.unpack(raw, i * L.shdr.size) for i in range(e.shnum)]
-        strtab = shdrs[e.shstrndx]
-        names = self.pread(strtab.offset, min(strtab.size, 1 << 16))
-        out = {}
-        for s in shdrs:
-            end = names.find(b"\0", s.name)
-            out[names[s.name:end if end >= 0 else None]] = s
-        return out
 
     def dumplist_notes(self):
         """The raw notes of the dumplist section (b"" if there is none)."""

@@ -24,7 +24,7 @@ NOTES_ALL, NOTES_CRASHING_THREAD, NOTES_MINIMAL = "all", "crashing thread", "min
 MINIMAL_NOTES = (E.NT_PRSTATUS, E.NT_PRPSINFO, E.NT_SIGINFO, E.NT_AUXV, E.NT_FILE)
 # Floating-point and vector registers: library string and memory functions
 # leave copies of data in them, so privacy leaves them out.
-PRIVATE_NOTES = (2, 0x202, 0x400, 0x405, 0x46E62B7F)  # FPREGSET X86_XSTATE ARM_VFP ARM_SVE PRXFPREG
+PRIVATE_NOTES = (E.NT_PRFPREG, E.NT_X86_XSTATE, E.NT_ARM_VFP, E.NT_ARM_SVE, E.NT_PRXFPREG)
 SHSTRTAB = b"\0.shstrtab\0" + E.DUMPLIST_SECTION + b"\0"
 SH_NAME_SHSTRTAB = 1
 SH_NAME_DUMPLIST = 11

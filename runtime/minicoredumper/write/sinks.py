@@ -12,6 +12,14 @@ import zlib
 
 ZEROS = bytes(64 << 10)
 TAR_BLOCK = 512
+# The POSIX ustar header (pax(1), "ustar Interchange Format"): (field, width)
+# in order; numbers are octal digits ending in NUL (base-256 when they do not
+# fit, the GNU extension), strings NUL-padded; the header is padded to a block.
+USTAR_HEADER = (
+    ("name", 100), ("mode", 8), ("uid", 8), ("gid", 8), ("size", 12), ("mtime", 12),
+    ("chksum", 8), ("typeflag", 1), ("linkname", 100), ("magic", 6), ("version", 2),
+    ("uname", 32), ("gname", 32), ("devmajor", 8), ("devminor", 8), ("prefix", 155),
+)
 
 
 class OverBudget(Exception):
@@ -67,7 +75,8 @@ class MemorySink:
         self.parts.append(bytes(b))
 
     def skip(self, n):
-        self.write(bytes(n))
+        for z in zero_chunks(n):
+            self.write(z)
 
     def close(self):
         pass
@@ -76,11 +85,17 @@ class MemorySink:
         return b"".join(self.parts)
 
 
-def crc32_zeros(n, crc):
+def zero_chunks(n):
+    """Slices of ZEROS adding up to n zero bytes (none when n <= 0)."""
     while n > 0:
         k = min(n, len(ZEROS))
-        crc = zlib.crc32(ZEROS[:k], crc)
+        yield ZEROS[:k]  # ZEROS itself when k is its length: no copy
         n -= k
+
+
+def crc32_zeros(n, crc):
+    for z in zero_chunks(n):
+        crc = zlib.crc32(z, crc)
     return crc
 
 
@@ -97,10 +112,8 @@ class CompressedSink:
             self.out.write(data)
 
     def skip(self, n):
-        while n > 0:
-            k = min(n, len(ZEROS))
-            self.write(ZEROS[:k])
-            n -= k
+        for z in zero_chunks(n):
+            self.write(z)
 
     def close(self):
         self.out.write(self.c.flush())
@@ -123,10 +136,8 @@ class FilterSink:
         self.p.stdin.write(b)
 
     def skip(self, n):
-        while n > 0:
-            k = min(n, len(ZEROS))
-            self.write(ZEROS[:k])
-            n -= k
+        for z in zero_chunks(n):
+            self.write(z)
 
     def close(self):
         self.p.stdin.close()
@@ -219,25 +230,24 @@ class TarMember:
 
 
 def tar_header(name, size, mtime, mode):
-    def octal(v, width):
-        return ("%0*o" % (width - 1, v)).encode() + b"\0"
-
-    fields = [
-        name.encode()[:100].ljust(100, b"\0"),
-        octal(mode, 8), octal(0, 8), octal(0, 8),
-        octal(size, 12) if size < 8 ** 11 else _base256(size, 12),
-        octal(int(mtime), 12),
-        b" " * 8,  # checksum placeholder
-        b"0", b"\0" * 100, b"ustar\x0000", b"root".ljust(32, b"\0"), b"root".ljust(32, b"\0"),
-        octal(0, 8), octal(0, 8), b"\0" * 155,
-    ]
+    """The ustar header of one regular file owned by root."""
+    values = {"name": name.encode(), "mode": mode, "uid": 0, "gid": 0, "size": size,
+              "mtime": int(mtime), "chksum": b" " * 8,  # spaces while it is summed
+              "typeflag": b"0", "magic": b"ustar\0", "version": b"00", "uname": b"root",
+              "gname": b"root", "devmajor": 0, "devminor": 0}
+    fields = []
+    chksum_at = 0
+    for field, width in USTAR_HEADER:
+        v = values.get(field, b"")
+        if isinstance(v, int):
+            v = ("%0*o" % (width - 1, v)).encode() + b"\0" if v < 8 ** (width - 1) else \
+                bytes([0x80]) + v.to_bytes(width - 1, "big")
+        if field == "chksum":
+            chksum_at = sum(len(f) for f in fields)
+        fields.append(v[:width].ljust(width, b"\0"))
     hdr = b"".join(fields).ljust(TAR_BLOCK, b"\0")
     chk = ("%06o" % sum(hdr)).encode() + b"\0 "
-    return hdr[:148] + chk + hdr[156:]
-
-
-def _base256(v, width):
-    return bytes([0x80]) + v.to_bytes(width - 1, "big")
+    return hdr[:chksum_at] + chk + hdr[chksum_at + len(chk):]
 
 
 def core_name(compression):

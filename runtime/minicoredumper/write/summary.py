@@ -10,9 +10,8 @@ JSON is written by hand here: the crash path imports no json module.
 """
 
 from ..formats import elf as E
+from ..formats.linux import SIGNAL_NAMES
 
-SIGNALS = {4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE", 11: "SIGSEGV",
-           31: "SIGSYS", 3: "SIGQUIT", 24: "SIGXCPU", 25: "SIGXFSZ"}
 MAX_FRAMES = 16
 SCAN_BYTES = 1024
 
@@ -94,7 +93,7 @@ def build(kc, addresses, modules, exe, comm, cmdline, uid, pid, dumped):
             mods.append(m)
     return {
         "pid": pid, "tid": t.tid, "uid": uid, "exe": exe, "comm": comm, "cmdline": cmdline,
-        "arch": a.name, "signal": signo, "signal_name": SIGNALS.get(signo, ""), "code": code,
+        "arch": a.name, "signal": signo, "signal_name": SIGNAL_NAMES.get(signo, ""), "code": code,
         "fault_address": "%#x" % addr if addr is not None else None,
         "registers": dict(zip(a.regs, ("%#x" % v for v in t.regs))),
         "frames": [{"pc": "%#x" % f[0], "how": f[1],
