@@ -16,14 +16,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import time
 import uuid
 
+from guests import ARCHS, cache_dir
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from guests import ARCHS, cache_dir  # noqa: E402
 
 RESULTS_DISK_MB = 64
 DEFAULT_TIMEOUT = 900

@@ -40,10 +40,10 @@ import subprocess
 import sys
 import time
 
+import debfetch
+from guests import ARCHS, PYVER, REPO, cache_dir, host_python
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from guests import ARCHS, PYVER, REPO, cache_dir, host_python  # noqa: E402
-import debfetch  # noqa: E402
 
 PYTHON_PACKAGES = ["python%s-minimal" % PYVER, "libpython%s-minimal" % PYVER,
                    "libpython%s-stdlib" % PYVER]

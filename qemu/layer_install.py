@@ -28,12 +28,12 @@ import os
 import shutil
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from guests import ARCHS, PYVER, REPO, host_python  # noqa: E402
+from guests import ARCHS, PYVER, REPO, host_python
 
-LAYERTESTS = os.path.join(REPO, "tests", "layer")
-sys.path.insert(0, LAYERTESTS)
+# Run by build_image.py as a script: the layer tests' BitBake harness (bbharness,
+# layertest) is imported from tests/layer, where pytest.ini's pythonpath has it for
+# the tests.
+sys.path.insert(0, os.path.join(REPO, "tests", "layer"))
 
 DISTRO = "mcdguest"
 

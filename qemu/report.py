@@ -25,9 +25,7 @@ import re
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from guests import ARCHS, cache_dir  # noqa: E402
+from guests import ARCHS, cache_dir
 
 LABELS = ["embedded", "debug", "generic", "live"]
 PROGRAMS = ["crash3", "threads8", "mycrasher"]

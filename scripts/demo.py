@@ -18,10 +18,16 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+# As a script (make demo): the checkout's runtime and the tests' lab package first on
+# sys.path, where pytest.ini's pythonpath puts them for the tests.
+sys.path[:0] = [os.path.join(ROOT, "runtime"), os.path.join(ROOT, "tests")]
 
-from crashlab import Crasher, read_sysctl, workspace  # noqa: E402
-from coretools import backtrace, extract_core  # noqa: E402
+from lab import ENV  # noqa: E402
+from lab.crash import Crasher  # noqa: E402
+from lab.gdb import backtrace, extract_core  # noqa: E402
+from lab.logs import handler_log  # noqa: E402
+from lab.programs import workspace  # noqa: E402
+from minicoredumper.commands.mcd import read_sysctl  # noqa: E402
 
 RECEPT = os.path.join(ROOT, "conf", "embedded.recept.json")
 
@@ -40,8 +46,7 @@ def mcd(*argv):
     """Run mcd from the same installation as this interpreter; returns its output."""
     cmd = [sys.executable, "-m", "minicoredumper.commands.mcd"] + list(argv)
     print("\n$ mcd %s" % " ".join(argv))
-    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
-                       env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "runtime")))
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=ENV)
     sys.stdout.write(p.stdout + p.stderr)
     return p
 
@@ -57,6 +62,10 @@ def crash_both(c, exe):
     print("crash3 (pid %d) with core_pattern = %s\n    killed by signal %d, reaped after "
           "%.1f ms" % (pid, c.pattern, -rc, reaped * 1000))
     dumps = os.listdir(base) if os.path.isdir(base) else []
+    if len(dumps) != 1:
+        print("no dump in %s (%r); the handler's log about pid %d:\n%s" % (
+            base, dumps, pid, "\n".join("    " + l for l in handler_log(pid)) or "    (none)"),
+            file=sys.stderr)
     return kcore, (os.path.join(base, dumps[0]) if len(dumps) == 1 else None), base
 
 
@@ -98,9 +107,8 @@ def main():
         c.restore()
     print("core_pattern restored to %r" % read_sysctl("core_pattern"))
     if dump is None or not os.path.exists(kcore):
-        print("no dump was written (kernel core: %s; dumps in %s: %r); see the system log "
-              "(journalctl or dmesg)" % (os.path.exists(kcore), base,
-                                         os.listdir(base) if os.path.isdir(base) else []),
+        print("no dump was written (kernel core: %s; dumps in %s: %r)"
+              % (os.path.exists(kcore), base, os.listdir(base) if os.path.isdir(base) else []),
               file=sys.stderr)
         return 1
     report(exe, kcore, dump, base, work)

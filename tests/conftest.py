@@ -1,19 +1,16 @@
-"""Shared fixtures: the runtime on sys.path, built crash programs, and a real
-kernel core_pattern pointed at the handler (restored afterwards, always)."""
+"""Shared fixtures: built crash programs, a real kernel core_pattern pointed at the
+handler (restored afterwards, always), registry daemons. The helpers behind them are
+the lab package (tests/lab); pytest.ini puts it and the runtime on sys.path."""
 
 import os
 import shutil
-import sys
 import tempfile
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "runtime"))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-
-from crashlab import Crasher, build_programs  # noqa: E402
-import regdlab  # noqa: E402
+from lab.crash import Crasher
+from lab.programs import build_programs
+from lab.regd import Lab
 
 
 @pytest.fixture(scope="session")
@@ -39,12 +36,12 @@ def crasher(tmp_path_factory):
 
 @pytest.fixture
 def regd():
-    """regdlab.Lab: registry daemons (start) and registered apps (app) of one test in
+    """lab.regd.Lab: registry daemons (start) and registered apps (app) of one test in
     a private network namespace; all stopped after it."""
     if os.geteuid() != 0:
         pytest.skip("registry tests need root (network namespace, ptrace)")
-    lab = regdlab.Lab()
+    registry = Lab()
     try:
-        yield lab
+        yield registry
     finally:
-        lab.close()
+        registry.close()

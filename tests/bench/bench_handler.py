@@ -24,9 +24,14 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+# As a script (make bench): the checkout's runtime and the tests' lab package first on
+# sys.path, where pytest.ini's pythonpath puts them for the tests.
+sys.path[:0] = [os.path.join(ROOT, "runtime"), os.path.join(ROOT, "tests")]
 
-from crashlab import Crasher, read_sysctl, workspace, write_sysctl  # noqa: E402
+from lab.crash import Crasher  # noqa: E402
+from lab.logs import handler_log  # noqa: E402
+from lab.programs import workspace  # noqa: E402
+from minicoredumper.commands.mcd import read_sysctl, write_sysctl  # noqa: E402
 
 CONF = os.path.join(ROOT, "conf")
 
@@ -65,11 +70,6 @@ def baseline(c, argv, runs):
 def handler_ms(pid):
     """The handler's own time (interpreter start-up excluded), from its log line."""
     return _logged_number(pid, r" in (\d+) ms")
-
-
-def handler_log(pid):
-    out = subprocess.run(["dmesg"], capture_output=True, text=True).stdout
-    return [l for l in out.splitlines() if "pid %d:" % pid in l]
 
 
 def peak_rss(pid):

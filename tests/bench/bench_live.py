@@ -9,7 +9,7 @@ trigger measures and prints it), median and max, and the trigger's wall time.
 Then crashes crash3 with 3 other registered processes, with and without
 live_dumper, and prints the handler's own time (from its log line) and the
 crash-to-reap time.  Needs root; restores core_pattern; the registry daemon
-and the apps run in a private network namespace (regdlab).
+and the apps run in a private network namespace (lab.regd).
 """
 
 import argparse
@@ -22,11 +22,15 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+# As a script (make bench): the checkout's runtime and the tests' lab package first on
+# sys.path, where pytest.ini's pythonpath puts them for the tests.
+sys.path[:0] = [os.path.join(ROOT, "runtime"), os.path.join(ROOT, "tests")]
 
 from bench_handler import handler_ms, summary  # noqa: E402
-from crashlab import Crasher, build_programs  # noqa: E402
-from regdlab import ENV, Lab  # noqa: E402
+from lab import ENV  # noqa: E402
+from lab.crash import Crasher  # noqa: E402
+from lab.programs import build_programs  # noqa: E402
+from lab.regd import Lab  # noqa: E402
 
 PAUSE = re.compile(r"^live dump of (\d+) .* paused ([\d.]+) ms", re.M)
 

@@ -18,7 +18,7 @@ cases use the embedded recept (the targets' default).
 
 --soak N: then N crashes of the 3-deep crash in socket mode, and the server's
 VmRSS and VmHWM after 10, N/10 and N crashes (a leak would show as growth).
-Needs root; restores core_pattern (through crashlab's lock).
+Needs root; restores core_pattern (through lab.crash's lock).
 """
 
 import argparse
@@ -32,11 +32,15 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-sys.path.insert(0, os.path.join(ROOT, "runtime"))
+# As a script (make bench): the checkout's runtime and the tests' lab package first on
+# sys.path, where pytest.ini's pythonpath puts them for the tests.
+sys.path[:0] = [os.path.join(ROOT, "runtime"), os.path.join(ROOT, "tests")]
 
-from crashlab import Crasher, workspace, write_sysctl  # noqa: E402
-from minicoredumper.commands import mcd   # noqa: E402
+from lab.crash import Crasher  # noqa: E402
+from lab.logs import handler_log  # noqa: E402
+from lab.programs import workspace  # noqa: E402
+from minicoredumper.commands import mcd  # noqa: E402
+from minicoredumper.commands.mcd import write_sysctl  # noqa: E402
 
 RECEPT = os.path.join(ROOT, "conf", "embedded.recept.json")
 MODES = ["none", "kernel", "pipe", "socket"]
@@ -55,15 +59,10 @@ def stamped(argv, core_limit=resource.RLIM_INFINITY):
     return reaped - float(err.split()[-1]), p.pid
 
 
-def dmesg_about(pid):
-    out = subprocess.run(["dmesg"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "pid %d:" % pid in line]
-
-
 def log_rss(pid, timeout=10):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        for line in dmesg_about(pid):
+        for line in handler_log(pid):
             m = re.search(r"peak RSS (\d+) kB", line)
             if m:
                 return int(m.group(1))

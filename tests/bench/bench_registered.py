@@ -17,10 +17,13 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-sys.path.insert(0, os.path.join(ROOT, "runtime"))
+# As a script (make bench): the checkout's runtime and the tests' lab package first on
+# sys.path, where pytest.ini's pythonpath puts them for the tests.
+sys.path[:0] = [os.path.join(ROOT, "runtime"), os.path.join(ROOT, "tests")]
 
-from crashlab import Crasher, workspace  # noqa: E402
+from lab import ENV  # noqa: E402
+from lab.crash import Crasher  # noqa: E402
+from lab.programs import workspace  # noqa: E402
 from bench_handler import handler_ms, stamped_crash, summary   # noqa: E402
 
 
@@ -43,7 +46,7 @@ def coreinject_rss(core, smap, dump):
             "print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]); "
             "sys.exit(rc)")
     p = subprocess.run([sys.executable, "-c", code, core, smap, dump],
-                       env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "runtime")),
+                       env=ENV,
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     out, rss = p.stdout.strip().rsplit("\n", 1)

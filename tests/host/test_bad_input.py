@@ -3,24 +3,14 @@ The crashed process is always reaped within 5 s."""
 
 import os
 import shutil
-import subprocess
 
 import pytest
-from coretools import backtrace
 
-FRAMES = ["level_c", "level_b", "level_a", "main"]
+from lab.gdb import assert_frames, backtrace
+from lab.logs import handler_log
+from lab.programs import FRAMES
+
 DEFAULT_BASE = "/var/crash/minicoredumper"
-
-
-def _log_lines(pid):
-    out = subprocess.run(["dmesg"], capture_output=True, text=True).stdout
-    return [l for l in out.splitlines() if "minicoredumper[" in l and "pid %d:" % pid in l]
-
-
-def _only_dump(base):
-    dumps = [d for d in os.listdir(base) if not d.startswith(".")]
-    assert len(dumps) == 1, dumps
-    return os.path.join(base, dumps[0])
 
 
 @pytest.mark.parametrize("text,reason", [
@@ -33,11 +23,11 @@ def test_bad_recept_gives_minimal_dump_and_reason(crasher, programs, text, reaso
     base = crasher.configure(recept_text=text)
     rc, reaped, pid = crasher.run([programs["threads8"]])
     assert reaped < 5
-    logs = _log_lines(pid)
+    logs = handler_log(pid)
     assert any("recept unusable" in l and reason in l for l in logs), logs
-    d = _only_dump(base)
+    d = crasher.dump_of(base, pid)
     core = os.path.join(d, "core")
-    assert backtrace(programs["threads8"], core)[0] == "worker"
+    assert_frames(FRAMES["threads8"], backtrace(programs["threads8"], core), whole=False)
 
 
 def test_missing_recept(crasher, programs):
@@ -46,8 +36,10 @@ def test_missing_recept(crasher, programs):
                               "watch": [{"recept": "/nonexistent/x.recept.json"}]})
     rc, reaped, pid = crasher.run([programs["crash3"]])
     assert reaped < 5
-    assert any("cannot read" in l for l in _log_lines(pid))
-    assert backtrace(programs["crash3"], os.path.join(_only_dump(base), "core")) == FRAMES
+    logs = handler_log(pid)
+    assert any("cannot read" in l for l in logs), logs
+    core = os.path.join(crasher.dump_of(base, pid), "core")
+    assert_frames(FRAMES["crash3"], backtrace(programs["crash3"], core))
 
 
 @pytest.mark.parametrize("config", ['{"base_dir": ', '{"base_dir": 7}', '{"watch": {}}'])
@@ -56,12 +48,13 @@ def test_bad_main_config_dumps_minimal_to_default_base_dir(crasher, programs, co
     crasher.configure(config=config)
     rc, reaped, pid = crasher.run([programs["crash3"]])
     assert reaped < 5
-    assert any("main config unusable" in l for l in _log_lines(pid))
+    logs = handler_log(pid)
+    assert any("main config unusable" in l for l in logs), logs
     new = [d for d in os.listdir(DEFAULT_BASE) if d not in before and d.endswith(".%d" % pid)]
     try:
-        assert len(new) == 1
+        assert len(new) == 1, (new, logs)
         core = os.path.join(DEFAULT_BASE, new[0], "core")
-        assert backtrace(programs["crash3"], core) == FRAMES
+        assert_frames(FRAMES["crash3"], backtrace(programs["crash3"], core))
     finally:
         for d in new:
             shutil.rmtree(os.path.join(DEFAULT_BASE, d))
@@ -74,16 +67,17 @@ def test_no_matching_rule_leaves_no_directory(crasher, programs):
     rc, reaped, pid = crasher.run([programs["crash3"]])
     assert reaped < 5
     assert not os.path.exists(base)
-    assert any("no watch rule matches" in l for l in _log_lines(pid))
+    logs = handler_log(pid)
+    assert any("no watch rule matches" in l for l in logs), logs
 
 
 def test_missing_base_dir_is_created(crasher, programs):
     base = crasher.configure()
     nested = os.path.join(base, "deeper", "still")
     crasher.configure(config={"base_dir": nested, "watch": [{}]})
-    crasher.run([programs["crash3"]])
-    assert os.stat(nested).st_mode & 0o777 == 0o700
-    _only_dump(nested)
+    _, _, pid = crasher.run([programs["crash3"]])
+    assert os.stat(nested).st_mode & 0o777 == 0o700, handler_log(pid)
+    crasher.dump_of(nested, pid)
 
 
 def test_unwritable_base_dir_is_refused_with_reason(crasher, programs):
@@ -94,7 +88,8 @@ def test_unwritable_base_dir_is_refused_with_reason(crasher, programs):
     crasher.configure(config={"base_dir": base, "watch": [{}]})
     rc, reaped, pid = crasher.run([programs["crash3"]])
     assert reaped < 5
-    assert any("not dumped" in l for l in _log_lines(pid)), _log_lines(pid)
+    logs = handler_log(pid)
+    assert any("not dumped" in l for l in logs), logs
     assert open(base).read() == "not a directory"
 
 
@@ -102,10 +97,10 @@ def test_unknown_keys_are_warnings_not_errors(crasher, programs):
     base = crasher.configure({"stacks": {"dump_stacks": True, "colour": "blue"},
                               "frobnicate": 1})
     rc, reaped, pid = crasher.run([programs["crash3"]])
-    logs = _log_lines(pid)
-    assert any("unknown key stacks.colour" in l for l in logs)
-    assert not any("unusable" in l for l in logs)
-    _only_dump(base)
+    logs = handler_log(pid)
+    assert any("unknown key stacks.colour" in l for l in logs), logs
+    assert not any("unusable" in l for l in logs), logs
+    crasher.dump_of(base, pid)
 
 
 def test_hard_deadline_releases_the_process(crasher, programs):
@@ -119,5 +114,5 @@ def test_hard_deadline_releases_the_process(crasher, programs):
                               "watch": [{"recept": rpath}]})
     rc, reaped, pid = crasher.run([programs["bigheap"], "512"])
     assert reaped < 0.3 + 1.0 + 1.5  # deadline + hard grace + start-up and heap touch
-    logs = _log_lines(pid)
+    logs = handler_log(pid)
     assert any("deadline" in l for l in logs), logs

@@ -7,15 +7,13 @@ import sys
 
 import pytest
 
-from coretools import gdb
-
-RUNTIME = os.path.join(os.path.dirname(__file__), "..", "..", "runtime")
+from lab import ENV
+from lab.gdb import gdb
 
 
 def _tool(*argv, cwd=None):
-    env = dict(os.environ, PYTHONPATH=RUNTIME)
     return subprocess.run([sys.executable, "-m"] + list(argv), capture_output=True, text=True,
-                          env=env, cwd=cwd)
+                          env=ENV, cwd=cwd)
 
 
 @pytest.mark.parametrize("layout", ["compact", "sparse"])

@@ -7,9 +7,8 @@ import subprocess
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from coretools import backtrace, extract_core, gdb, threads_backtraces
-
-FRAMES = ["level_c", "level_b", "level_a", "main"]
+from lab.gdb import assert_frames, backtrace, extract_core, gdb, threads_backtraces
+from lab.programs import FRAMES
 
 COMPRESSIONS = {
     "none": None,
@@ -28,7 +27,7 @@ def test_three_deep_backtrace(crasher, programs, tmp_path, layout, compression):
         recept["compression"] = COMPRESSIONS[compression]
     d = crasher.crash([programs["crash3"]], recept)
     core = extract_core(d, str(tmp_path))
-    assert backtrace(programs["crash3"], core) == FRAMES
+    assert_frames(FRAMES["crash3"], backtrace(programs["crash3"], core))
 
 
 def test_compact_globals_and_undumped_memory(crasher, programs, tmp_path):
@@ -52,15 +51,18 @@ def test_threads_match_kernel_core(crasher, programs, tmp_path):
     kernel = crasher.kernel_core([exe])
     expected = threads_backtraces(exe, kernel)
     os.unlink(kernel)
-    assert len(expected) == 8 and all(THREAD.match(h) for h in expected)
+    assert len(expected) == 8 and all(THREAD.match(h) for h in expected), expected.gdb_text
     # The same crash, our core beside the kernel's stream (fatcore): identical.
     d = crasher.crash([exe], {"dump_fat_core": True})
     ours = threads_backtraces(exe, extract_core(d, str(tmp_path)))
-    assert ours == threads_backtraces(exe, os.path.join(d, "fatcore"))
+    fat = threads_backtraces(exe, os.path.join(d, "fatcore"))
+    assert ours == fat, "gdb on ours:\n%s\ngdb on the fatcore:\n%s" % (ours.gdb_text,
+                                                                        fat.gdb_text)
     # Names ("Thread 0x... (LWP n)") come from libthread_db reading our core.
-    assert all(THREAD.match(h) for h in ours)
+    assert all(THREAD.match(h) for h in ours), ours.gdb_text
     # Another run of the same program: the same set of call chains.
-    assert sorted(ours.values()) == sorted(expected.values())
+    assert sorted(ours.values()) == sorted(expected.values()), \
+        "gdb on ours:\n%s\ngdb on the kernel's core:\n%s" % (ours.gdb_text, expected.gdb_text)
 
 
 def _dumplist(elf):
@@ -106,7 +108,7 @@ def test_elf32_process_under_64bit_handler(crasher, programs, tmp_path):
         elf = ELFFile(f)
         assert elf.elfclass == 32 and elf["e_machine"] == "EM_386"
         assert _dumplist(elf)[0][0] == 0
-    assert backtrace(programs["crash3_i386"], core) == FRAMES
+    assert_frames(FRAMES["crash3_i386"], backtrace(programs["crash3_i386"], core))
 
 
 @pytest.mark.parametrize("layout", ["compact", "sparse"])

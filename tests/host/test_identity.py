@@ -14,7 +14,7 @@ import pytest
 from minicoredumper.commands import mcd
 from minicoredumper.read import process
 from minicoredumper.commands.handler import Args, Crash
-from listlog import ListLog
+from lab.logs import ListLog
 
 NEW_KERNEL = mcd.kernel_version() >= (6, 16)
 

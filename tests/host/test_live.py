@@ -10,7 +10,9 @@ import time
 
 from minicoredumper.publish import dumpdir
 from minicoredumper.live import pidlist
-from regdlab import ENV, wait_for
+from lab import ENV
+from lab.logs import handler_log
+from lab.regd import wait_for
 
 FIRST_LINE = b"name=%s count="
 
@@ -69,8 +71,7 @@ def test_a_crash_live_dumps_the_other_registered_apps(crasher, regd, programs):
     c.proc.send_signal(signal.SIGSEGV)
     c.proc.wait(timeout=20)
     crasher.wait_idle()
-    (name,) = [x for x in os.listdir(base) if not x.startswith(".")]
-    d = os.path.join(base, name)
+    d = crasher.dump_of(base, c.pid)
     counts = {app: check_live_dump(d, app) for app in (a, b)}
     # The crashed one's own data, by the crash path: its unnamed data is in the core.
     assert files(os.path.join(d, "dumps", str(c.pid))) == ["counter.bin", "secret.bin",
@@ -80,8 +81,9 @@ def test_a_crash_live_dumps_the_other_registered_apps(crasher, regd, programs):
     assert dumpdir.verify(d) == []  # the live dumps are in the integrity record
     for app in (a, b):
         assert_running(app, counts[app])
-    log = subprocess.run(["dmesg"], capture_output=True, text=True).stdout
-    assert "pid %d: live dump of %d (regloop): 5 files" % (c.pid, a.pid) in log
+    log = handler_log(c.pid)
+    assert any("pid %d: live dump of %d (regloop): 5 files" % (c.pid, a.pid) in l
+               for l in log), log
 
 
 def test_killed_daemon_restarted(regd, programs, tmp_path):

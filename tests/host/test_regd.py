@@ -17,7 +17,8 @@ import pytest
 
 from minicoredumper.live import pidlist
 from minicoredumper.commands.regd import ADDRESS
-from regdlab import ENV, wait_for
+from lab import ENV
+from lab.regd import wait_for
 
 MAGIC = 0x55555555
 REGISTER, UNREGISTER, SHUTDOWN = 1, 2, 3

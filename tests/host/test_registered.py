@@ -3,7 +3,8 @@
 import os
 import subprocess
 
-from coretools import gdb
+from lab.gdb import gdb
+from lab.logs import handler_log
 
 
 def _pid(d):
@@ -28,12 +29,12 @@ def test_mycrasher_scenario(crasher, programs):
 def test_every_printf_type_matches_printf(crasher, programs, tmp_path):
     exe = programs["regtypes"]
     base = crasher.configure({})
-    p = subprocess.run([exe], capture_output=True)
+    p = subprocess.Popen([exe], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    expected, _ = p.communicate()
     crasher.wait_idle()
     assert p.returncode == -11  # crashed, not a failed registration
-    expected = p.stdout
-    (d,) = [x for x in os.listdir(base) if not x.startswith(".")]
-    got = open(os.path.join(base, d, "dumps", _pid(d), "types.txt"), "rb").read()
+    d = crasher.dump_of(base, p.pid)
+    got = open(os.path.join(d, "dumps", _pid(d), "types.txt"), "rb").read()
     assert got.splitlines() == expected.splitlines()
     assert len(expected.splitlines()) == 16
 
@@ -52,8 +53,7 @@ def test_hostile_registration_list(crasher, programs):
     rc, reaped, pid = crasher.run([exe])
     assert reaped < 5
     assert os.path.exists(marker) == existed
-    (d,) = [x for x in os.listdir(base) if not x.startswith(".")]
-    d = os.path.join(base, d)
+    d = crasher.dump_of(base, pid)
     files = sorted(os.path.relpath(os.path.join(r, f), d)
                    for r, _, fs in os.walk(d) for f in fs)
     assert files == ["core", "dumps/%d/good.bin" % pid, "dumps/%d/huge.bin" % pid,
@@ -62,8 +62,6 @@ def test_hostile_registration_list(crasher, programs):
     assert open(os.path.join(d, "dumps", str(pid), "ok.txt")).read() == "value=7\n"
     # The 2^40 length is capped by the recept, not trusted.
     assert os.path.getsize(os.path.join(d, "dumps", str(pid), "huge.bin")) <= 65536
-    log = subprocess.run(["dmesg"], capture_output=True, text=True).stdout
-    lines = [l for l in log.splitlines() if "pid %d:" % pid in l]
-    text = "\n".join(lines)
-    assert "capped" in text and "rejected" in text
-    assert "cycle" in text or "more warnings" in text
+    text = "\n".join(handler_log(pid))
+    assert "capped" in text and "rejected" in text, text
+    assert "cycle" in text or "more warnings" in text, text

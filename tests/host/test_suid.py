@@ -7,54 +7,18 @@
 """
 
 import os
-import shutil
 import stat
-import subprocess
-
-import pytest
 
 from minicoredumper.commands import mcd
-from coretools import backtrace, extract_core
+from lab.gdb import assert_frames, backtrace, extract_core
+from lab.logs import handler_log
+from lab.programs import FRAMES
 
-SUID_DUMPABLE = "/proc/sys/fs/suid_dumpable"
-
-
-@pytest.fixture
-def suid_crash3(programs, tmp_path):
-    if shutil.which("setpriv") is None:
-        pytest.skip("setpriv missing")
-    d = tmp_path / "suid"
-    d.mkdir()
-    os.chmod(str(tmp_path), 0o755)
-    os.chmod(str(d), 0o755)
-    exe = str(d / "crash3")
-    shutil.copy(programs["crash3"], exe)
-    os.chown(exe, 0, 0)
-    os.chmod(exe, 0o4755)
-    return exe
-
-
-@pytest.fixture
-def suid_dumpable():
-    with open(SUID_DUMPABLE) as f:
-        saved = f.read().strip()
-
-    def set_(value):
-        with open(SUID_DUMPABLE, "w") as f:
-            f.write(str(value))
-    try:
-        yield set_
-    finally:
-        set_(saved)
+# The fixtures suid_crash3 and suid_dumpable are in conftest.py (test_socket's too).
 
 
 def _as_nobody(exe):
     return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", exe]
-
-
-def _kmsg_about(pid):
-    out = subprocess.run(["dmesg"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "pid %d: " % pid in line]
 
 
 def test_suid_dumpable_0_no_dump(crasher, suid_crash3, suid_dumpable):
@@ -71,9 +35,7 @@ def test_suid_dumpable_2_root_only(crasher, suid_crash3, suid_dumpable, tmp_path
     base = crasher.configure({"write_proc_info": True, "write_debug_log": True})
     rc, _, pid = crasher.run(_as_nobody(suid_crash3))
     assert rc == -11
-    dumps = [x for x in os.listdir(base) if not x.startswith(".")]
-    assert len(dumps) == 1
-    d = os.path.join(base, dumps[0])
+    d = crasher.dump_of(base, pid)
     n = 0
     for top, dirs, files in os.walk(d):
         for name in [""] + dirs + files:
@@ -86,7 +48,6 @@ def test_suid_dumpable_2_root_only(crasher, suid_crash3, suid_dumpable, tmp_path
         text = f.read()
     if mcd.kernel_version() >= (3, 7):
         assert "dump_mode 2" in text
-        if not os.path.exists("/dev/log"):
-            assert any("root-only artefacts" in line for line in _kmsg_about(pid))
-    assert backtrace(suid_crash3, extract_core(d, str(tmp_path))) == [
-        "level_c", "level_b", "level_a", "main"]
+        log = handler_log(pid)
+        assert any("root-only artefacts" in line for line in log), log
+    assert_frames(FRAMES["crash3"], backtrace(suid_crash3, extract_core(d, str(tmp_path))))

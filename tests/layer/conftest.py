@@ -1,16 +1,9 @@
 """tests/layer/conftest.py: the session fixtures of the layer tests: BitBake harness
 runs (bbharness.py) for a systemd and a sysvinit distro. Helpers are in layertest.py."""
 
-import os
-import sys
-
 import pytest
 
-# The layer tests import their helpers (layertest, python3_packages) from this directory,
-# whatever pytest's import mode.
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from layertest import run_harness  # noqa: E402
+from layertest import run_harness  # tests/layer is on pytest.ini's pythonpath
 
 
 @pytest.fixture(scope="session")

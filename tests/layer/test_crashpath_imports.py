@@ -4,29 +4,29 @@ declare.
 The kernel starts the crash handler for every crash, so the minicoredumper package may
 RDEPEND on little (python3-core, python3-json, python3-compression) and above all not on
 python3-io: socket there pulls python3-netclient, email and OpenSSL. For each console
-script of runtime/pyproject.toml, importprobe.py lists what its module can import, run
-the way the launcher runs it (python3 -I -S), both at import time and along every code
-path (import statements inside functions count). Each module is mapped to the oe-core
-python3-* package that ships it (python3_packages.py), and the packages must be named in
-the RDEPENDS of the package that installs the script, or of a package of the same
-recipe it RDEPENDS (the daemon and the tools RDEPEND on the handler package). Imports
-inside "try: ... except ImportError" are optional and not counted.
+script of runtime/pyproject.toml, entry_imports() of qemu/stdlib_closure.py (the reading
+of the runtime's imports that also prunes the QEMU guests' stdlib) lists what its module
+can import, run the way the launcher runs it (python3 -I -S), both at import time and
+along every code path (import statements inside functions count). Each module is mapped
+to the oe-core python3-* package that ships it (python3_packages.py), and the packages
+must be named in the RDEPENDS of the package that installs the script, or of a package
+of the same recipe it RDEPENDS (the daemon and the tools RDEPEND on the handler
+package). Imports inside "try: ... except ImportError" are optional and not counted.
 
 RDEPENDS come from BitBake's parse of the recipe (test_bitbake's harness) when
 bitbake-setup is installed, else from the recipe text.
 """
 
 import importlib.metadata
-import json
 import os
 import re
-import subprocess
 import sys
 
 import pytest
 
 from layertest import LAYER, RECIPES, RUNTIME, target
 from python3_packages import PULLS_IO, package_of
+from stdlib_closure import entry_imports
 
 try:
     import tomllib
@@ -38,11 +38,10 @@ SBIN_DAEMON = {"minicoredumper_regd", "minicoredumper_trigger", "minicoredumper_
 
 
 def probe(module):
-    proc = subprocess.run(
-        [sys.executable, "-I", "-S", os.path.join(os.path.dirname(__file__), "importprobe.py"),
-         RUNTIME, module], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.returncode == 0, "importing %s failed:\n%s" % (module, proc.stderr)
-    return json.loads(proc.stdout)
+    try:
+        return entry_imports(sys.executable, RUNTIME, module)
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 def scripts():

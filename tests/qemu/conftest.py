@@ -15,21 +15,15 @@ import importlib.metadata
 import json
 import os
 import shutil
-import sys
 import time
 import traceback
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "qemu"))
-sys.path.insert(0, os.path.join(REPO, "tests"))
-
-import boot as qboot  # noqa: E402
-import build_image  # noqa: E402
-import guests  # noqa: E402
-import report  # noqa: E402
+import boot as qboot  # qemu/ (pytest.ini's pythonpath)
+import build_image
+import guests
+import report
 
 BUDGET = int(os.environ.get("MCD_EEPROM_BUDGET", "4096"))
 TIMEOUT = float(os.environ.get("MCD_QEMU_TIMEOUT", "600"))

@@ -5,15 +5,11 @@ import json
 import os
 import socket
 import struct
-import sys
 import threading
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "runtime"))
-
+from lab.logs import ListLog
+from minicoredumper.commands import sockd
 from minicoredumper.decide import config
-from minicoredumper.commands import sockd  # noqa: E402
-from listlog import ListLog  # noqa: E402
 
 
 def _recv(s, n):

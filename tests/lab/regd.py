@@ -16,13 +16,9 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNTIME = os.path.join(ROOT, "runtime")
-sys.path.insert(0, RUNTIME)
+from lab import ENV
+from minicoredumper.live import pidlist
 
-from minicoredumper.live import pidlist  # noqa: E402
-
-ENV = dict(os.environ, PYTHONPATH=RUNTIME)
 CLONE_NEWNET = 0x40000000
 
 

@@ -8,70 +8,15 @@ import fcntl
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "runtime"))
-PROGRAMS = os.path.join(ROOT, "tests", "programs")
+from lab import ENV
+from lab.logs import handler_log
+from minicoredumper.commands.mcd import read_sysctl, write_sysctl
+
 LOCK = "/run/lock/minicoredumper-core-pattern.lock"
-
-BUILDS = {
-    "crash3": ["gcc", "-g", "-O0", "-fPIE", "-pie", "crash3.c"],
-    "threads8": ["gcc", "-g", "-O0", "-pthread", "threads8.c"],
-    "crash3_i386": ["i686-linux-gnu-gcc", "-static", "-g", "-O0", "crash3.c"],
-    "bigheap": ["gcc", "-g", "-O0", "bigheap.c"],
-    "robust": ["gcc", "-g", "-O0", "-pthread", "robust.c"],
-    "secret": ["gcc", "-g", "-O0", "secret.c"],
-}
-
-
-from minicoredumper.commands.mcd import read_sysctl, write_sysctl  # noqa: E402  (the tests' too)
-
-LIBMCD = os.path.join(ROOT, "runtime", "libminicoredumper")
-# Programs linked with libminicoredumper (built into outdir/lib first).
-LINKED = {
-    "regtypes": ["gcc", "-g", "-O0", "regtypes.c"],
-    "hostile": ["gcc", "-g", "-O0", "hostile.c"],
-    "regloop": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "regloop.c"],
-    "benchcrash": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "benchcrash.c"],
-}
-
-
-def workspace(prefix, names):
-    """(work dir, {name: program}) for a demo or benchmark: a fresh directory
-    under /tmp (short, as core_pattern holds 127 characters) with the named
-    crash programs built into its bin/."""
-    import tempfile
-    work = tempfile.mkdtemp(prefix=prefix)
-    os.mkdir(os.path.join(work, "bin"))
-    return work, build_programs(os.path.join(work, "bin"), names)
-
-
-def build_programs(outdir, names=None):
-    """Compile the crash programs into outdir: name -> path (missing compilers skip).
-    "mycrasher" is the library's example; LINKED programs use the library too."""
-    built = {}
-    for name, cmd in BUILDS.items():
-        if names and name not in names or shutil.which(cmd[0]) is None:
-            continue
-        subprocess.run(cmd + ["-o", os.path.join(outdir, name)], cwd=PROGRAMS, check=True)
-        built[name] = os.path.join(outdir, name)
-    if names and not set(names) & (set(LINKED) | {"mycrasher"}):
-        return built
-    lib = os.path.join(outdir, "lib")
-    subprocess.run(["make", "-s", "-C", LIBMCD, "O=" + lib, "WERROR=1"], check=True,
-                   stdout=subprocess.DEVNULL)
-    built["mycrasher"] = os.path.join(lib, "mycrasher")
-    for name, cmd in LINKED.items():
-        if names and name not in names:
-            continue
-        subprocess.run(cmd + ["-I", LIBMCD, "-L", lib, "-Wl,-rpath," + lib, "-lminicoredumper",
-                              "-o", os.path.join(outdir, name)], cwd=PROGRAMS, check=True)
-        built[name] = os.path.join(outdir, name)
-    return built
 
 
 def _handler_running(launcher):
@@ -167,10 +112,24 @@ class Crasher:
 
     def crash(self, argv, recept=None, **kw):
         """Crash argv with recept; returns the published dump directory."""
+        __tracebackhide__ = True  # pytest: the failure is the caller's line
         base = self.configure(recept, **kw)
-        self.run(argv)
-        dumps = [d for d in os.listdir(base) if not d.startswith(".")] if os.path.isdir(base) else []
-        assert len(dumps) == 1, "expected one dump in %s, found %r" % (base, dumps)
+        _, _, pid = self.run(argv)
+        return self.dump_of(base, pid)
+
+    def dump_of(self, base, pid):
+        """The one dump directory in base, of the crash of pid; when there is none
+        (or more) the assertion shows the handler's own log lines about pid."""
+        __tracebackhide__ = True
+        dumps = sorted(d for d in os.listdir(base) if not d.startswith(".")) \
+            if os.path.isdir(base) else []
+        if len(dumps) != 1:
+            lines = handler_log(pid)
+            raise AssertionError(
+                "expected one dump of pid %d in %s, found %r; the handler's log about "
+                "pid %d:\n%s" % (pid, base, dumps, pid, "\n".join("    " + l for l in lines)
+                                  or "    (none: was the handler started? core_pattern "
+                                  "is %r)" % read_sysctl("core_pattern")))
         return os.path.join(base, dumps[0])
 
     def start_socket_server(self, protocol="auto", install=False, extra=()):
@@ -178,14 +137,13 @@ class Crasher:
         False core_pattern is pointed at it here (restored by stop_socket_server
         to the pipe pattern), else the server does it itself.  Returns the Popen."""
         sock = os.path.join(self.workdir, "cd.sock")
-        env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "runtime"))
         argv = [sys.executable, "-m", "minicoredumper.commands.sockd", "--socket", sock,
                 "--config", self.cfg, "--protocol", protocol] + list(extra)
         if not install:
             argv.append("--no-install")
         if os.path.exists(sock):
             os.unlink(sock)  # a killed server's
-        p = subprocess.Popen(argv, env=env)
+        p = subprocess.Popen(argv, env=ENV)
         end = time.monotonic() + 20
         while time.monotonic() < end:
             if os.path.exists(sock) and (not install or

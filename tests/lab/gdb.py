@@ -1,0 +1,96 @@
+"""The core out of a dump directory, and what gdb says about it.
+
+Backtraces read from gdb's output keep that output (.gdb_text), and assert_frames()
+shows it when the frames are not the expected ones: a mismatch reads as gdb's own
+words (a missing symbol file, "Cannot access memory", a truncated stack ...).
+"""
+
+import os
+import re
+import subprocess
+
+
+def extract_core(dumpdir, dest):
+    """Path of a plain core file taken from dumpdir's core artefact (mcd's own unpacking)."""
+    from minicoredumper.tools.catalog import Dump
+    from minicoredumper.tools.verbs import core_artefact, unpack_core
+    d = Dump(os.path.dirname(dumpdir), os.path.basename(dumpdir))
+    return unpack_core(core_artefact(d), os.path.join(dest, "core"))
+
+
+def gdb(exe, core, *commands, sysroot=None, program="gdb"):
+    """gdb's output (stdout and stderr) of `gdb -batch` running commands on exe and core."""
+    argv = [program, "-nx", "-batch", "-ex", "set auto-load safe-path /"]
+    if sysroot:
+        argv += ["-ex", "set sysroot " + sysroot]
+    for c in commands:
+        argv += ["-ex", c]
+    argv += [exe, core]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    return p.stdout + p.stderr
+
+
+FRAME = re.compile(r"^#(\d+)\s+(?:0x[0-9a-f]+ in )?(\S+) \(", re.M)
+
+
+class Backtrace(list):
+    """Function names of a backtrace, innermost first; .gdb_text is the gdb output
+    they were read from."""
+
+    def __init__(self, names, gdb_text):
+        super().__init__(names)
+        self.gdb_text = gdb_text
+
+
+class Threads(dict):
+    """{thread header line: [frames]}; .gdb_text is the gdb output they were read from."""
+
+    def __init__(self, items, gdb_text):
+        super().__init__(items)
+        self.gdb_text = gdb_text
+
+
+def frames(text):
+    """The Backtrace of the last backtrace in gdb output (gdb also prints frame #0
+    when it loads a core, so a new #0 starts the list again)."""
+    names = []
+    for m in FRAME.finditer(text):
+        if m.group(1) == "0":
+            names = []
+        names.append(m.group(2))
+    return Backtrace(names, text)
+
+
+def backtrace(exe, core, **kw):
+    """The crashing thread's Backtrace (gdb's "bt"); kw: sysroot, program."""
+    return frames(gdb(exe, core, "bt", **kw))
+
+
+def threads_backtraces(exe, core):
+    """Threads: the frames of every thread (gdb's "thread apply all bt")."""
+    out = gdb(exe, core, "thread apply all bt")
+    result = {}
+    current = None
+    for line in out.splitlines():
+        if line.startswith("Thread "):
+            current = line.strip()
+            result[current] = []
+        elif current and FRAME.match(line):
+            result[current].append(FRAME.match(line).group(2))
+    return Threads(result, out)
+
+
+def assert_frames(expected, bt, whole=True, tail=4000):
+    """bt (a Backtrace, e.g. backtrace(exe, core)) is expected, innermost first: the
+    whole backtrace, or with whole False its innermost frames (a thread's own
+    functions, before the C library's). The failure shows gdb's own output (its last
+    tail characters)."""
+    __tracebackhide__ = True  # pytest: the failure is the caller's line
+    got = list(bt) if whole else list(bt[:len(expected)])
+    if got != list(expected):
+        text = bt.gdb_text.rstrip()
+        raise AssertionError("backtrace %s, expected %s%s; gdb said:\n%s" % (
+            " <- ".join(bt) or "(no frames)", " <- ".join(expected),
+            "" if whole else " (innermost frames)",
+            "\n".join("    " + l for l in text[-tail:].splitlines()) or "    (nothing)"))
+    return bt

@@ -1,0 +1,76 @@
+"""The C test programs of tests/programs: how each is built, and what gdb must show
+for its crash."""
+
+import os
+import shutil
+import subprocess
+import tempfile
+
+from lab import ROOT, RUNTIME
+
+SOURCES = os.path.join(ROOT, "tests", "programs")
+LIBMCD = os.path.join(RUNTIME, "libminicoredumper")
+
+# name -> compiler command (run in SOURCES; "-o OUT" follows).
+BUILDS = {
+    "crash3": ["gcc", "-g", "-O0", "-fPIE", "-pie", "crash3.c"],
+    "threads8": ["gcc", "-g", "-O0", "-pthread", "threads8.c"],
+    "crash3_i386": ["i686-linux-gnu-gcc", "-static", "-g", "-O0", "crash3.c"],
+    "bigheap": ["gcc", "-g", "-O0", "bigheap.c"],
+    "robust": ["gcc", "-g", "-O0", "-pthread", "robust.c"],
+    "secret": ["gcc", "-g", "-O0", "secret.c"],
+}
+# Programs linked with libminicoredumper (built into outdir/lib first).
+LINKED = {
+    "regtypes": ["gcc", "-g", "-O0", "regtypes.c"],
+    "hostile": ["gcc", "-g", "-O0", "hostile.c"],
+    "regloop": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "regloop.c"],
+    "benchcrash": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "benchcrash.c"],
+}
+
+# The crashing thread's frames in gdb's "bt", innermost first: the program's own
+# functions. gdb stops at main, so for a crash in the main thread they are the whole
+# backtrace; threads8 crashes in a thread, whose frames go on into the C library's
+# thread start. The QEMU guests run the same sources (the crashtests recipe builds
+# tests/programs) and mycrasher, libminicoredumper's example.
+_LEVELS = ["level_c", "level_b", "level_a", "main"]  # crash3.c, also secret.c
+FRAMES = {
+    "crash3": _LEVELS,
+    "crash3_i386": _LEVELS,
+    "secret": _LEVELS,
+    "threads8": ["worker"],
+    "mycrasher": ["main"],
+}
+
+
+def build_programs(outdir, names=None):
+    """Compile the crash programs into outdir: name -> path (missing compilers skip).
+    "mycrasher" is the library's example; LINKED programs use the library too."""
+    built = {}
+    for name, cmd in BUILDS.items():
+        if names and name not in names or shutil.which(cmd[0]) is None:
+            continue
+        subprocess.run(cmd + ["-o", os.path.join(outdir, name)], cwd=SOURCES, check=True)
+        built[name] = os.path.join(outdir, name)
+    if names and not set(names) & (set(LINKED) | {"mycrasher"}):
+        return built
+    lib = os.path.join(outdir, "lib")
+    subprocess.run(["make", "-s", "-C", LIBMCD, "O=" + lib, "WERROR=1"], check=True,
+                   stdout=subprocess.DEVNULL)
+    built["mycrasher"] = os.path.join(lib, "mycrasher")
+    for name, cmd in LINKED.items():
+        if names and name not in names:
+            continue
+        subprocess.run(cmd + ["-I", LIBMCD, "-L", lib, "-Wl,-rpath," + lib, "-lminicoredumper",
+                              "-o", os.path.join(outdir, name)], cwd=SOURCES, check=True)
+        built[name] = os.path.join(outdir, name)
+    return built
+
+
+def workspace(prefix, names):
+    """(work dir, {name: program}) for a demo or benchmark: a fresh directory
+    under /tmp (short, as core_pattern holds 127 characters) with the named
+    crash programs built into its bin/."""
+    work = tempfile.mkdtemp(prefix=prefix)
+    os.mkdir(os.path.join(work, "bin"))
+    return work, build_programs(os.path.join(work, "bin"), names)
