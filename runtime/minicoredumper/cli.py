@@ -241,7 +241,9 @@ def cmd_uninstall(args):
 
 
 def build_parser():
+    from . import __version__
     p = argparse.ArgumentParser(prog="mcd", description="minicoredumper control")
+    p.add_argument("--version", action="version", version="%(prog)s " + __version__)
     sub = p.add_subparsers(dest="verb", required=True)
     i = sub.add_parser("install", help="make the kernel pipe cores to minicoredumper")
     i.add_argument("--config", help="main config (default /etc/minicoredumper/minicoredumper.cfg.json)")
@@ -260,25 +262,43 @@ def build_parser():
     return p
 
 
-def main(argv=None):
-    from .dumptools import UserError
-    argv = sys.argv[1:] if argv is None else list(argv)
-    # Whatever follows "--" belongs to the program mcd starts (gdb), wherever
-    # the options before it stand.
+def parse_args(argv):
+    """mcd's arguments.  "--" is argparse's (what follows is positional: an ID
+    that starts with "-"), but for gdb: what follows "--" goes to gdb
+    (args.gdb_args) when the ID came before it, else the first word after it
+    is the ID and a second "--" starts gdb's arguments."""
     rest = []
-    if "--" in argv:
+    if argv[:1] == ["gdb"] and "--" in argv:
         i = argv.index("--")
         argv, rest = argv[:i], argv[i + 1:]
     args = build_parser().parse_args(argv)
-    args.passthrough = rest
+    if args.verb == "gdb":
+        if args.id is None:
+            if not rest:
+                args.usage_error("the following arguments are required: ID")
+            args.id, rest = rest[0], rest[1:]
+            if rest[:1] not in ([], ["--"]):
+                args.usage_error("after `-- ID`, gdb's arguments follow a second --")
+            rest = rest[1:]
+        args.gdb_args = rest
+    return args
+
+
+def main(argv=None):
+    from .dumptools import UserError
+    args = parse_args(sys.argv[1:] if argv is None else list(argv))
     try:
         return args.func(args)
-    except PermissionError as e:
-        print("mcd: %s: run as root" % e, file=sys.stderr)
-        return 1
     except UserError as e:
         print("mcd: %s" % e, file=sys.stderr)
         return 1
+    except OSError as e:
+        root = "; run as root" if isinstance(e, PermissionError) and os.geteuid() else ""
+        where = "%s: " % e.filename if e.filename else ""
+        print("mcd: %s%s%s" % (where, e.strerror or e, root), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C: the shell shows it
+        return 130
 
 
 if __name__ == "__main__":

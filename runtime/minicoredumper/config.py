@@ -334,3 +334,14 @@ class MainConfig:
 
 def load_main_config(path, warnings):
     return MainConfig(load_json(path), path, warnings)
+
+
+def main_config_or_defaults(path, warnings):
+    """(config, problem): the main config at path, or when it cannot be used the
+    built-in defaults (the default base_dir, no watch rules) and the ConfigError
+    saying why (problem is None for a usable config).  Where the handler writes
+    and mcd looks."""
+    try:
+        return load_main_config(path, warnings), None
+    except ConfigError as e:
+        return MainConfig({}, path, []), e

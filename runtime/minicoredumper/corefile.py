@@ -11,22 +11,29 @@ from . import elflayout as E
 from .kernelcore import CoreFormatError
 
 
+class NotInCore(CoreFormatError):
+    """The bytes asked for are not in the core (never dumped, or a hole)."""
+
+
 class CoreFile:
-    def __init__(self, path, mode="rb"):
-        self.path = path
+    """path opened with mode; name: what messages call it (default: path).
+    CoreFormatError if it is not a core this can read, or cut short."""
+
+    def __init__(self, path, mode="rb", name=None):
+        self.path = name or path  # in messages
         self.f = open(path, mode)
         self.size = os.fstat(self.f.fileno()).st_size
         ident = self.f.read(16)
         try:
             self.layout = L = E.layout_for_ident(ident)
         except ValueError as e:
-            raise CoreFormatError("%s: %s" % (path, e)) from None
-        self.f.seek(0)
-        self.ehdr = L.ehdr.unpack(self.f.read(L.ehdr.size))
+            raise CoreFormatError("%s: %s" % (self.path, e)) from None
+        self.ehdr = L.ehdr.unpack(self.pread(0, L.ehdr.size))
         if self.ehdr.type != E.ET_CORE:
-            raise CoreFormatError("%s: not a core file (ELF type %d)" % (path, self.ehdr.type))
+            raise CoreFormatError("%s: not a core file (ELF type %d)"
+                                  % (self.path, self.ehdr.type))
         if self.ehdr.phentsize != L.phdr.size or self.ehdr.phnum > 65535:
-            raise CoreFormatError("%s: bad program header table" % path)
+            raise CoreFormatError("%s: bad program header table" % self.path)
         raw = self.pread(self.ehdr.phoff, self.ehdr.phnum * L.phdr.size)
         self.phdrs = [L.phdr.unpack(raw, i * L.phdr.size) for i in range(self.ehdr.phnum)]
         self.loads = [p for p in self.phdrs if p.type == E.PT_LOAD]
@@ -98,9 +105,9 @@ class CoreFile:
         return size == 0
 
     def read(self, vaddr, size):
-        """Bytes at vaddr, or CoreFormatError if they are not present."""
+        """Bytes at vaddr; NotInCore if they are not present."""
         if not self.present(vaddr, size):
-            raise CoreFormatError("%s: %#x+%#x is not in the core" % (self.path, vaddr, size))
+            raise NotInCore("%s: %#x+%#x is not in the core" % (self.path, vaddr, size))
         return self.pread(self.file_offset(vaddr, size), size)
 
     def close(self):
@@ -108,13 +115,17 @@ class CoreFile:
 
 
 def parse_symbol_map(path):
-    """{ident: (core offset, vaddr, size, kind)} from a symbol.map (SPEC 6)."""
+    """{ident: (core offset, vaddr, size, kind)} from a symbol.map (SPEC 6); ValueError
+    naming the line that is not one.  Idents are str as file names are (surrogateescape)."""
     out = {}
-    with open(path) as f:
+    with open(path, errors="surrogateescape") as f:
         for n, line in enumerate(f, 1):
             parts = line.rstrip("\n").split(" ", 4)
-            if len(parts) != 5 or parts[3] not in ("D", "N", "I"):
-                raise ValueError("%s:%d: not a symbol.map line: %r" % (path, n, line))
-            off, vaddr, size = (int(x, 16) for x in parts[:3])
+            try:
+                if len(parts) != 5 or parts[3] not in ("D", "N", "I"):
+                    raise ValueError
+                off, vaddr, size = (int(x, 16) for x in parts[:3])
+            except ValueError:
+                raise ValueError("%s:%d: not a symbol.map line: %r" % (path, n, line)) from None
             out[parts[4]] = (off, vaddr, size, parts[3])
     return out

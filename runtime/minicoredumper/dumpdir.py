@@ -190,8 +190,9 @@ def clean_leftovers(base_dir, log):
             pass
 
 
-def verify(path):
-    """Problems with a published dump directory per its integrity record ([] = intact)."""
+def verify(path, only=None):
+    """Problems with a published dump directory per its integrity record ([] =
+    intact); only: check just these files (paths relative to the directory)."""
     from .artefacts import file_size_crc
     try:
         with open(os.path.join(path, MANIFEST), encoding="utf-8", errors="surrogateescape") as f:
@@ -202,11 +203,14 @@ def verify(path):
     listed = set()
     for line in lines:
         parts = line.split(" ", 2)
-        if len(parts) != 3:
+        try:
+            crc, size, rel = int(parts[0], 16), int(parts[1]), parts[2]
+        except (IndexError, ValueError):
             problems.append("malformed record line %r" % line)
             continue
-        crc, size, rel = int(parts[0], 16), int(parts[1]), parts[2]
         listed.add(rel)
+        if only is not None and rel not in only:
+            continue
         try:
             got = file_size_crc(os.path.join(path, rel))
         except OSError:
@@ -216,30 +220,40 @@ def verify(path):
             problems.append("%s: %d bytes, the record says %d" % (rel, got[0], size))
         elif got[1] != crc:
             problems.append("%s: CRC32 %08x, the record says %08x" % (rel, got[1], crc))
-    for root, _, files in os.walk(path):
-        for f in files:
-            rel = os.path.relpath(os.path.join(root, f), path)
-            if rel != MANIFEST and rel not in listed:
-                problems.append("%s: not in the integrity record" % rel)
+    if only is None:
+        present = [os.path.relpath(os.path.join(root, f), path)
+                   for root, _, files in os.walk(path) for f in files]
+    else:
+        present = [rel for rel in only if os.path.lexists(os.path.join(path, rel))]
+    problems += ["%s: not in the integrity record" % rel for rel in present
+                 if rel != MANIFEST and rel not in listed]
     return problems
 
 
 def replace_file(path, data, mode=0o600):
-    """Replace path with data in one rename: written to path.tmp.<pid> (never
-    through a symlink), fsynced, renamed over path.  Readers see the old file or
-    the new one, never a mix."""
+    """Replace path with data (bytes, or a file object read to its end) in one
+    rename: written to path.tmp.<pid> (never through a symlink), fsynced,
+    renamed over path.  Readers see the old file or the new one, never a mix;
+    whatever fails (writing, or reading data) leaves path as it was and no
+    temporary file."""
     tmp = "%s.tmp.%d" % (path, os.getpid())
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
                  mode)
     try:
-        os.fchmod(fd, mode)  # whatever the umask
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            os.fchmod(fd, mode)  # whatever the umask
+            chunks = iter(lambda: data.read(1 << 20), b"") if hasattr(data, "read") else (data,)
+            for chunk in chunks:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def _fsync_dir(path):

@@ -146,20 +146,17 @@ class Crash:
         return False
 
     def run(self):
-        from .config import (ConfigError, JsonCache, MainConfig, DEFAULT_CONFIG,
-                             fallback_recept, load_main_config, use_cache)
+        from .config import (JsonCache, DEFAULT_CONFIG, fallback_recept,
+                             main_config_or_defaults, use_cache)
         args, log = self.args, self.log
         warnings = []
         if self.cache is None:
             self.cache = JsonCache()
         use_cache(self.cache)
-        cfg_path = args.config or DEFAULT_CONFIG
-        try:
-            cfg = load_main_config(cfg_path, warnings)
-            recept = None
-        except ConfigError as e:
-            log.error("main config unusable (%s); minimal dump with built-in defaults" % e)
-            cfg = MainConfig({}, cfg_path, [])
+        cfg, problem = main_config_or_defaults(args.config or DEFAULT_CONFIG, warnings)
+        recept = None
+        if problem is not None:
+            log.error("main config unusable (%s); minimal dump with built-in defaults" % problem)
             recept = fallback_recept()
         self.set_deadline(cfg.deadline)
         from .procfs import Process, ProcessGone
@@ -362,12 +359,17 @@ def _discard(dd):
 
 
 def main(argv=None):
-    _redirect_stdio()
     import sys
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--version"]:  # a person asking: the kernel passes 7 or more arguments
+        from . import __version__
+        print("minicoredumper " + __version__)
+        return 0
+    _redirect_stdio()
     from .log import Logger
     log = Logger()
     try:
-        args = Args(sys.argv[1:] if argv is None else argv)
+        args = Args(argv)
     except ValueError as e:
         log.error("bad invocation: %s" % e)
         return 2

@@ -32,7 +32,7 @@ import socket
 import struct
 import sys
 
-from . import regstate
+from . import __version__, regstate
 from .log import Logger
 
 SUN_PATH = 108
@@ -149,6 +149,7 @@ def build_parser():
     p = argparse.ArgumentParser(prog="minicoredumper_regd",
                                 description="minicoredumper registry daemon (stays in the "
                                             "foreground)")
+    p.add_argument("--version", action="version", version="%(prog)s " + __version__)
     p.add_argument("--state", default=regstate.STATE,
                    help="the PID list file (default %(default)s)")
     p.add_argument("--prune-interval", type=float, default=PRUNE_INTERVAL, metavar="SECONDS",

@@ -43,6 +43,7 @@ import struct
 import sys
 import time
 
+from . import __version__
 from .cli import SOCKET, kernel_has_request_protocol, kernel_has_socket_mode  # noqa: F401
 from .log import Logger
 
@@ -258,6 +259,7 @@ def build_parser():
     p = argparse.ArgumentParser(prog="minicoredumper_sockd",
                                 description="resident crash handler on the kernel's "
                                             "coredump socket (Linux 6.16+)")
+    p.add_argument("--version", action="version", version="%(prog)s " + __version__)
     p.add_argument("--socket", default=SOCKET, help="socket path (default %(default)s)")
     p.add_argument("--config", help="main config (default /etc/minicoredumper/"
                                     "minicoredumper.cfg.json)")

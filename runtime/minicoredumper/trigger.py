@@ -3,14 +3,14 @@
     minicoredumper_trigger [--config=PATH] [--crashed=PID] [--max-pause=MS]
                            [--state=PATH] DIR SCOPE
 
-For every process in the registry daemon's list (regstate.py) but --crashed,
-writes the data it registered with a dump_scope up to SCOPE to DIR/dumps/PID/
-(livedump.py); DIR is created (0700) if missing.  A process's recept comes
-from the main config by its own exe and comm (a process no watch rule matches
-is not dumped; with no usable main config, built-in defaults) and sets how
-much of its list is read.  --max-pause (default: the main config's
-live_max_pause_ms) bounds how long each process is stopped.  Prints one line
-per process, its pause or why it was skipped, and logs the same.
+For every process in the registry daemon's list but --crashed, writes the
+data it registered with a dump_scope up to SCOPE to DIR/dumps/PID/; DIR is
+created (0700) if missing.  A process's recept comes from the main config by
+its own exe and comm (a process no watch rule matches is not dumped; with no
+usable main config, built-in defaults) and sets how much of its list is
+read.  --max-pause (default: the main config's live_max_pause_ms) bounds how
+long each process is stopped.  Prints one line per process, its pause or why
+it was skipped, and logs the same.
 
 The handler runs it (os.posix_spawn) when the crashed process's recept sets
 live_dumper, with --crashed and the crash's half-built directory, and
@@ -82,6 +82,10 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] in (["-h"], ["--help"]):
         print(USAGE + "\n\n" + __doc__.split("\n\n")[2])
+        return 0
+    if argv[:1] == ["--version"]:
+        from . import __version__
+        print("minicoredumper_trigger " + __version__)
         return 0
     try:
         opts, directory, scope = parse_args(argv)

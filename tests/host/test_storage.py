@@ -16,10 +16,12 @@ RUNTIME = os.path.join(os.path.dirname(__file__), "..", "..", "runtime")
 CONF = os.path.join(os.path.dirname(__file__), "..", "..", "conf")
 
 
-def mcd(*argv):
-    env = dict(os.environ, PYTHONPATH=RUNTIME)
-    return subprocess.run([sys.executable, "-m", "minicoredumper.cli"] + list(argv),
-                          capture_output=True, text=True, env=env)
+def mcd(*argv, prefix=(), env=None, **kw):
+    """Run mcd (after prefix, e.g. setpriv; env: variables to change); kw goes to
+    subprocess.run."""
+    env = dict(os.environ, PYTHONPATH=RUNTIME, **(env or {}))
+    return subprocess.run(list(prefix) + [sys.executable, "-m", "minicoredumper.cli"] + list(argv),
+                          capture_output=True, text=True, env=env, **kw)
 
 
 def dumps(base):
