@@ -148,7 +148,12 @@ class DumpDir:
         return target
 
     def discard(self):
-        remove_tree(self.path)
+        """Remove the half-built directory; what cannot be removed now stays
+        hidden (.part) and the next run's clean_leftovers() removes it."""
+        try:
+            remove_tree(self.path)
+        except OSError:
+            pass  # see above: never published, cleaned up later
 
 
 def _take_all(budget, files):

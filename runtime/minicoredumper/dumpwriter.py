@@ -49,7 +49,7 @@ class SnapshotMemory:
 class DumpWriter:
     def __init__(self, crash, recept, proc, kc, dd, exe, comm):
         self.crash = crash
-        self.args = crash.args
+        self.args = crash.arrival
         self.recept = recept
         self.proc = proc
         self.kc = kc
@@ -85,13 +85,21 @@ class DumpWriter:
             c.mark("core")
         self.write_process_files()
 
-    def after_release(self):
+    def after_release(self, warnings):
         """What needs no more of the process: the core from the snapshot, the
-        choice of external dumps (after the core in budget order)."""
+        choice of external dumps (after the core in budget order), the plan's
+        warnings in the log, then finish()."""
         if self.snapshot is not None:
             self.write_core()
             self.crash.mark("core")
         self.choose_externals()
+        log = self.crash.log
+        problems = [m for lvl, m in self.plan.log if lvl == "warning"]
+        for m in problems[:3]:
+            log.warning(m)
+        if len(problems) > 3:
+            log.warning("%d more warnings (write_debug_log shows all)" % (len(problems) - 3))
+        self.finish(warnings)
 
     def _snapshot(self):
         segments = [(p.vaddr, p.vaddr + p.memsz) for p in self.kc.loads if p.memsz]

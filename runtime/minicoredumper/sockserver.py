@@ -18,7 +18,7 @@ One crash at a time: connections queue in the listen backlog (BACKLOG) and
 each crash is bounded by the config's deadline (deadline_seconds, default 3
 s; reads from the kernel time out there too), so a queued crash waits at
 most for the ones before it.  The crash itself is handled by the pipe
-handler's code (handler.Crash: READ, DECIDE, WRITE, PUBLISH), with the
+handler's pipeline (crash.Crash: READ, DECIDE, WRITE, PUBLISH), with the
 accepted connection as the stream, closing it as the release, no SIGALRM
 (the soft deadline only), the crashed PID from SO_PEERCRED and its pidfd
 from SO_PEERPIDFD.  Nothing is spawned per crash; the crash path's modules
@@ -97,8 +97,8 @@ def _stop(signum, frame):
 
 def preload():
     """Import the crash path now, not at the first crash."""
-    from . import (artefacts, config, corewriter, dumpdir, dumpwriter, elfimage,  # noqa: F401
-                   handler, kernelcore, plan, policy, procfs, summary)
+    from . import (artefacts, config, corewriter, crash, dumpdir, dumpwriter, elfimage,  # noqa: F401
+                   kernelcore, plan, policy, procfs, summary)
 
 
 def _read_exact(conn, n):
@@ -165,8 +165,8 @@ class Connection:
 
 
 def handle(conn, cfg_path, cache, request, log):
-    """One crash on an accepted connection, with the pipe handler's code."""
-    from .handler import Args, Crash
+    """One crash on an accepted connection, through the pipe handler's pipeline."""
+    from .crash import Arrival, Crash
     t0 = time.monotonic()
     c = None
     try:
@@ -174,23 +174,18 @@ def handle(conn, cfg_path, cache, request, log):
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
                         struct.pack("=qq", int(crash_deadline(cache, cfg_path)), 0))
         c = Connection(conn, request)
-        comm = ""
-        mode = dump_mode(c.pidfd) if c.pidfd is not None else None
-        args = Args([str(c.pid), str(c.uid), str(c.gid), "0", str(int(time.time())),
-                     os.uname().nodename, comm] + ([cfg_path] if cfg_path else []) +
-                    (["--dump-mode=%d" % mode] if mode else []))
         log.set_pid(c.pid)
-        crash = Crash(args, log, stream=conn.fileno(), release=c.release, t0=t0,
-                      hard_deadline=False, cache=cache, pidfd=c.pidfd,
-                      stream_ready=c.stream_ready)
-        try:
-            return crash.run()
-        finally:
-            crash.release()
+        arrival = Arrival(pid=c.pid, uid=c.uid, gid=c.gid, signal=0, time=int(time.time()),
+                          hostname=os.uname().nodename, comm="", config=cfg_path,
+                          pidfd=c.pidfd,
+                          dump_mode=dump_mode(c.pidfd) if c.pidfd is not None else None,
+                          stream=conn.fileno(), release=c.release,
+                          stream_ready=c.stream_ready, t0=t0, hard_deadline=False)
+        return Crash(arrival, log, cache).run()
     except Stop:
         raise
     except Exception:
-        log.exception("crash handling failed")
+        log.exception("crash handling failed")  # a bug of ours: the traceback says where
         return 1
     finally:
         if c is not None:
