@@ -173,12 +173,14 @@ class Crash:
     def read_kernel_notes(self):
         """The kernel's ELF header, program headers and notes (kernelcore.KernelCore)."""
         from .kernelcore import CoreFormatError, read_kernel_core
-        if self.arrival.stream_ready is not None:
-            self.arrival.stream_ready()
         try:
+            if self.arrival.stream_ready is not None:
+                self.arrival.stream_ready()
             kc = read_kernel_core(self.arrival.stream)
         except CoreFormatError as e:
             raise NotDumped("the kernel's core stream: %s" % e) from None
+        except OSError as e:  # a refused acknowledgement, a read timed out at the deadline
+            raise NotDumped("the kernel's core stream: %s" % (e.strerror or e)) from None
         if not self.arrival.signal and kc.siginfo:  # socket mode: the signal is in the notes
             self.arrival.signal = kc.siginfo[0]
         self.mark("kernel notes")
