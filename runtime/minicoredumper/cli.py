@@ -124,16 +124,13 @@ def check_config(path):
     returns what is wrong or unknown, so mistakes show at install time."""
     from . import config as C
     cache = C.JsonCache()
-    C.use_cache(cache)
     problems = []
     try:
-        cfg = C.load_main_config(path or C.DEFAULT_CONFIG, problems)
+        cfg = C.load_main_config(path or C.DEFAULT_CONFIG, problems, cache)
         for rule in cfg.watch:
-            C.load_recept(cfg.recept_path(rule), problems)
+            C.load_recept(cfg.recept_path(rule), problems, cache)
     except C.ConfigError as e:
         problems.append("%s (crashes will get a minimal dump until it is fixed)" % e)
-    finally:
-        C.use_cache(None)
     cache.save()
     return problems
 

@@ -101,13 +101,12 @@ class Crash:
     def load_config(self):
         """(main config, recept or None, warnings); a config that cannot be
         used gives the built-in defaults and the minimal recept."""
-        from .config import (DEFAULT_CONFIG, JsonCache, fallback_recept,
-                             main_config_or_defaults, use_cache)
+        from .config import DEFAULT_CONFIG, JsonCache, fallback_recept, main_config_or_defaults
         if self.cache is None:
             self.cache = JsonCache()
-        use_cache(self.cache)
         warnings = []
-        cfg, problem = main_config_or_defaults(self.arrival.config or DEFAULT_CONFIG, warnings)
+        cfg, problem = main_config_or_defaults(self.arrival.config or DEFAULT_CONFIG, warnings,
+                                               self.cache)
         recept = None
         if problem is not None:
             self.log.error("main config unusable (%s); minimal dump with built-in defaults"
@@ -138,7 +137,7 @@ class Crash:
                 raise NotDumped("no watch rule matches exe=%s comm=%s" % (exe, comm),
                                 level="info", status=0)
             try:
-                recept = load_recept(recept_path, warnings)
+                recept = load_recept(recept_path, warnings, self.cache)
             except ConfigError as e:
                 self.log.error("recept unusable (%s); minimal dump of the crashing thread" % e)
                 recept = fallback_recept()

@@ -27,12 +27,13 @@ stays in the foreground and logs like the handler (syslog, else /dev/kmsg).
 import argparse
 import errno
 import os
-import signal
 import socket
 import struct
 import sys
+import time
 
 from . import __version__, regstate
+from .daemon import STOP_POLL, Stop, StopOnSignals
 from .log import Logger
 
 SUN_PATH = 108
@@ -42,9 +43,6 @@ UCRED = struct.Struct("=iII")  # pid_t pid; uid_t uid; gid_t gid
 REGISTER, UNREGISTER, SHUTDOWN = 1, 2, 3
 PRUNE_INTERVAL = 10.0
 
-
-class Stop(Exception):
-    """Leave the loop: a signal or an allowed shutdown request (the message says which)."""
 
 
 class Registry:
@@ -125,24 +123,26 @@ def handle(sock, registry, log, data, ancdata, addr):
         raise Stop("shutdown requested by pid %d" % pid)
 
 
-def serve(sock, registry, log, interval):
-    sock.settimeout(interval)
+def serve(sock, registry, log, interval, stop):
+    """Serve datagrams until stop (daemon.StopOnSignals) or a shutdown request
+    says so (daemon.Stop); dead clients are dropped every interval seconds."""
+    sock.settimeout(min(interval, STOP_POLL))
     room = socket.CMSG_SPACE(UCRED.size)
+    next_prune = time.monotonic() + interval
     while True:
+        stop.check()
         try:
             data, ancdata, _, addr = sock.recvmsg(64, room)
         except socket.timeout:
-            dead = registry.prune()
-            for gone in dead:
-                log.info("pid %d died without unregistering: dropped" % gone)
-            if dead:
-                registry.save()
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + interval
+                dead = registry.prune()
+                for gone in dead:
+                    log.info("pid %d died without unregistering: dropped" % gone)
+                if dead:
+                    registry.save()
             continue
         handle(sock, registry, log, data, ancdata, addr)
-
-
-def _stop(signum, frame):
-    raise Stop("signal %d" % signum)
 
 
 def build_parser():
@@ -175,14 +175,13 @@ def main(argv=None):
         return 1
     registry = Registry(args.state)
     try:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, _stop)
+        stop = StopOnSignals()
         os.makedirs(os.path.dirname(args.state) or ".", 0o755, exist_ok=True)
         kept = registry.adopt()
         registry.save()
         log.info("started, list in %s%s" % (args.state, ", %d registered processes taken over "
                                             "from a previous daemon" % kept if kept else ""))
-        serve(sock, registry, log, args.prune_interval)
+        serve(sock, registry, log, args.prune_interval, stop)
     except Stop as e:
         regstate.remove(args.state)
         log.info("stopped (%s), list removed" % e)

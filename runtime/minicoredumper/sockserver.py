@@ -37,7 +37,6 @@ server takes the saved pattern over.
 
 import argparse
 import os
-import signal
 import socket
 import struct
 import sys
@@ -45,6 +44,7 @@ import time
 
 from . import __version__
 from .cli import SOCKET, kernel_has_request_protocol, kernel_has_socket_mode  # noqa: F401
+from .daemon import STOP_POLL, Stop, StopOnSignals
 from .log import Logger
 
 BACKLOG = 16
@@ -81,18 +81,6 @@ def dump_mode(pidfd):
     if fields[-2] & PIDFD_COREDUMP_ROOT:
         return 2
     return 1 if fields[-2] & PIDFD_COREDUMP_USER else None
-
-
-class Stop(Exception):
-    pass
-
-
-_stopping = []
-
-
-def _stop(signum, frame):
-    """SIGTERM/SIGINT: finish the crash at hand, then stop."""
-    _stopping.append(signum)
 
 
 def preload():
@@ -196,20 +184,20 @@ def handle(conn, cfg_path, cache, request, log):
 
 
 def crash_deadline(cache, cfg_path):
-    from .config import DEFAULT_CONFIG, ConfigError, DEFAULT_DEADLINE, load_main_config, use_cache
-    use_cache(cache)
+    from .config import DEFAULT_CONFIG, ConfigError, DEFAULT_DEADLINE, load_main_config
     try:
-        return max(1, int(load_main_config(cfg_path or DEFAULT_CONFIG, []).deadline + 1))
+        return max(1, int(load_main_config(cfg_path or DEFAULT_CONFIG, [], cache).deadline + 1))
     except (ConfigError, OSError, ValueError):
         return int(DEFAULT_DEADLINE) + 1
 
 
-def serve(sock, cfg_path, cache, request, log, max_crashes=None):
-    sock.settimeout(0.5)  # to notice a stop request; accepted sockets are blocking
+def serve(sock, cfg_path, cache, request, log, stop, max_crashes=None):
+    """Handle crashes one at a time until stop (daemon.StopOnSignals) says so
+    (daemon.Stop) or max_crashes were handled."""
+    sock.settimeout(STOP_POLL)  # to notice a stop request; accepted sockets are blocking
     n = 0
     while max_crashes is None or n < max_crashes:
-        if _stopping:
-            raise Stop("signal %d" % _stopping[0])
+        stop.check()
         try:
             conn, _ = sock.accept()
         except socket.timeout:
@@ -294,8 +282,7 @@ def main(argv=None):
         os.umask(old_umask)
     sock.listen(BACKLOG)
     pattern = ("@@" if request else "@") + os.path.abspath(args.socket)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _stop)
+    stop = StopOnSignals()
     installed = False
     try:
         if not args.no_install:
@@ -304,7 +291,7 @@ def main(argv=None):
         log.info("listening on %s (%s protocol)%s" % (
             args.socket, "request/ack" if request else "plain",
             ", core_pattern = " + pattern if installed else ""))
-        serve(sock, args.config, cache, request, log, args.max_crashes)
+        serve(sock, args.config, cache, request, log, stop, args.max_crashes)
     except Stop as e:
         log.info("stopped (%s)" % e)
     finally:

@@ -25,7 +25,7 @@ from . import livedump, regstate
 from .log import Logger
 
 
-def recept_chooser(cfg, log):
+def recept_chooser(cfg, log, json_cache=None):
     """recept_for(exe, comm): the recept of a process per the watch rules, or None."""
     cache = {}
 
@@ -35,7 +35,7 @@ def recept_chooser(cfg, log):
             return None
         if path not in cache:
             try:
-                cache[path] = C.load_recept(path, [])
+                cache[path] = C.load_recept(path, [], json_cache)
             except C.ConfigError as e:
                 log.warning("recept unusable (%s): built-in defaults" % e)
                 cache[path] = C.fallback_recept()
@@ -100,10 +100,10 @@ def main(argv=None):
         print(msg)
         log.log(level, msg)
 
-    C.use_cache(C.JsonCache())  # what the handler parsed: no JSON import
+    json_cache = C.JsonCache()  # what the handler parsed: no JSON import
     try:
-        cfg = C.load_main_config(opts["config"], [])
-        recept_for = recept_chooser(cfg, log)
+        cfg = C.load_main_config(opts["config"], [], json_cache)
+        recept_for = recept_chooser(cfg, log, json_cache)
         max_pause = cfg.live_max_pause
     except C.ConfigError as e:
         say("main config unusable (%s): built-in defaults for every process" % e, "warning")
