@@ -58,7 +58,7 @@ def write_launcher(directory):
     for name, text in (("minicoredumper", render_launcher(sys.executable, sitedir)),
                        ("minicoredumper_trigger", TRIGGER_LAUNCHER.format(
                            python=sys.executable, sitedir=sitedir))):
-        from .dumpdir import replace_file
+        from .files import replace_file
         replace_file(os.path.join(directory, name), text.encode(), 0o755)
     return os.path.join(directory, "minicoredumper")
 

@@ -88,7 +88,7 @@ class JsonCache:
         if not self.dirty:
             return
         try:
-            from .dumpdir import replace_file
+            from .files import replace_file
             os.makedirs(self.directory, 0o700, exist_ok=True)
             replace_file(self.path, marshal.dumps(self.entries))
             self.dirty = False

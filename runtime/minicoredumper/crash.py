@@ -188,7 +188,8 @@ class Crash:
     def open_dump_dir(self, cfg, policy, recept, comm):
         """The dump's half-built directory (dumpdir.DumpDir), after what a killed
         handler left behind is gone and old dumps made room."""
-        from .dumpdir import DumpDir, clean_leftovers, dump_name
+        from .dumpdir import DumpDir, clean_leftovers
+        from .names import dump_name
         clean_leftovers(cfg.base_dir, self.log.info)
         try:
             policy.make_room(recept["max_dump_size"])

@@ -33,7 +33,7 @@ class TempDir:
         return self.path
 
     def __exit__(self, *exc):
-        from .dumpdir import remove_tree
+        from .files import remove_tree
         remove_tree(self.path)
 
 
@@ -119,7 +119,7 @@ def check_intact(dump, only=None):
     """UserError naming the damage if the dump's files (only: just these) do not
     match its integrity record; a dump without one (the original
     minicoredumper's) is taken as it is."""
-    from .dumpdir import MANIFEST, verify
+    from .manifest import MANIFEST, verify
     if os.path.lexists(os.path.join(dump.path, MANIFEST)):
         problems = verify(dump.path, only)
         if problems:
@@ -174,9 +174,9 @@ class _Reader:
 
 def unpack_core(src, out):
     """Write the plain core held by artefact src (core, core.EXT, core.tar.EXT) to
-    out, whole or not at all (dumpdir.replace_file); returns out.  UserError
+    out, whole or not at all (files.replace_file); returns out.  UserError
     naming src if it is damaged, or its compression is one mcd cannot read."""
-    from .dumpdir import replace_file
+    from .files import replace_file
     name = os.path.basename(src)
     ext = name.rsplit(".", 1)[-1]
     tar = ".tar." in name
@@ -310,7 +310,7 @@ def _extract_buffer(args):
     """Pull a registered buffer (by its symbol.map ident) out of a core into a
     file, in the dump-file format: [pointer if indirect] + data."""
     from .corefile import NotInCore, parse_symbol_map
-    from .dumpdir import replace_file
+    from .files import replace_file
     from .kernelcore import CoreFormatError
     with TempDir() as tmp:
         if os.path.isfile(args.id):
@@ -410,7 +410,7 @@ def _host_machine():
 
 
 def cmd_verify(args):
-    from .dumpdir import verify
+    from .manifest import verify
     if args.ids:
         base, dumps = None, [resolve(args, i) for i in args.ids]
     else:

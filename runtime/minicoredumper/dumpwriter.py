@@ -10,7 +10,7 @@ With a max_dump_size, files are added best-first while they fit (budget.py).
 from . import budget as B
 from .artefacts import MemorySink, core_name, core_sink
 from .corewriter import CoreImage
-from .dumpdir import write_externals, write_proc_info
+from .externals import write_externals
 from .elfimage import find_modules
 from .plan import Planner
 from .summary import build as build_summary, return_addresses, text as summary_text, to_json
@@ -178,6 +178,7 @@ class DumpWriter:
         (only without a budget, so their place in budget order does not matter)."""
         r, args, kc = self.recept, self.args, self.kc
         if r["write_proc_info"] and not self.budget.limit:
+            from .procinfo import write_proc_info
             write_proc_info(self.dd, self.proc.dir, args.pid, omit_environ=r["omit_environ"])
         if r["dump_fat_core"] and not self.budget.limit:
             self.crash.fat_core(self.dd.create("fatcore"), kc.header_bytes)

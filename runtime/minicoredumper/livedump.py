@@ -40,7 +40,8 @@ import _signal as signal  # the C module: `signal` imports enum
 
 from . import registry  # noqa: F401  (imported now, not during the first pause)
 from .arch import arch_for_machine
-from .dumpdir import DumpDir, write_externals
+from .dumpdir import DumpDir
+from .externals import write_externals
 from .elfimage import find_modules, find_symbol
 from .plan import Externals, registered_external, registered_items, registration_symbols
 from .procfs import Process, ProcessMemory, identity, status_field

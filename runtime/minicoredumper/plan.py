@@ -8,7 +8,7 @@ Everything read from the crashed process is bounded and checked.
 
 from . import elflayout as E
 from .config import glob_match
-from .dumpdir import valid_ident
+from .names import valid_ident
 from .elfimage import find_symbol
 
 PRIO_ESSENTIAL = 1     # crashing thread's top of stack, module identity, so list

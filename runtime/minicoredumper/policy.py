@@ -97,7 +97,7 @@ class StoragePolicy:
         for other in list(history):
             if other != exe and not self._recent(other):
                 del history[other]
-        from .dumpdir import replace_file
+        from .files import replace_file
         try:
             replace_file(os.path.join(self.base_dir, RATE_FILE), marshal.dumps(history))
         except OSError as e:
@@ -135,7 +135,7 @@ class StoragePolicy:
                 self._evict(d)
 
     def _evict(self, dump):
-        from .dumpdir import remove_tree
+        from .files import remove_tree
         try:
             remove_tree(dump.path)
             self.log("evicted %s (storage policy)" % dump.name)

@@ -7,7 +7,7 @@ handed to a formatter.  The node layout is described once per ELF class here.
 """
 
 from . import textformat
-from .dumpdir import MAX_IDENT, valid_ident
+from .names import MAX_IDENT, valid_ident
 
 DATA_VERSION = 2
 MCD_BIN = 0

@@ -22,7 +22,7 @@ nobody else can write is trusted.  Needs only os: the crash path reads it.
 
 import os
 
-from .dumpdir import replace_file
+from .files import replace_file
 from .procfs import identity
 
 STATE = "/run/minicoredumper/regd.pids"

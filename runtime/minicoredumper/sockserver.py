@@ -218,7 +218,7 @@ def install_pattern(pattern, state):
     from .cli import read_sysctl, write_sysctl
     old = read_sysctl("core_pattern")
     if not old.startswith("@"):
-        from .dumpdir import replace_file
+        from .files import replace_file
         replace_file(state, (old + "\n").encode())
     write_sysctl("core_pattern", pattern)
 

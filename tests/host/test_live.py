@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from minicoredumper import dumpdir, regstate
+from minicoredumper import manifest, regstate
 from regdlab import ENV, wait_for
 
 FIRST_LINE = b"name=%s count="
@@ -76,7 +76,7 @@ def test_a_crash_live_dumps_the_other_registered_apps(crasher, regd, programs):
                                                           "status.txt"]
     assert open(os.path.join(d, "dumps", str(c.pid), "status.txt"), "rb").read().startswith(
         FIRST_LINE % b"c")
-    assert dumpdir.verify(d) == []  # the live dumps are in the integrity record
+    assert manifest.verify(d) == []  # the live dumps are in the integrity record
     for app in (a, b):
         assert_running(app, counts[app])
     log = subprocess.run(["dmesg"], capture_output=True, text=True).stdout
