@@ -13,7 +13,8 @@ import pytest
 
 from minicoredumper.commands import mcd
 from minicoredumper.read import process
-from minicoredumper.commands.handler import Args, Crash
+from minicoredumper.crash import Crash
+from minicoredumper.handler import parse_argv
 from lab.logs import ListLog
 
 NEW_KERNEL = mcd.kernel_version() >= (6, 16)
@@ -38,9 +39,9 @@ def test_kernel_version_and_options():
     assert mcd.identity_options((6, 1)) == "--dump-mode=%d"
     assert mcd.identity_options((6, 16)) == "--dump-mode=%d --pidfd=%F"
     assert "%F" not in mcd.core_pattern("/h", None, mcd.identity_options((6, 1)))
-    a = Args(["1", "0", "0", "11", "5", "h", "c", "--pidfd=3", "--dump-mode=2", "/c.json"])
+    a = parse_argv(["1", "0", "0", "11", "5", "h", "c", "--pidfd=3", "--dump-mode=2", "/c.json"])
     assert (a.pidfd, a.dump_mode, a.config) == (3, 2, "/c.json")
-    a = Args(["1", "0", "0", "11", "5", "h", "c"])
+    a = parse_argv(["1", "0", "0", "11", "5", "h", "c"])
     assert (a.pidfd, a.dump_mode) == (None, None)  # never required
 
 
@@ -86,9 +87,12 @@ def test_stale_or_foreign_pidfd_opens_nothing(monkeypatch):
             p.wait()
 
 
-def _crash_args(pid, pidfd, cfg):
-    return Args([str(pid), "0", "0", "11", str(int(time.time())), "host", "sleep",
-                 "--pidfd=%d" % pidfd, "--dump-mode=1", cfg])
+def _crash(pid, pidfd, cfg, log, stream, release):
+    """A pipe-mode Crash of pid whose core comes on stream, without the SIGALRM."""
+    a = parse_argv([str(pid), "0", "0", "11", str(int(time.time())), "host", "sleep",
+                    "--pidfd=%d" % pidfd, "--dump-mode=1", cfg])
+    a.stream, a.release, a.hard_deadline = stream, release, False
+    return Crash(a, log)
 
 
 def _config(tmp_path):
@@ -108,8 +112,7 @@ def test_handler_skips_a_reused_pid(tmp_path):
     log = ListLog()
     released = []
     try:
-        c = Crash(_crash_args(victim.pid, stale, cfg), log, stream=r,
-                  release=lambda: released.append(1), hard_deadline=False)
+        c = _crash(victim.pid, stale, cfg, log, r, lambda: released.append(1))
         assert c.run() == 1
         c.release()
     finally:
@@ -142,8 +145,7 @@ def test_pid_reused_during_the_dump_is_discarded(tmp_path, monkeypatch, crasher,
     stream = os.open(kcore, os.O_RDONLY)
     log = ListLog()
     try:
-        c = Crash(_crash_args(victim.pid, fd, cfg), log, stream=stream,
-                  release=lambda: None, hard_deadline=False)
+        c = _crash(victim.pid, fd, cfg, log, stream, lambda: None)
         assert c.run() == 1
     finally:
         os.close(stream)

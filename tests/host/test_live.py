@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from minicoredumper.publish import dumpdir
+from minicoredumper import manifest
 from minicoredumper.live import pidlist
 from lab import ENV
 from lab.logs import handler_log
@@ -78,7 +78,7 @@ def test_a_crash_live_dumps_the_other_registered_apps(crasher, regd, programs):
                                                           "status.txt"]
     assert open(os.path.join(d, "dumps", str(c.pid), "status.txt"), "rb").read().startswith(
         FIRST_LINE % b"c")
-    assert dumpdir.verify(d) == []  # the live dumps are in the integrity record
+    assert manifest.verify(d) == []  # the live dumps are in the integrity record
     for app in (a, b):
         assert_running(app, counts[app])
     log = handler_log(c.pid)

@@ -16,9 +16,12 @@ from lab.programs import FRAMES
 CONF = os.path.join(ROOT, "conf")
 
 
-def mcd(*argv):
-    return subprocess.run([sys.executable, "-m", "minicoredumper.commands.mcd"] + list(argv),
-                          capture_output=True, text=True, env=ENV)
+def mcd(*argv, prefix=(), env=None, **kw):
+    """Run mcd (after prefix, e.g. setpriv; env: variables to change); kw goes to
+    subprocess.run."""
+    env = dict(ENV, **(env or {}))
+    return subprocess.run(list(prefix) + [sys.executable, "-m", "minicoredumper.commands.mcd"]
+                          + list(argv), capture_output=True, text=True, env=env, **kw)
 
 
 def dumps(base):

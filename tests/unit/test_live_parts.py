@@ -10,6 +10,7 @@ import pytest
 
 from minicoredumper.decide import budget
 from minicoredumper.publish import dumpdir
+from minicoredumper import externals, manifest
 from minicoredumper.live import spawn
 from minicoredumper.commands import trigger
 from minicoredumper.decide.plan import External
@@ -62,7 +63,7 @@ def test_an_overrunning_trigger_is_killed_at_the_deadline():
 def test_live_dump_files_have_offsets_in_their_own_files(tmp_path):
     dd = dumpdir.DumpDir(str(tmp_path), "123")
     word = struct.Struct("<Q")
-    dumpdir.write_externals(dd, "", [
+    externals.write_externals(dd, "", [
         External("a.bin", "D", 0x1000, b"abcd"),
         External("core-data", "D", 0x2000, b"xy"),
         External("core-data", "I", 0x3000, b"zz", pointer=0x4000),
@@ -92,7 +93,7 @@ def test_live_dumps_join_the_integrity_record(tmp_path):
     assert dd.adopt("dumps") == []
     final = dd.publish()
     assert sorted(os.listdir(final + "/dumps")) == ["1", "2"]
-    assert dumpdir.verify(final) == []
+    assert manifest.verify(final) == []
 
 
 def test_live_dumps_that_do_not_fit_the_budget_are_dropped(tmp_path):

@@ -41,10 +41,7 @@ def test_unwatched_crash_is_rejected_before_the_kernel_writes(tmp_path):
     t.start()
     log = ListLog()
     cache = config.JsonCache(str(tmp_path / "cache"))
-    try:
-        rc = sockd.handle(server, str(cfg), cache, True, log)
-    finally:
-        config.use_cache(None)
+    rc = sockd.handle(server, str(cfg), cache, True, log)
     t.join(10)
     kernel.close()
     assert rc == 0, log.lines

@@ -1,4 +1,4 @@
-"""coreinject: put external dumps back into a core so a debugger shows them (SPEC 6).
+"""coreinject: put external dumps back into a core so a debugger shows them.
 
     coreinject [--data=IDENT:SIZE@FILE+OFFSET]... CORE SYMBOL.MAP [DUMPFILE]...
 
@@ -6,17 +6,17 @@ Bytes that fall inside a segment already in the file are written in place
 (sparse cores); the rest become new PT_LOAD segments appended to the file
 (compact cores).  Each run adds a dumplist note for what it injected.  It
 streams: memory use does not depend on the size of the core.  An ident that
-is not in symbol.map is an error, and nothing is changed.
+is not in symbol.map (SPEC 6) is an error, and nothing is changed.
 """
 
 import argparse
 import os
 import sys
 
-from ..formats import elf as E
-from ..tools.corefile import CoreFile, parse_symbol_map
-from ..write.core import _align, dumplist_note, tail_bytes
-from ..read.corestream import CoreFormatError
+from . import __version__, elflayout as E
+from .corefile import CoreFile, parse_symbol_map
+from .corewriter import _align, dumplist_note, tail_bytes
+from .kernelcore import CoreFormatError
 
 CHUNK = 64 << 10
 
@@ -140,6 +140,7 @@ def _rewrite_tail(core, appended, injected):
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="coreinject", description=__doc__.split("\n\n")[0])
+    p.add_argument("--version", action="version", version="%(prog)s " + __version__)
     p.add_argument("--data", action="append", default=[], metavar="IDENT:SIZE@FILE+OFFSET")
     p.add_argument("core")
     p.add_argument("symbol_map")

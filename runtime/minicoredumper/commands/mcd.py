@@ -16,7 +16,6 @@ PROC_SYS = "/proc/sys/kernel"
 CORE_PATTERN_MAX = 127
 PIPE_LIMIT = 0x7FFFFFFF
 SPECIFIERS = "%P %u %g %s %t %h %e"
-PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # minicoredumper/
 
 
 def state_dir():
@@ -34,9 +33,9 @@ def write_sysctl(name, value):
         f.write(value)
 
 
-def render_launcher(python, sitedir, module="minicoredumper.commands.handler"):
+def render_launcher(python, sitedir, module="minicoredumper.handler"):
     """The launcher script text from launcher.in (also used by the Yocto recipe via sed)."""
-    with open(os.path.join(PACKAGE_DIR, "launcher.in")) as f:
+    with open(os.path.join(os.path.dirname(__file__), "launcher.in")) as f:
         text = f.read()
     return (text.replace("@PYTHON@", python).replace("@SITEDIR@", sitedir)
             .replace("@MODULE@", module))
@@ -47,7 +46,7 @@ TRIGGER_LAUNCHER = """#!{python} -IS
 # minicoredumper_trigger: live dumps; written by mcd install next to the handler's launcher
 import sys
 sys.path.append("{sitedir}")
-from minicoredumper.commands.trigger import main
+from minicoredumper.trigger import main
 sys.exit(main())
 """
 
@@ -55,11 +54,11 @@ sys.exit(main())
 def write_launcher(directory):
     """The handler's launcher in directory, and next to it minicoredumper_trigger's,
     where the handler looks for it (live dumps).  Returns the handler's path."""
-    sitedir = os.path.dirname(PACKAGE_DIR)
+    sitedir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for name, text in (("minicoredumper", render_launcher(sys.executable, sitedir)),
                        ("minicoredumper_trigger", TRIGGER_LAUNCHER.format(
                            python=sys.executable, sitedir=sitedir))):
-        from ..publish.dumpdir import replace_file
+        from .files import replace_file
         replace_file(os.path.join(directory, name), text.encode(), 0o755)
     return os.path.join(directory, "minicoredumper")
 
@@ -123,18 +122,15 @@ def core_pattern(handler, config=None, options=None):
 def check_config(path):
     """Parse the main config and its recepts now (filling the handler's cache);
     returns what is wrong or unknown, so mistakes show at install time."""
-    from ..decide import config as C
+    from . import config as C
     cache = C.JsonCache()
-    C.use_cache(cache)
     problems = []
     try:
-        cfg = C.load_main_config(path or C.DEFAULT_CONFIG, problems)
+        cfg = C.load_main_config(path or C.DEFAULT_CONFIG, problems, cache)
         for rule in cfg.watch:
-            C.load_recept(cfg.recept_path(rule), problems)
+            C.load_recept(cfg.recept_path(rule), problems, cache)
     except C.ConfigError as e:
         problems.append("%s (crashes will get a minimal dump until it is fixed)" % e)
-    finally:
-        C.use_cache(None)
     cache.save()
     return problems
 
@@ -173,9 +169,9 @@ def start_socket_server(sd, config, pipe_pattern):
     socket while it runs and puts the pipe pattern back when it stops."""
     import subprocess
     import time
-    sitedir = os.path.dirname(PACKAGE_DIR)
+    sitedir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     argv = [sys.executable, "-I", "-S", "-c",
-            "import sys; sys.path.append(%r); from minicoredumper.commands.sockd import main; "
+            "import sys; sys.path.append(%r); from minicoredumper.sockserver import main; "
             "sys.exit(main())" % sitedir]
     if config:
         argv += ["--config", os.path.abspath(config)]
@@ -208,7 +204,7 @@ def stop_socket_server(sd):
         return
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
-            mine = b"minicoredumper.commands.sockd" in f.read()
+            mine = b"minicoredumper.sockserver" in f.read()
         if mine:
             os.kill(pid, signal.SIGTERM)
             end = time.monotonic() + 10
@@ -242,7 +238,9 @@ def cmd_uninstall(args):
 
 
 def build_parser():
+    from . import __version__
     p = argparse.ArgumentParser(prog="mcd", description="minicoredumper control")
+    p.add_argument("--version", action="version", version="%(prog)s " + __version__)
     sub = p.add_subparsers(dest="verb", required=True)
     i = sub.add_parser("install", help="make the kernel pipe cores to minicoredumper")
     i.add_argument("--config", help="main config (default /etc/minicoredumper/minicoredumper.cfg.json)")
@@ -256,30 +254,48 @@ def build_parser():
     i.set_defaults(func=cmd_install)
     u = sub.add_parser("uninstall", help="restore the previous core_pattern and core_pipe_limit")
     u.set_defaults(func=cmd_uninstall)
-    from ..tools.verbs import add_verbs
+    from .dumptools import add_verbs
     add_verbs(sub)
     return p
 
 
-def main(argv=None):
-    from ..tools.verbs import UserError
-    argv = sys.argv[1:] if argv is None else list(argv)
-    # Whatever follows "--" belongs to the program mcd starts (gdb), wherever
-    # the options before it stand.
+def parse_args(argv):
+    """mcd's arguments.  "--" is argparse's (what follows is positional: an ID
+    that starts with "-"), but for gdb: what follows "--" goes to gdb
+    (args.gdb_args) when the ID came before it, else the first word after it
+    is the ID and a second "--" starts gdb's arguments."""
     rest = []
-    if "--" in argv:
+    if argv[:1] == ["gdb"] and "--" in argv:
         i = argv.index("--")
         argv, rest = argv[:i], argv[i + 1:]
     args = build_parser().parse_args(argv)
-    args.passthrough = rest
+    if args.verb == "gdb":
+        if args.id is None:
+            if not rest:
+                args.usage_error("the following arguments are required: ID")
+            args.id, rest = rest[0], rest[1:]
+            if rest[:1] not in ([], ["--"]):
+                args.usage_error("after `-- ID`, gdb's arguments follow a second --")
+            rest = rest[1:]
+        args.gdb_args = rest
+    return args
+
+
+def main(argv=None):
+    from .dumptools import UserError
+    args = parse_args(sys.argv[1:] if argv is None else list(argv))
     try:
         return args.func(args)
-    except PermissionError as e:
-        print("mcd: %s: run as root" % e, file=sys.stderr)
-        return 1
     except UserError as e:
         print("mcd: %s" % e, file=sys.stderr)
         return 1
+    except OSError as e:
+        root = "; run as root" if isinstance(e, PermissionError) and os.geteuid() else ""
+        where = "%s: " % e.filename if e.filename else ""
+        print("mcd: %s%s%s" % (where, e.strerror or e, root), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C: the shell shows it
+        return 130
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ padded).  The sender's PID comes from SCM_CREDENTIALS (SO_PASSCRED), never
 from the message or its address.  Shutdown is accepted only from root or the
 daemon's own user; a request of any other kind gets no reply.
 
-The list is the file pidlist.STATE (format in regstate.py), rewritten
+The list is the file regstate.STATE (format in regstate.py), rewritten
 atomically on every change.  Each change, and every --prune-interval seconds,
 drops processes that died without unregistering.  A daemon started after one
 was killed (-9) takes over the live entries of the list it left: clients
@@ -27,13 +27,14 @@ stays in the foreground and logs like the handler (syslog, else /dev/kmsg).
 import argparse
 import errno
 import os
-import signal
 import socket
 import struct
 import sys
+import time
 
-from ..live import pidlist
-from ..log import Logger
+from . import __version__, regstate
+from .daemon import STOP_POLL, Stop, StopOnSignals
+from .log import Logger
 
 SUN_PATH = 108
 ADDRESS = b"\0minicoredumper".ljust(SUN_PATH, b"\0")
@@ -42,9 +43,6 @@ UCRED = struct.Struct("=iII")  # pid_t pid; uid_t uid; gid_t gid
 REGISTER, UNREGISTER, SHUTDOWN = 1, 2, 3
 PRUNE_INTERVAL = 10.0
 
-
-class Stop(Exception):
-    """Leave the loop: a signal or an allowed shutdown request (the message says which)."""
 
 
 class Registry:
@@ -58,16 +56,16 @@ class Registry:
     def adopt(self):
         """Take over the live entries of a list a killed daemon left; returns how many."""
         try:
-            old = pidlist.load(self.path)
-        except pidlist.StateError:
+            old = regstate.load(self.path)
+        except regstate.StateError:
             return 0
         for pid, start in old:
-            if pidlist.alive(pid, start):
+            if regstate.alive(pid, start):
                 self.entries[pid] = start
         return len(self.entries)
 
     def register(self, pid):
-        start = pidlist.start_time(pid)
+        start = regstate.start_time(pid)
         if start is not None and self.entries.get(pid) != start:
             self.entries.pop(pid, None)  # a reused PID goes to the end, as new
             self.entries[pid] = start
@@ -77,13 +75,13 @@ class Registry:
 
     def prune(self):
         """Drop processes that are gone; returns their PIDs."""
-        dead = [pid for pid, start in self.entries.items() if not pidlist.alive(pid, start)]
+        dead = [pid for pid, start in self.entries.items() if not regstate.alive(pid, start)]
         for pid in dead:
             del self.entries[pid]
         return dead
 
     def save(self):
-        pidlist.save(self.path, list(self.entries.items()))
+        regstate.save(self.path, list(self.entries.items()))
 
 
 def credentials(ancdata):
@@ -125,31 +123,34 @@ def handle(sock, registry, log, data, ancdata, addr):
         raise Stop("shutdown requested by pid %d" % pid)
 
 
-def serve(sock, registry, log, interval):
-    sock.settimeout(interval)
+def serve(sock, registry, log, interval, stop):
+    """Serve datagrams until stop (daemon.StopOnSignals) or a shutdown request
+    says so (daemon.Stop); dead clients are dropped every interval seconds."""
+    sock.settimeout(min(interval, STOP_POLL))
     room = socket.CMSG_SPACE(UCRED.size)
+    next_prune = time.monotonic() + interval
     while True:
+        stop.check()
         try:
             data, ancdata, _, addr = sock.recvmsg(64, room)
         except socket.timeout:
-            dead = registry.prune()
-            for gone in dead:
-                log.info("pid %d died without unregistering: dropped" % gone)
-            if dead:
-                registry.save()
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + interval
+                dead = registry.prune()
+                for gone in dead:
+                    log.info("pid %d died without unregistering: dropped" % gone)
+                if dead:
+                    registry.save()
             continue
         handle(sock, registry, log, data, ancdata, addr)
-
-
-def _stop(signum, frame):
-    raise Stop("signal %d" % signum)
 
 
 def build_parser():
     p = argparse.ArgumentParser(prog="minicoredumper_regd",
                                 description="minicoredumper registry daemon (stays in the "
                                             "foreground)")
-    p.add_argument("--state", default=pidlist.STATE,
+    p.add_argument("--version", action="version", version="%(prog)s " + __version__)
+    p.add_argument("--state", default=regstate.STATE,
                    help="the PID list file (default %(default)s)")
     p.add_argument("--prune-interval", type=float, default=PRUNE_INTERVAL, metavar="SECONDS",
                    help="how often dead clients are dropped (default %(default)s)")
@@ -174,16 +175,15 @@ def main(argv=None):
         return 1
     registry = Registry(args.state)
     try:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, _stop)
+        stop = StopOnSignals()
         os.makedirs(os.path.dirname(args.state) or ".", 0o755, exist_ok=True)
         kept = registry.adopt()
         registry.save()
         log.info("started, list in %s%s" % (args.state, ", %d registered processes taken over "
                                             "from a previous daemon" % kept if kept else ""))
-        serve(sock, registry, log, args.prune_interval)
+        serve(sock, registry, log, args.prune_interval, stop)
     except Stop as e:
-        pidlist.remove(args.state)
+        regstate.remove(args.state)
         log.info("stopped (%s), list removed" % e)
         return 0
     except OSError as e:

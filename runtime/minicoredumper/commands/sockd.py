@@ -18,7 +18,7 @@ One crash at a time: connections queue in the listen backlog (BACKLOG) and
 each crash is bounded by the config's deadline (deadline_seconds, default 3
 s; reads from the kernel time out there too), so a queued crash waits at
 most for the ones before it.  The crash itself is handled by the pipe
-handler's code (handler.Crash: READ, DECIDE, WRITE, PUBLISH), with the
+handler's pipeline (crash.Crash: READ, DECIDE, WRITE, PUBLISH), with the
 accepted connection as the stream, closing it as the release, no SIGALRM
 (the soft deadline only), the crashed PID from SO_PEERCRED and its pidfd
 from SO_PEERPIDFD.  Nothing is spawned per crash; the crash path's modules
@@ -37,14 +37,15 @@ server takes the saved pattern over.
 
 import argparse
 import os
-import signal
 import socket
 import struct
 import sys
 import time
 
-from .mcd import SOCKET, kernel_has_request_protocol, kernel_has_socket_mode  # noqa: F401
-from ..log import Logger
+from . import __version__
+from .cli import SOCKET, kernel_has_request_protocol, kernel_has_socket_mode  # noqa: F401
+from .daemon import STOP_POLL, Stop, StopOnSignals
+from .log import Logger
 
 BACKLOG = 16
 SO_PEERPIDFD = 77  # Linux 6.5
@@ -82,25 +83,10 @@ def dump_mode(pidfd):
     return 1 if fields[-2] & PIDFD_COREDUMP_USER else None
 
 
-class Stop(Exception):
-    pass
-
-
-_stopping = []
-
-
-def _stop(signum, frame):
-    """SIGTERM/SIGINT: finish the crash at hand, then stop."""
-    _stopping.append(signum)
-
-
 def preload():
     """Import the crash path now, not at the first crash."""
-    from ..decide import config, plan, storage  # noqa: F401
-    from ..publish import dumpdir  # noqa: F401
-    from ..read import corestream, modules, process  # noqa: F401
-    from ..write import artefacts, core, sinks, summary  # noqa: F401
-    from . import handler  # noqa: F401
+    from . import (artefacts, config, corewriter, crash, dumpdir, dumpwriter, elfimage,  # noqa: F401
+                   kernelcore, plan, policy, procfs, summary)
 
 
 def _read_exact(conn, n):
@@ -167,8 +153,8 @@ class Connection:
 
 
 def handle(conn, cfg_path, cache, request, log):
-    """One crash on an accepted connection, with the pipe handler's code."""
-    from .handler import Args, Crash
+    """One crash on an accepted connection, through the pipe handler's pipeline."""
+    from .crash import Arrival, Crash
     t0 = time.monotonic()
     c = None
     try:
@@ -176,23 +162,18 @@ def handle(conn, cfg_path, cache, request, log):
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
                         struct.pack("=qq", int(crash_deadline(cache, cfg_path)), 0))
         c = Connection(conn, request)
-        comm = ""
-        mode = dump_mode(c.pidfd) if c.pidfd is not None else None
-        args = Args([str(c.pid), str(c.uid), str(c.gid), "0", str(int(time.time())),
-                     os.uname().nodename, comm] + ([cfg_path] if cfg_path else []) +
-                    (["--dump-mode=%d" % mode] if mode else []))
         log.set_pid(c.pid)
-        crash = Crash(args, log, stream=conn.fileno(), release=c.release, t0=t0,
-                      hard_deadline=False, cache=cache, pidfd=c.pidfd,
-                      stream_ready=c.stream_ready)
-        try:
-            return crash.run()
-        finally:
-            crash.release()
+        arrival = Arrival(pid=c.pid, uid=c.uid, gid=c.gid, signal=0, time=int(time.time()),
+                          hostname=os.uname().nodename, comm="", config=cfg_path,
+                          pidfd=c.pidfd,
+                          dump_mode=dump_mode(c.pidfd) if c.pidfd is not None else None,
+                          stream=conn.fileno(), release=c.release,
+                          stream_ready=c.stream_ready, t0=t0, hard_deadline=False)
+        return Crash(arrival, log, cache).run()
     except Stop:
         raise
     except Exception:
-        log.exception("crash handling failed")
+        log.exception("crash handling failed")  # a bug of ours: the traceback says where
         return 1
     finally:
         if c is not None:
@@ -203,20 +184,20 @@ def handle(conn, cfg_path, cache, request, log):
 
 
 def crash_deadline(cache, cfg_path):
-    from ..decide.config import DEFAULT_CONFIG, ConfigError, DEFAULT_DEADLINE, load_main_config, use_cache
-    use_cache(cache)
+    from .config import DEFAULT_CONFIG, ConfigError, DEFAULT_DEADLINE, load_main_config
     try:
-        return max(1, int(load_main_config(cfg_path or DEFAULT_CONFIG, []).deadline + 1))
+        return max(1, int(load_main_config(cfg_path or DEFAULT_CONFIG, [], cache).deadline + 1))
     except (ConfigError, OSError, ValueError):
         return int(DEFAULT_DEADLINE) + 1
 
 
-def serve(sock, cfg_path, cache, request, log, max_crashes=None):
-    sock.settimeout(0.5)  # to notice a stop request; accepted sockets are blocking
+def serve(sock, cfg_path, cache, request, log, stop, max_crashes=None):
+    """Handle crashes one at a time until stop (daemon.StopOnSignals) says so
+    (daemon.Stop) or max_crashes were handled."""
+    sock.settimeout(STOP_POLL)  # to notice a stop request; accepted sockets are blocking
     n = 0
     while max_crashes is None or n < max_crashes:
-        if _stopping:
-            raise Stop("signal %d" % _stopping[0])
+        stop.check()
         try:
             conn, _ = sock.accept()
         except socket.timeout:
@@ -234,17 +215,17 @@ def state_file(sock_path):
 def install_pattern(pattern, state):
     """Put pattern in core_pattern; the previous value is saved in state (a restarted
     server keeps the first saved value: it is the pipe pattern, not ours)."""
-    from .mcd import read_sysctl, write_sysctl
+    from .cli import read_sysctl, write_sysctl
     old = read_sysctl("core_pattern")
     if not old.startswith("@"):
-        from ..publish.dumpdir import replace_file
+        from .files import replace_file
         replace_file(state, (old + "\n").encode())
     write_sysctl("core_pattern", pattern)
 
 
 def restore_pattern(ours, state):
     """Put the saved pattern back if core_pattern is still ours; True if done."""
-    from .mcd import read_sysctl, write_sysctl
+    from .cli import read_sysctl, write_sysctl
     try:
         with open(state) as f:
             saved = f.read().rstrip("\n")
@@ -261,6 +242,7 @@ def build_parser():
     p = argparse.ArgumentParser(prog="minicoredumper_sockd",
                                 description="resident crash handler on the kernel's "
                                             "coredump socket (Linux 6.16+)")
+    p.add_argument("--version", action="version", version="%(prog)s " + __version__)
     p.add_argument("--socket", default=SOCKET, help="socket path (default %(default)s)")
     p.add_argument("--config", help="main config (default /etc/minicoredumper/"
                                     "minicoredumper.cfg.json)")
@@ -284,7 +266,7 @@ def main(argv=None):
         return 1
     request = (args.protocol == "request" or
                args.protocol == "auto" and kernel_has_request_protocol())
-    from ..decide.config import JsonCache
+    from .config import JsonCache
     preload()
     cache = JsonCache()
     os.makedirs(os.path.dirname(args.socket) or ".", 0o755, exist_ok=True)
@@ -300,8 +282,7 @@ def main(argv=None):
         os.umask(old_umask)
     sock.listen(BACKLOG)
     pattern = ("@@" if request else "@") + os.path.abspath(args.socket)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _stop)
+    stop = StopOnSignals()
     installed = False
     try:
         if not args.no_install:
@@ -310,7 +291,7 @@ def main(argv=None):
         log.info("listening on %s (%s protocol)%s" % (
             args.socket, "request/ack" if request else "plain",
             ", core_pattern = " + pattern if installed else ""))
-        serve(sock, args.config, cache, request, log, args.max_crashes)
+        serve(sock, args.config, cache, request, log, stop, args.max_crashes)
     except Stop as e:
         log.info("stopped (%s)" % e)
     finally:

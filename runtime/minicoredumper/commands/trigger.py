@@ -3,14 +3,14 @@
     minicoredumper_trigger [--config=PATH] [--crashed=PID] [--max-pause=MS]
                            [--state=PATH] DIR SCOPE
 
-For every process in the registry daemon's list (regstate.py) but --crashed,
-writes the data it registered with a dump_scope up to SCOPE to DIR/dumps/PID/
-(livedump.py); DIR is created (0700) if missing.  A process's recept comes
-from the main config by its own exe and comm (a process no watch rule matches
-is not dumped; with no usable main config, built-in defaults) and sets how
-much of its list is read.  --max-pause (default: the main config's
-live_max_pause_ms) bounds how long each process is stopped.  Prints one line
-per process, its pause or why it was skipped, and logs the same.
+For every process in the registry daemon's list but --crashed, writes the
+data it registered with a dump_scope up to SCOPE to DIR/dumps/PID/; DIR is
+created (0700) if missing.  A process's recept comes from the main config by
+its own exe and comm (a process no watch rule matches is not dumped; with no
+usable main config, built-in defaults) and sets how much of its list is
+read.  --max-pause (default: the main config's live_max_pause_ms) bounds how
+long each process is stopped.  Prints one line per process, its pause or why
+it was skipped, and logs the same.
 
 The handler runs it (os.posix_spawn) when the crashed process's recept sets
 live_dumper, with --crashed and the crash's half-built directory, and
@@ -26,7 +26,7 @@ from ..live.dump import Skip, dump_process, release_stragglers
 from ..log import Logger
 
 
-def recept_chooser(cfg, log):
+def recept_chooser(cfg, log, json_cache=None):
     """recept_for(exe, comm): the recept of a process per the watch rules, or None."""
     cache = {}
 
@@ -36,7 +36,7 @@ def recept_chooser(cfg, log):
             return None
         if path not in cache:
             try:
-                cache[path] = C.load_recept(path, [])
+                cache[path] = C.load_recept(path, [], json_cache)
             except C.ConfigError as e:
                 log.warning("recept unusable (%s): built-in defaults" % e)
                 cache[path] = C.fallback_recept()
@@ -84,6 +84,10 @@ def main(argv=None):
     if argv[:1] in (["-h"], ["--help"]):
         print(USAGE + "\n\n" + __doc__.split("\n\n")[2])
         return 0
+    if argv[:1] == ["--version"]:
+        from . import __version__
+        print("minicoredumper_trigger " + __version__)
+        return 0
     try:
         opts, directory, scope = parse_args(argv)
     except ValueError as e:
@@ -97,10 +101,10 @@ def main(argv=None):
         print(msg)
         log.log(level, msg)
 
-    C.use_cache(C.JsonCache())  # what the handler parsed: no JSON import
+    json_cache = C.JsonCache()  # what the handler parsed: no JSON import
     try:
-        cfg = C.load_main_config(opts["config"], [])
-        recept_for = recept_chooser(cfg, log)
+        cfg = C.load_main_config(opts["config"], [], json_cache)
+        recept_for = recept_chooser(cfg, log, json_cache)
         max_pause = cfg.live_max_pause
     except C.ConfigError as e:
         say("main config unusable (%s): built-in defaults for every process" % e, "warning")

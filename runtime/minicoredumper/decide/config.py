@@ -88,7 +88,7 @@ class JsonCache:
         if not self.dirty:
             return
         try:
-            from ..publish.dumpdir import replace_file
+            from .files import replace_file
             os.makedirs(self.directory, 0o700, exist_ok=True)
             replace_file(self.path, marshal.dumps(self.entries))
             self.dirty = False
@@ -96,17 +96,10 @@ class JsonCache:
             pass
 
 
-_cache = None
-
-
-def load_json(path):
-    return _cache.load(path) if _cache is not None else parse_json_file(path)
-
-
-def use_cache(cache):
-    """Route load_json through cache (None: parse every time)."""
-    global _cache
-    _cache = cache
+def load_json(path, cache=None):
+    """The parsed JSON of path, through cache (a JsonCache) when one is given
+    (ConfigError if unreadable or malformed)."""
+    return cache.load(path) if cache is not None else parse_json_file(path)
 
 
 def glob_match(pattern, text):
@@ -244,11 +237,12 @@ def parse_recept(obj, warnings):
     return _apply(RECEPT_SCHEMA, obj, "", warnings)
 
 
-def load_recept(path, warnings):
-    """The recept at path; "" or None means the built-in defaults."""
+def load_recept(path, warnings, cache=None):
+    """The recept at path; "" or None means the built-in defaults.  cache: a
+    JsonCache or None (parse the file)."""
     if not path:
         return parse_recept({}, warnings)
-    return parse_recept(load_json(path), warnings)
+    return parse_recept(load_json(path, cache), warnings)
 
 
 def fallback_recept():
@@ -332,5 +326,18 @@ class MainConfig:
         return recept
 
 
-def load_main_config(path, warnings):
-    return MainConfig(load_json(path), path, warnings)
+def load_main_config(path, warnings, cache=None):
+    """The MainConfig at path (ConfigError if it cannot be used); cache: a
+    JsonCache or None (parse the file)."""
+    return MainConfig(load_json(path, cache), path, warnings)
+
+
+def main_config_or_defaults(path, warnings, cache=None):
+    """(config, problem): the main config at path, or when it cannot be used the
+    built-in defaults (the default base_dir, no watch rules) and the ConfigError
+    saying why (problem is None for a usable config).  Where the handler writes
+    and mcd looks."""
+    try:
+        return load_main_config(path, warnings, cache), None
+    except ConfigError as e:
+        return MainConfig({}, path, []), e

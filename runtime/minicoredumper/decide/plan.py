@@ -9,7 +9,7 @@ Everything read from the crashed process is bounded and checked.
 from ..formats import elf as E
 from ..formats import linux
 from .config import glob_match
-from ..publish.dumpdir import valid_ident
+from .names import valid_ident
 from ..read.modules import MAX_PHNUM_IN_MEMORY, find_symbol
 
 PRIO_ESSENTIAL = 1     # crashing thread's top of stack, module identity, so list

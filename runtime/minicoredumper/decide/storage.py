@@ -97,7 +97,7 @@ class StoragePolicy:
         for other in list(history):
             if other != exe and not self._recent(other):
                 del history[other]
-        from ..publish.dumpdir import replace_file
+        from .files import replace_file
         try:
             replace_file(os.path.join(self.base_dir, RATE_FILE), marshal.dumps(history))
         except OSError as e:
@@ -113,7 +113,7 @@ class StoragePolicy:
         and the free space (less `incoming` bytes) stays above the minimum."""
         if not (self.max_dumps or self.min_free):
             return
-        from ..tools.catalog import list_dumps  # only when a limit is set
+        from .catalog import list_dumps  # only when a limit is set
         dumps = list_dumps(self.base_dir)
         while dumps and (
                 (self.max_dumps and len(dumps) >= self.max_dumps) or
@@ -124,7 +124,7 @@ class StoragePolicy:
         """After a dump: evict the oldest others until the total fits."""
         if not self.max_total:
             return
-        from ..tools.catalog import list_dumps
+        from .catalog import list_dumps
         dumps = list_dumps(self.base_dir)
         total = sum(d.size for d in dumps)
         for d in dumps:
@@ -135,7 +135,7 @@ class StoragePolicy:
                 self._evict(d)
 
     def _evict(self, dump):
-        from ..publish.dumpdir import remove_tree
+        from .files import remove_tree
         try:
             remove_tree(dump.path)
             self.log("evicted %s (storage policy)" % dump.name)

@@ -38,12 +38,13 @@ import time
 
 import _signal as signal  # the C module: `signal` imports enum
 
-from ..read import registrations  # noqa: F401  (imported now, not during the first pause)
-from ..formats.arch import arch_for_machine
-from ..publish.dumpdir import DumpDir, write_externals
-from ..read.modules import find_modules, find_symbol
-from ..decide.plan import Externals, registered_external, registered_items, registration_symbols
-from ..read.process import Process, ProcessMemory, identity, status_field
+from . import registry  # noqa: F401  (imported now, not during the first pause)
+from .arch import arch_for_machine
+from .dumpdir import DumpDir
+from .externals import write_externals
+from .elfimage import find_modules, find_symbol
+from .plan import Externals, registered_external, registered_items, registration_symbols
+from .procfs import Process, ProcessMemory, identity, status_field
 
 PTRACE_DETACH = 17
 PTRACE_SEIZE = 0x4206

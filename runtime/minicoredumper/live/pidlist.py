@@ -22,8 +22,8 @@ nobody else can write is trusted.  Needs only os: the crash path reads it.
 
 import os
 
-from ..publish.dumpdir import replace_file
-from ..read.process import identity
+from .files import replace_file
+from .procfs import identity
 
 STATE = "/run/minicoredumper/regd.pids"
 MAX_STATE = 4 << 20

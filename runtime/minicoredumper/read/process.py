@@ -156,6 +156,12 @@ class Process:
         if self.mem is not None:
             self.mem.close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 class ProcessMemory:
     """Bounded reads of /proc/PID/mem."""

@@ -6,8 +6,8 @@ capped, idents are checked, format strings are parsed by textformat and never
 handed to a formatter.  The node layout is described once per ELF class here.
 """
 
-from ..write import textformat
-from ..publish.dumpdir import MAX_IDENT, valid_ident
+from . import textformat
+from .names import MAX_IDENT, valid_ident
 
 DATA_VERSION = 2
 MCD_BIN = 0
@@ -51,7 +51,7 @@ def read_registrations(mem, layout, arch, head_addr, version_addr, limits, warn)
     limits: dict with max_items and max_item_size; warn(msg) is told about
     everything skipped.
     """
-    from ..formats.elf import StructType
+    from .elflayout import StructType
     L = layout
     raw = mem.read_exact(version_addr, 4)
     if raw is None or L.s32.unpack(raw)[0] != DATA_VERSION:

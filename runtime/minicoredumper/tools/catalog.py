@@ -42,13 +42,24 @@ class Dump:
             self._size = total
         return self._size
 
+    def access_error(self):
+        """None if the directory can be read, else why not (an OSError)."""
+        try:
+            os.listdir(self.path)
+        except OSError as e:
+            return e
+        return None
 
-def list_dumps(base_dir):
-    """Published dumps, oldest first."""
+
+def list_dumps(base_dir, strict=False):
+    """Published dumps, oldest first.  A base_dir that cannot be listed holds
+    none, or with strict raises its OSError (FileNotFoundError if missing)."""
     out = []
     try:
         names = os.listdir(base_dir)
     except OSError:
+        if strict:
+            raise
         return out
     for name in names:
         if name.startswith(".") or not os.path.isdir(os.path.join(base_dir, name)):

@@ -11,16 +11,23 @@ from ..formats import elf as E
 from ..read.corestream import CoreFormatError
 
 
+class NotInCore(CoreFormatError):
+    """The bytes asked for are not in the core (never dumped, or a hole)."""
+
+
 class CoreFile:
-    def __init__(self, path, mode="rb"):
-        self.path = path
+    """path opened with mode; name: what messages call it (default: path).
+    CoreFormatError if it is not a core this can read, or cut short."""
+
+    def __init__(self, path, mode="rb", name=None):
+        self.path = name or path  # in messages
         self.f = open(path, mode)
         self.size = os.fstat(self.f.fileno()).st_size
         try:
             self.layout, self.ehdr, self.phdrs = E.read_headers(self.pread, etype=E.ET_CORE,
                                                                 min_phnum=0)
         except E.ElfFormatError as e:
-            raise CoreFormatError("%s: %s" % (path, e)) from None
+            raise CoreFormatError("%s: %s" % (self.path, e)) from None
         self.loads = [p for p in self.phdrs if p.type == E.PT_LOAD]
         self.sections = self._sections()
 
@@ -83,9 +90,9 @@ class CoreFile:
         return size == 0
 
     def read(self, vaddr, size):
-        """Bytes at vaddr, or CoreFormatError if they are not present."""
+        """Bytes at vaddr; NotInCore if they are not present."""
         if not self.present(vaddr, size):
-            raise CoreFormatError("%s: %#x+%#x is not in the core" % (self.path, vaddr, size))
+            raise NotInCore("%s: %#x+%#x is not in the core" % (self.path, vaddr, size))
         return self.pread(self.file_offset(vaddr, size), size)
 
     def close(self):
@@ -93,13 +100,17 @@ class CoreFile:
 
 
 def parse_symbol_map(path):
-    """{ident: (core offset, vaddr, size, kind)} from a symbol.map (SPEC 6)."""
+    """{ident: (core offset, vaddr, size, kind)} from a symbol.map (SPEC 6); ValueError
+    naming the line that is not one.  Idents are str as file names are (surrogateescape)."""
     out = {}
-    with open(path) as f:
+    with open(path, errors="surrogateescape") as f:
         for n, line in enumerate(f, 1):
             parts = line.rstrip("\n").split(" ", 4)
-            if len(parts) != 5 or parts[3] not in ("D", "N", "I"):
-                raise ValueError("%s:%d: not a symbol.map line: %r" % (path, n, line))
-            off, vaddr, size = (int(x, 16) for x in parts[:3])
+            try:
+                if len(parts) != 5 or parts[3] not in ("D", "N", "I"):
+                    raise ValueError
+                off, vaddr, size = (int(x, 16) for x in parts[:3])
+            except ValueError:
+                raise ValueError("%s:%d: not a symbol.map line: %r" % (path, n, line)) from None
             out[parts[4]] = (off, vaddr, size, parts[3])
     return out

@@ -7,12 +7,12 @@ leaving publishing to the caller.
 With a max_dump_size, files are added best-first while they fit (budget.py).
 """
 
-from ..decide import budget as B
-from .sinks import MemorySink, core_name, core_sink
-from .core import CoreImage
-from ..publish.dumpdir import write_externals, write_proc_info
-from ..read.modules import find_modules
-from ..decide.plan import Planner
+from . import budget as B
+from .artefacts import MemorySink, core_name, core_sink
+from .corewriter import CoreImage
+from .externals import write_externals
+from .elfimage import find_modules
+from .plan import Planner
 from .summary import build as build_summary, return_addresses, text as summary_text, to_json
 
 SUMMARY_TXT_MAX = 640
@@ -49,7 +49,7 @@ class SnapshotMemory:
 class DumpWriter:
     def __init__(self, crash, recept, proc, kc, dd, exe, comm):
         self.crash = crash
-        self.args = crash.args
+        self.args = crash.arrival
         self.recept = recept
         self.proc = proc
         self.kc = kc
@@ -85,13 +85,21 @@ class DumpWriter:
             c.mark("core")
         self.write_process_files()
 
-    def after_release(self):
+    def after_release(self, warnings):
         """What needs no more of the process: the core from the snapshot, the
-        choice of external dumps (after the core in budget order)."""
+        choice of external dumps (after the core in budget order), the plan's
+        warnings in the log, then finish()."""
         if self.snapshot is not None:
             self.write_core()
             self.crash.mark("core")
         self.choose_externals()
+        log = self.crash.log
+        problems = [m for lvl, m in self.plan.log if lvl == "warning"]
+        for m in problems[:3]:
+            log.warning(m)
+        if len(problems) > 3:
+            log.warning("%d more warnings (write_debug_log shows all)" % (len(problems) - 3))
+        self.finish(warnings)
 
     def _snapshot(self):
         segments = [(p.vaddr, p.vaddr + p.memsz) for p in self.kc.loads if p.memsz]
@@ -111,7 +119,7 @@ class DumpWriter:
         raw = self.snapshot if self.snapshot is not None else self.proc.mem
         if not self.recept["sanitize_stack"]:
             return raw
-        from ..decide.sanitize import SanitizingMemory
+        from .sanitize import SanitizingMemory
         stacks = [(r.start, r.start + r.size) for r in self.plan.regions
                   if r.why.startswith("stack of thread")]
         mapped = [(p.vaddr, p.vaddr + p.memsz) for p in self.kc.loads if p.memsz]
@@ -170,6 +178,7 @@ class DumpWriter:
         (only without a budget, so their place in budget order does not matter)."""
         r, args, kc = self.recept, self.args, self.kc
         if r["write_proc_info"] and not self.budget.limit:
+            from .procinfo import write_proc_info
             write_proc_info(self.dd, self.proc.dir, args.pid, omit_environ=r["omit_environ"])
         if r["dump_fat_core"] and not self.budget.limit:
             self.crash.fat_core(self.dd.create("fatcore"), kc.header_bytes)

@@ -1,0 +1,354 @@
+"""The crash pipeline, READ -> DECIDE -> WRITE -> PUBLISH, for one crash.
+
+Shared by the pipe handler (handler.py: the kernel starts one process per
+crash) and the socket server (sockserver.py: one resident process).  They
+differ only in how the crash arrived, which an Arrival says: who crashed,
+which config, the stream the core comes on, how the crashed process is let
+go, and whether a SIGALRM bounds the run.
+
+Crash.dump() is one call per stage.  Every reason a crash is not dumped is a
+NotDumped raised where it is found and logged once, with the PID, by
+Crash.run(); whatever happens, the crashed process is released.
+"""
+
+import os
+import time
+
+import _signal  # the C module: `signal` would import enum on the crash path
+
+HARD_GRACE = 1.0  # seconds past the deadline before the pipe handler exits
+SUID_SAFE = 2  # dump mode (%d) of a process that is not dumpable, fs.suid_dumpable = 2
+
+
+class NotDumped(Exception):
+    """This crash gets no dump; str() says why.  level: how loud the one log
+    line is; status: the handler's exit status (0: nothing went wrong)."""
+
+    def __init__(self, reason, level="error", status=1):
+        Exception.__init__(self, reason)
+        self.level = level
+        self.status = status
+
+
+class Arrival:
+    """How one crash reached us: the kernel's facts about it and its transport.
+
+    pid, uid, gid, signal, time (seconds since the epoch), hostname, comm: as
+    core_pattern's %P %u %g %s %t %h %e (signal 0: read it from the core's
+    NT_SIGINFO).  config: the main config's path or None (the default).
+    pidfd: the crashed process's pidfd or None; dump_mode: %d or None.
+    stream: the fd the core comes on; release(): let the kernel reap the
+    process (default: close stream); stream_ready(): called before the first
+    read of the stream.  t0: time.monotonic() at arrival; hard_deadline: a
+    SIGALRM ends the process HARD_GRACE seconds past the deadline."""
+
+    def __init__(self, pid, uid, gid, signal, time, hostname, comm, config=None,
+                 pidfd=None, dump_mode=None, stream=0, release=None, stream_ready=None,
+                 t0=None, hard_deadline=True):
+        self.pid, self.uid, self.gid, self.signal = pid, uid, gid, signal
+        self.time, self.hostname, self.comm, self.config = time, hostname, comm, config
+        self.pidfd, self.dump_mode = pidfd, dump_mode
+        self.stream, self.release, self.stream_ready = stream, release, stream_ready
+        self.t0 = t0
+        self.hard_deadline = hard_deadline
+
+
+class Crash:
+    """One crash on its way through the stages; cache: the parsed-config cache
+    (config.JsonCache) kept by a resident server between crashes, or None."""
+
+    def __init__(self, arrival, log, cache=None):
+        from .config import DEFAULT_DEADLINE
+        self.arrival = arrival
+        self.log = log
+        self.t0 = time.monotonic() if arrival.t0 is None else arrival.t0
+        self.deadline = self.t0 + DEFAULT_DEADLINE
+        self.released = False
+        self.marks = []  # (stage, ms since arrival) for debug.txt
+        self.cache = cache
+        self.pidfd = arrival.pidfd
+        if self.pidfd is not None:
+            try:  # not for the live dumper we may spawn
+                os.set_inheritable(self.pidfd, False)
+            except OSError:
+                self.pidfd = -1  # given but not open: check_identity fails, nothing is read
+
+    # --- the run --------------------------------------------------------------
+    def run(self):
+        """Dump the crash; returns the exit status.  The crashed process is
+        released whatever happens."""
+        try:
+            self.dump()
+            return 0
+        except NotDumped as e:
+            self.log.log(e.level, "not dumped: %s" % e)
+            return e.status
+        finally:
+            self.release()
+
+    def dump(self):
+        """One call per stage."""
+        cfg, recept, warnings = self.load_config()                   # DECIDE: inputs
+        with self.open_process() as proc:                            # READ: /proc/PID
+            exe, comm, recept = self.choose_recept(cfg, recept, proc, warnings)  # DECIDE
+            policy = self.admit(cfg, recept, exe, comm)              # DECIDE: storage
+            kc = self.read_kernel_notes()                            # READ: the stream
+            dd = self.open_dump_dir(cfg, policy, recept, comm)       # PUBLISH: .part
+            final = self.write_dump(cfg, recept, proc, kc, dd, exe, comm, warnings)
+        self.after_publish(final, policy, comm)                      # PUBLISH: policy
+
+    # --- the stages -----------------------------------------------------------
+    def load_config(self):
+        """(main config, recept or None, warnings); a config that cannot be
+        used gives the built-in defaults and the minimal recept."""
+        from .config import DEFAULT_CONFIG, JsonCache, fallback_recept, main_config_or_defaults
+        if self.cache is None:
+            self.cache = JsonCache()
+        warnings = []
+        cfg, problem = main_config_or_defaults(self.arrival.config or DEFAULT_CONFIG, warnings,
+                                               self.cache)
+        recept = None
+        if problem is not None:
+            self.log.error("main config unusable (%s); minimal dump with built-in defaults"
+                           % problem)
+            recept = fallback_recept()
+        self.set_deadline(cfg.deadline)
+        return cfg, recept, warnings
+
+    def open_process(self):
+        """The crashed process's /proc/PID (procfs.Process, a context manager)."""
+        from .procfs import Process, ProcessGone
+        try:
+            return Process(self.arrival.pid, pidfd=self.pidfd)
+        except ProcessGone as e:
+            raise NotDumped(str(e)) from None
+        except OSError as e:
+            raise NotDumped("/proc/%d: %s" % (self.arrival.pid, e.strerror)) from None
+
+    def choose_recept(self, cfg, recept, proc, warnings):
+        """(exe, comm, recept): the watch rule that matches the process decides."""
+        from .config import ConfigError, fallback_recept, load_recept
+        exe = proc.exe()
+        comm = self.arrival.comm or proc.comm()
+        self.check_identity(proc, "after reading exe and comm")
+        if recept is None:
+            recept_path = cfg.match(exe, comm)
+            if recept_path is None:
+                raise NotDumped("no watch rule matches exe=%s comm=%s" % (exe, comm),
+                                level="info", status=0)
+            try:
+                recept = load_recept(recept_path, warnings, self.cache)
+            except ConfigError as e:
+                self.log.error("recept unusable (%s); minimal dump of the crashing thread" % e)
+                recept = fallback_recept()
+        for w in warnings[:3]:
+            self.log.warning(w)
+        return exe, comm, recept
+
+    def admit(self, cfg, recept, exe, comm):
+        """The storage policy (policy.StoragePolicy) once base_dir exists and the
+        rate limit lets this executable dump."""
+        from .policy import StoragePolicy
+        base = cfg.base_dir
+        if not os.path.isdir(base):
+            try:
+                os.makedirs(base, 0o700)
+                self.log.info("created base_dir %s" % base)
+            except OSError as e:
+                raise NotDumped("base_dir %s cannot be created (%s)" % (base, e.strerror)) \
+                    from None
+        policy = StoragePolicy(cfg, self.log.info)
+        admitted, why = policy.admit(exe)
+        if not admitted:  # nothing written, released at once
+            raise NotDumped(why, level="warning", status=0)
+        if why:
+            self.log.warning(why)
+        self.mark("config")
+        if self.arrival.dump_mode == SUID_SAFE:
+            self.log.info("%s is not dumpable (setuid or similar; fs.suid_dumpable = 2): "
+                          "root-only artefacts" % (exe or comm))
+        return policy
+
+    def read_kernel_notes(self):
+        """The kernel's ELF header, program headers and notes (kernelcore.KernelCore)."""
+        from .kernelcore import CoreFormatError, read_kernel_core
+        try:
+            if self.arrival.stream_ready is not None:
+                self.arrival.stream_ready()
+            kc = read_kernel_core(self.arrival.stream)
+        except CoreFormatError as e:
+            raise NotDumped("the kernel's core stream: %s" % e) from None
+        except OSError as e:  # a refused acknowledgement, a read timed out at the deadline
+            raise NotDumped("the kernel's core stream: %s" % (e.strerror or e)) from None
+        if not self.arrival.signal and kc.siginfo:  # socket mode: the signal is in the notes
+            self.arrival.signal = kc.siginfo[0]
+        self.mark("kernel notes")
+        return kc
+
+    def open_dump_dir(self, cfg, policy, recept, comm):
+        """The dump's half-built directory (dumpdir.DumpDir), after what a killed
+        handler left behind is gone and old dumps made room."""
+        from .dumpdir import DumpDir, clean_leftovers
+        from .names import dump_name
+        clean_leftovers(cfg.base_dir, self.log.info)
+        try:
+            policy.make_room(recept["max_dump_size"])
+            return DumpDir(cfg.base_dir, dump_name(comm, self.arrival.time, self.arrival.pid))
+        except OSError as e:
+            raise NotDumped("base_dir %s is not writable (%s)" % (cfg.base_dir, e.strerror)) \
+                from None
+
+    def write_dump(self, cfg, recept, proc, kc, dd, exe, comm, warnings):
+        """Read the process, release it, write every artefact and publish dd;
+        returns the published path.  dd is discarded if anything fails."""
+        from .dumpwriter import DumpWriter
+        live = None
+        try:
+            writer = DumpWriter(self, recept, proc, kc, dd, exe, comm)
+            writer.read_process()
+            same = proc.check_identity()
+            proc.close()
+            self.release()
+            if not same:
+                raise NotDumped("PID %d is no longer the crashed process (after reading "
+                                "its memory)" % self.arrival.pid)
+            self.mark("released")
+            if recept["live_dumper"]:  # after the release: it competes for the CPUs
+                live = self.start_live_dump(cfg, recept, dd)
+            writer.after_release(warnings)
+            self.cache.save()
+            if live is not None:
+                pid, live = live, None
+                self.finish_live_dump(pid, dd, writer.budget)
+            return dd.publish()
+        except BaseException as e:
+            self.release()
+            self.kill_live_dump(live)
+            dd.discard()
+            if isinstance(e, OSError):
+                raise NotDumped("writing %s failed (%s): nothing kept"
+                                % (dd.name, e.strerror or e)) from None
+            raise
+
+    def after_publish(self, final, policy, comm):
+        """Root-only artefacts for a process that is not dumpable; the storage
+        policy's total limits; the one line that says where the dump went."""
+        if self.arrival.dump_mode == SUID_SAFE:
+            root_only(final, self.log)
+        policy.enforce_total(final)
+        cut = " (deadline cut the dump)" if self.expired() else ""
+        self.log.info("dumped %s to %s in %.0f ms, peak RSS %s kB%s" % (
+            comm, final, (time.monotonic() - self.t0) * 1000, peak_rss_kb(), cut))
+
+    # --- helpers of the stages ---------------------------------------------
+    def mark(self, stage):
+        self.marks.append((stage, (time.monotonic() - self.t0) * 1000))
+
+    def expired(self):
+        return time.monotonic() > self.deadline
+
+    def set_deadline(self, seconds):
+        self.deadline = self.t0 + seconds
+        if self.arrival.hard_deadline:
+            _signal.signal(_signal.SIGALRM, self._hard_deadline)
+            _signal.setitimer(_signal.ITIMER_REAL,
+                              max(0.01, self.deadline + HARD_GRACE - time.monotonic()))
+
+    def _hard_deadline(self, signum, frame):
+        self.log.error("hard deadline passed after %.1f s: exiting" % (time.monotonic() - self.t0))
+        os._exit(3)
+
+    def release(self):
+        """Let the kernel reap the crashed process (once)."""
+        if self.released:
+            return
+        self.released = True
+        if self.arrival.release is not None:
+            self.arrival.release()
+            return
+        try:
+            os.close(self.arrival.stream)
+        except OSError:
+            pass  # already closed: the process is released either way
+
+    def check_identity(self, proc, when):
+        """NotDumped unless proc's PID is still the crashed process (always
+        true without a pidfd: core_pipe_limit keeps the PID then)."""
+        if not proc.check_identity():
+            raise NotDumped("PID %d is no longer the crashed process (%s)"
+                            % (self.arrival.pid, when))
+
+    def start_live_dump(self, cfg, recept, dd):
+        """The PID of the live dumper working on dd beside us, or None (livespawn)."""
+        import sys
+        from .livespawn import start
+        return start(dd.path, recept["dump_scope"], self.arrival.pid, cfg.path, sys.argv[0],
+                     self.log)
+
+    def finish_live_dump(self, pid, dd, budget):
+        """Wait for the live dumper until the deadline (killed after it); its
+        files join the integrity record, what does not fit the budget (what
+        is left of it after the crashed process's own files) is dropped."""
+        from .livespawn import wait
+        wait(pid, self.deadline, self.log)
+        for name in dd.adopt("dumps", budget):
+            self.log.warning("live dump of %s dropped: over max_dump_size" % name)
+
+    def kill_live_dump(self, pid):
+        """Stop a live dumper still running (the dump is being discarded)."""
+        if pid is not None:
+            from .livespawn import wait
+            wait(pid, 0, self.log)
+
+    def fat_core(self, sink, head):
+        """Everything the kernel writes: our copy of its header, then the rest of the stream."""
+        sink.write(head)
+        page = bytes(4096)
+        while not self.expired():
+            b = os.read(self.arrival.stream, 1 << 20)
+            if not b:
+                break
+            for off in range(0, len(b), 4096):
+                block = b[off:off + 4096]
+                if block == page:
+                    sink.skip(4096)
+                else:
+                    sink.write(block)
+        sink.close()
+
+
+def root_only(path, log):
+    """Every file and directory under path owned by root, none readable by group
+    or others (they are created 0600/0700 already: this is the check); what
+    could not be tightened is logged."""
+    fixed, failed = 0, []
+    for top, dirs, files in os.walk(path):
+        for name in [""] + dirs + files:
+            p = os.path.join(top, name) if name else top
+            try:
+                st = os.lstat(p)
+                if st.st_uid != 0 or st.st_gid != 0:
+                    os.lchown(p, 0, 0)
+                    fixed += 1
+                if st.st_mode & 0o077 and not os.path.islink(p):
+                    os.chmod(p, st.st_mode & 0o700)
+                    fixed += 1
+            except OSError as e:
+                failed.append("%s (%s)" % (p, e.strerror))
+    if fixed:
+        log.warning("%s: %d permission(s) tightened to root-only" % (path, fixed))
+    if failed:
+        log.error("%s: %d file(s) could not be made root-only: %s"
+                  % (path, len(failed), ", ".join(failed[:3])))
+
+
+def peak_rss_kb():
+    """VmHWM of this process in kB, as text ("?" if /proc cannot tell)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return line.split()[1]
+    except OSError:
+        pass  # only the log line's figure is missing
+    return "?"

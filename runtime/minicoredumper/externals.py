@@ -1,0 +1,27 @@
+"""WRITE: external dumps, dumps/PID/IDENT files and their symbol.map lines
+(docs/FORMATS.md §6), for the crashed process and for live dumps."""
+
+
+def write_externals(dd, folder, externals, word, offset_of=None):
+    """folder/IDENT files and symbol.map lines for external dumps.
+
+    A file holds [pointer value if indirect] + [data unless NODUMP]; dumps
+    sharing an ident (text registrations, a live dump's core-data blocks)
+    are appended in order.  The first column of symbol.map is
+    offset_of(vaddr), the core file offset an address has in the kernel's
+    layout (0 when it has none); without offset_of (a live dump: there is no
+    core) it is where the block starts in its own file.  word packs a pointer.
+    """
+    files = {}
+    lines = []
+    for x in externals:
+        payload = (word.pack(x.pointer) if x.pointer is not None else b"") + x.data
+        start = len(files.get(x.ident, b""))
+        files[x.ident] = files.get(x.ident, b"") + payload
+        if x.kind != "T":
+            offset = offset_of(x.vaddr) if offset_of else start
+            lines.append("%x %x %x %s %s\n" % (offset, x.vaddr, x.size, x.kind, x.ident))
+    for ident, payload in files.items():
+        dd.write_file(folder + ident, payload)
+    if lines:
+        dd.write_file("symbol.map", "".join(lines).encode())
