@@ -1,7 +1,7 @@
 """The crash pipeline, READ -> DECIDE -> WRITE -> PUBLISH, for one crash.
 
-Shared by the pipe handler (handler.py: the kernel starts one process per
-crash) and the socket server (sockserver.py: one resident process).  They
+Shared by the pipe handler (cmd_handler.py: the kernel starts one process per
+crash) and the socket server (cmd_sockd.py: one resident process).  They
 differ only in how the crash arrived, which an Arrival says: who crashed,
 which config, the stream the core comes on, how the crashed process is let
 go, and whether a SIGALRM bounds the run.
@@ -116,8 +116,8 @@ class Crash:
         return cfg, recept, warnings
 
     def open_process(self):
-        """The crashed process's /proc/PID (procfs.Process, a context manager)."""
-        from .procfs import Process, ProcessGone
+        """The crashed process's /proc/PID (read_process.Process, a context manager)."""
+        from .read_process import Process, ProcessGone
         try:
             return Process(self.arrival.pid, pidfd=self.pidfd)
         except ProcessGone as e:
@@ -146,9 +146,9 @@ class Crash:
         return exe, comm, recept
 
     def admit(self, cfg, recept, exe, comm):
-        """The storage policy (policy.StoragePolicy) once base_dir exists and the
-        rate limit lets this executable dump."""
-        from .policy import StoragePolicy
+        """The storage policy (decide_storage.StoragePolicy; None when the config
+        sets no limit) once base_dir exists and the rate limit lets this
+        executable dump."""
         base = cfg.base_dir
         if not os.path.isdir(base):
             try:
@@ -157,12 +157,15 @@ class Crash:
             except OSError as e:
                 raise NotDumped("base_dir %s cannot be created (%s)" % (base, e.strerror)) \
                     from None
-        policy = StoragePolicy(cfg, self.log.info)
-        admitted, why = policy.admit(exe)
-        if not admitted:  # nothing written, released at once
-            raise NotDumped(why, level="warning", status=0)
-        if why:
-            self.log.warning(why)
+        policy = None
+        if cfg.storage_limits:  # imported only when there is a limit to keep
+            from .decide_storage import StoragePolicy
+            policy = StoragePolicy(cfg, self.log.info)
+            admitted, why = policy.admit(exe)
+            if not admitted:  # nothing written, released at once
+                raise NotDumped(why, level="warning", status=0)
+            if why:
+                self.log.warning(why)
         self.mark("config")
         if self.arrival.dump_mode == SUID_SAFE:
             self.log.info("%s is not dumpable (setuid or similar; fs.suid_dumpable = 2): "
@@ -170,8 +173,8 @@ class Crash:
         return policy
 
     def read_kernel_notes(self):
-        """The kernel's ELF header, program headers and notes (kernelcore.KernelCore)."""
-        from .kernelcore import CoreFormatError, read_kernel_core
+        """The kernel's ELF header, program headers and notes (read_corestream.KernelCore)."""
+        from .read_corestream import CoreFormatError, read_kernel_core
         try:
             if self.arrival.stream_ready is not None:
                 self.arrival.stream_ready()
@@ -186,13 +189,13 @@ class Crash:
         return kc
 
     def open_dump_dir(self, cfg, policy, recept, comm):
-        """The dump's half-built directory (dumpdir.DumpDir), after what a killed
+        """The dump's half-built directory (publish_dumpdir.DumpDir), after what a killed
         handler left behind is gone and old dumps made room."""
-        from .dumpdir import DumpDir, clean_leftovers
-        from .names import dump_name
+        from .publish_dumpdir import DumpDir, clean_leftovers, dump_name
         clean_leftovers(cfg.base_dir, self.log.info)
         try:
-            policy.make_room(recept["max_dump_size"])
+            if policy is not None:
+                policy.make_room(recept["max_dump_size"])
             return DumpDir(cfg.base_dir, dump_name(comm, self.arrival.time, self.arrival.pid))
         except OSError as e:
             raise NotDumped("base_dir %s is not writable (%s)" % (cfg.base_dir, e.strerror)) \
@@ -201,7 +204,7 @@ class Crash:
     def write_dump(self, cfg, recept, proc, kc, dd, exe, comm, warnings):
         """Read the process, release it, write every artefact and publish dd;
         returns the published path.  dd is discarded if anything fails."""
-        from .dumpwriter import DumpWriter
+        from .write_artefacts import DumpWriter
         live = None
         try:
             writer = DumpWriter(self, recept, proc, kc, dd, exe, comm)
@@ -235,7 +238,8 @@ class Crash:
         policy's total limits; the one line that says where the dump went."""
         if self.arrival.dump_mode == SUID_SAFE:
             root_only(final, self.log)
-        policy.enforce_total(final)
+        if policy is not None:
+            policy.enforce_total(final)
         cut = " (deadline cut the dump)" if self.expired() else ""
         self.log.info("dumped %s to %s in %.0f ms, peak RSS %s kB%s" % (
             comm, final, (time.monotonic() - self.t0) * 1000, peak_rss_kb(), cut))
@@ -279,9 +283,9 @@ class Crash:
                             % (self.arrival.pid, when))
 
     def start_live_dump(self, cfg, recept, dd):
-        """The PID of the live dumper working on dd beside us, or None (livespawn)."""
+        """The PID of the live dumper working on dd beside us, or None (live_spawn)."""
         import sys
-        from .livespawn import start
+        from .live_spawn import start
         return start(dd.path, recept["dump_scope"], self.arrival.pid, cfg.path, sys.argv[0],
                      self.log)
 
@@ -289,7 +293,7 @@ class Crash:
         """Wait for the live dumper until the deadline (killed after it); its
         files join the integrity record, what does not fit the budget (what
         is left of it after the crashed process's own files) is dropped."""
-        from .livespawn import wait
+        from .live_spawn import wait
         wait(pid, self.deadline, self.log)
         for name in dd.adopt("dumps", budget):
             self.log.warning("live dump of %s dropped: over max_dump_size" % name)
@@ -297,7 +301,7 @@ class Crash:
     def kill_live_dump(self, pid):
         """Stop a live dumper still running (the dump is being discarded)."""
         if pid is not None:
-            from .livespawn import wait
+            from .live_spawn import wait
             wait(pid, 0, self.log)
 
     def fat_core(self, sink, head):

@@ -44,7 +44,7 @@ def trigger_pauses(work, state, runs):
     for n in range(runs):
         out = os.path.join(work, "trigger%d" % n)
         t0 = time.monotonic()
-        p = subprocess.run([sys.executable, "-m", "minicoredumper.commands.trigger", "--state", state,
+        p = subprocess.run([sys.executable, "-m", "minicoredumper.cmd_trigger", "--state", state,
                             "--config", cfg, out, "1"], env=ENV, capture_output=True,
                            text=True, check=True)
         walls.append((time.monotonic() - t0) * 1000)

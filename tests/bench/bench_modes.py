@@ -39,8 +39,8 @@ sys.path[:0] = [os.path.join(ROOT, "runtime"), os.path.join(ROOT, "tests")]
 from lab.crash import Crasher  # noqa: E402
 from lab.logs import handler_log  # noqa: E402
 from lab.programs import workspace  # noqa: E402
-from minicoredumper.commands import mcd  # noqa: E402
-from minicoredumper.commands.mcd import write_sysctl  # noqa: E402
+from minicoredumper import cmd_mcd as mcd  # noqa: E402
+from minicoredumper.cmd_mcd import write_sysctl  # noqa: E402
 
 RECEPT = os.path.join(ROOT, "conf", "embedded.recept.json")
 MODES = ["none", "kernel", "pipe", "socket"]

@@ -42,7 +42,7 @@ def handler_times(c, argv, runs):
 
 def coreinject_rss(core, smap, dump):
     """(peak RSS in kB, output) of coreinject, as the process itself reports (VmHWM)."""
-    code = ("import sys; from minicoredumper.commands.coreinject import main; rc = main(sys.argv[1:]); "
+    code = ("import sys; from minicoredumper.cmd_coreinject import main; rc = main(sys.argv[1:]); "
             "print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]); "
             "sys.exit(rc)")
     p = subprocess.run([sys.executable, "-c", code, core, smap, dump],
@@ -74,7 +74,7 @@ def main():
         print("  ratio (medians): %.2fx" % (statistics.median(hundred[i]) /
                                             statistics.median(none[i])))
 
-    from minicoredumper.tools.corefile import CoreFile
+    from minicoredumper.tool_corefile import CoreFile
     cf = CoreFile(kcore)
     heap = max(cf.loads, key=lambda p: p.filesz)
     cf.close()

@@ -26,7 +26,7 @@ def test_mycrasher_coreinject_then_gdb_prints_i(crasher, programs, tmp_path, lay
     before = gdb(exe, core, "print *i")
     # Undumped memory: unknown in a compact core, zero in the original's sparse layout.
     assert ("Cannot access memory" in before) if layout == "compact" else ("$1 = 0" in before)
-    p = _tool("minicoredumper.commands.coreinject", core, os.path.join(d, "symbol.map"), ibin)
+    p = _tool("minicoredumper.cmd_coreinject", core, os.path.join(d, "symbol.map"), ibin)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "injected: i.bin, 4 bytes, direct"
     out = gdb(exe, core, "print *i", "print s")
@@ -35,7 +35,7 @@ def test_mycrasher_coreinject_then_gdb_prints_i(crasher, programs, tmp_path, lay
         r = subprocess.run(tool + [core], capture_output=True, text=True)
         assert "warning" not in (r.stdout + r.stderr).lower()
     # The inverse gives back the dump file byte for byte.
-    x = _tool("minicoredumper.commands.mcd", "extract", core, "i.bin", "--symbol-map",
+    x = _tool("minicoredumper.cmd_mcd", "extract", core, "i.bin", "--symbol-map",
               os.path.join(d, "symbol.map"), "-o", str(tmp_path / "i.out"))
     assert x.returncode == 0, x.stderr
     assert open(tmp_path / "i.out", "rb").read() == open(ibin, "rb").read()
@@ -51,7 +51,7 @@ def test_indirect_buffer_round_trip_with_data_option(crasher, programs, tmp_path
     # Inject it from an archive-like file at an offset, as --data allows.
     blob = tmp_path / "blob"
     blob.write_bytes(b"X" * 100 + open(dump, "rb").read())
-    p = _tool("minicoredumper.commands.coreinject", "--data=heap.bin:%d@%s+100" % (
+    p = _tool("minicoredumper.cmd_coreinject", "--data=heap.bin:%d@%s+100" % (
         os.path.getsize(dump), blob), core, os.path.join(d, "symbol.map"))
     assert p.returncode == 0, p.stderr
     assert "heap.bin, 32 bytes, indirect" in p.stdout
@@ -66,9 +66,9 @@ def test_unknown_ident_is_an_error_and_changes_nothing(crasher, programs, tmp_pa
     before = open(core, "rb").read()
     other = tmp_path / "nothere.bin"
     other.write_bytes(b"1234")
-    p = _tool("minicoredumper.commands.coreinject", core, os.path.join(d, "symbol.map"), str(other))
+    p = _tool("minicoredumper.cmd_coreinject", core, os.path.join(d, "symbol.map"), str(other))
     assert p.returncode == 1 and "'nothere.bin' is not in symbol.map" in p.stderr
     assert open(core, "rb").read() == before
-    x = _tool("minicoredumper.commands.mcd", "extract", core, "i.bin", "--symbol-map",
+    x = _tool("minicoredumper.cmd_mcd", "extract", core, "i.bin", "--symbol-map",
               os.path.join(d, "symbol.map"), "-o", str(tmp_path / "o"))
     assert x.returncode == 1 and "coreinject" in x.stderr

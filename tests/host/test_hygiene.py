@@ -10,7 +10,7 @@ import tempfile
 
 from lab import ENV
 from lab.logs import handler_log
-from minicoredumper.commands import mcd
+from minicoredumper import cmd_mcd as mcd
 
 
 def test_launcher_points_stdio_at_devnull_before_anything(tmp_path):
@@ -55,7 +55,7 @@ def test_mcd_install_and_uninstall_restore_the_kernel_settings(crasher):
     cfg = tmp_path / "c.json"
     cfg.write_text('{"watch": [{"recept": "missing.json"}], "colour": 1}')
     try:
-        p = subprocess.run([sys.executable, "-m", "minicoredumper.commands.mcd", "install", "--config",
+        p = subprocess.run([sys.executable, "-m", "minicoredumper.cmd_mcd", "install", "--config",
                             str(cfg)], env=env, capture_output=True, text=True)
         assert p.returncode == 0, p.stderr
         assert "unknown key colour" in p.stderr and "missing.json" in p.stderr
@@ -64,16 +64,16 @@ def test_mcd_install_and_uninstall_restore_the_kernel_settings(crasher):
             tmp_path / "state", mcd.identity_options(), cfg)
         assert open("/proc/sys/kernel/core_pipe_limit").read().strip() == "2147483647"
         # Installing twice keeps the first saved values.
-        subprocess.run([sys.executable, "-m", "minicoredumper.commands.mcd", "install"], env=env,
+        subprocess.run([sys.executable, "-m", "minicoredumper.cmd_mcd", "install"], env=env,
                        check=True, capture_output=True)
     finally:
-        p = subprocess.run([sys.executable, "-m", "minicoredumper.commands.mcd", "uninstall"], env=env,
+        p = subprocess.run([sys.executable, "-m", "minicoredumper.cmd_mcd", "uninstall"], env=env,
                            capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     after = (open("/proc/sys/kernel/core_pattern").read(),
              open("/proc/sys/kernel/core_pipe_limit").read())
     assert after == before
-    p = subprocess.run([sys.executable, "-m", "minicoredumper.commands.mcd", "uninstall"], env=env,
+    p = subprocess.run([sys.executable, "-m", "minicoredumper.cmd_mcd", "uninstall"], env=env,
                        capture_output=True, text=True)
     assert p.returncode == 1 and "mcd install" in p.stderr
     shutil.rmtree(tmp_path)
@@ -108,7 +108,7 @@ def test_unexpected_errors_keep_their_traceback(tmp_path):
 
 
 def test_bad_invocation_is_logged_not_raised():
-    p = subprocess.Popen([sys.executable, "-m", "minicoredumper.commands.handler", "123", "x"],
+    p = subprocess.Popen([sys.executable, "-m", "minicoredumper.cmd_handler", "123", "x"],
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=ENV)
     out, err = p.communicate()

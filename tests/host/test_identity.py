@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from minicoredumper.commands import mcd
-from minicoredumper.read import process
+from minicoredumper import cmd_mcd as mcd
+from minicoredumper import read_process as process
 from minicoredumper.crash import Crash
-from minicoredumper.handler import parse_argv
+from minicoredumper.cmd_handler import parse_argv
 from lab.logs import ListLog
 
 NEW_KERNEL = mcd.kernel_version() >= (6, 16)
@@ -131,7 +131,7 @@ def test_pid_reused_during_the_dump_is_discarded(tmp_path, monkeypatch, crasher,
     the end of its reads: the dump is discarded (simulated: the kernel's real
     core of crash3 as the stream, a sleep process as the crashed one, killed
     and reaped while the memory is read)."""
-    from minicoredumper.write import artefacts
+    from minicoredumper import write_artefacts as artefacts
     kcore = crasher.kernel_core([programs["crash3"]])
     cfg, base = _config(tmp_path)
     victim = _sleeper()

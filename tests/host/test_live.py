@@ -8,8 +8,8 @@ import subprocess
 import sys
 import time
 
-from minicoredumper import manifest
-from minicoredumper.live import pidlist
+from minicoredumper import publish_manifest as manifest
+from minicoredumper import live_pidlist as pidlist
 from lab import ENV
 from lab.logs import handler_log
 from lab.regd import wait_for
@@ -22,7 +22,7 @@ def run_trigger(directory, scope, state):
     cfg = os.path.join(os.path.dirname(state), "all.cfg.json")
     with open(cfg, "w") as f:
         f.write('{"watch": [{}]}')
-    p = subprocess.run([sys.executable, "-m", "minicoredumper.commands.trigger", "--state", state,
+    p = subprocess.run([sys.executable, "-m", "minicoredumper.cmd_trigger", "--state", state,
                         "--config", cfg, str(directory), str(scope)],
                        env=ENV, capture_output=True, text=True, timeout=30)
     return p.returncode, p.stdout + p.stderr
@@ -202,7 +202,7 @@ def test_a_thread_that_cannot_stop_in_time_costs_nothing(regd, programs, tmp_pat
     assert app.readline() == b"vfork\n"
     cfg = tmp_path / "all.cfg.json"
     cfg.write_text('{"watch": [{}]}')
-    p = subprocess.run([sys.executable, "-m", "minicoredumper.commands.trigger", "--state", state,
+    p = subprocess.run([sys.executable, "-m", "minicoredumper.cmd_trigger", "--state", state,
                         "--config", str(cfg), "--max-pause=50", str(tmp_path / "v"), "1"],
                        env=ENV, capture_output=True, text=True, timeout=30)
     assert "live dump of %d skipped: thread %d did not stop within 50 ms" % (

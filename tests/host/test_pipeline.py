@@ -10,8 +10,8 @@ import time
 import pytest
 
 from minicoredumper.crash import Crash
-from minicoredumper.handler import parse_argv
-from listlog import ListLog
+from minicoredumper.cmd_handler import parse_argv
+from lab.logs import ListLog
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ import sys
 
 import pytest
 
-from minicoredumper.live import pidlist
-from minicoredumper.commands.regd import ADDRESS
+from minicoredumper import live_pidlist as pidlist
+from minicoredumper.cmd_regd import ADDRESS
 from lab import ENV
 from lab.regd import wait_for
 
@@ -229,7 +229,7 @@ def test_a_second_instance_is_refused(regd, state):
     c = Client(regd)
     try:
         c.send(REGISTER)
-        p = subprocess.run(regd.netns.argv([sys.executable, "-m", "minicoredumper.commands.regd",
+        p = subprocess.run(regd.netns.argv([sys.executable, "-m", "minicoredumper.cmd_regd",
                                             "--state", state + ".2"]),
                            env=ENV, capture_output=True, text=True, timeout=20)
         assert p.returncode == 1

@@ -16,11 +16,12 @@ import time
 
 import pytest
 
+from lab import ENV
 from lab.gdb import assert_frames, backtrace, extract_core
 from lab.logs import handler_log
 from lab.programs import FRAMES
-from minicoredumper.commands import mcd
-from minicoredumper.commands import sockd
+from minicoredumper import cmd_mcd as mcd
+from minicoredumper import cmd_sockd as sockd
 
 pytestmark = pytest.mark.skipif(not sockd.kernel_has_socket_mode(),
                                 reason="coredump socket needs Linux 6.16")
@@ -138,12 +139,11 @@ def test_mcd_install_socket_mode(crasher, programs, tmp_path, monkeypatch, capsy
     """mcd install --mode socket starts the server; uninstall stops it and restores.
     On a kernel without the socket it installs pipe mode and says so."""
     state = tempfile.mkdtemp(prefix="mcdi.")  # short: core_pattern holds 127 characters
-    env = dict(os.environ, MCD_STATE_DIR=state,
-               PYTHONPATH=os.path.dirname(mcd.PACKAGE_DIR))
+    env = dict(ENV, MCD_STATE_DIR=state)
     before = mcd.read_sysctl("core_pattern")
     cfg = crasher.cfg
     try:
-        p = subprocess.run([sys.executable, "-m", "minicoredumper.commands.mcd", "install", "--mode",
+        p = subprocess.run([sys.executable, "-m", "minicoredumper.cmd_mcd", "install", "--mode",
                             "socket", "--config", cfg], env=env, capture_output=True, text=True)
         assert p.returncode == 0, p.stderr
         assert mcd.read_sysctl("core_pattern").startswith("@") and "sockd" in p.stdout
@@ -151,7 +151,7 @@ def test_mcd_install_socket_mode(crasher, programs, tmp_path, monkeypatch, capsy
         crasher.run([programs["crash3"]])
         assert len(published(base)) == 1
     finally:
-        p = subprocess.run([sys.executable, "-m", "minicoredumper.commands.mcd", "uninstall"], env=env,
+        p = subprocess.run([sys.executable, "-m", "minicoredumper.cmd_mcd", "uninstall"], env=env,
                            capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert mcd.read_sysctl("core_pattern") == before

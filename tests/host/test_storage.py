@@ -20,7 +20,7 @@ def mcd(*argv, prefix=(), env=None, **kw):
     """Run mcd (after prefix, e.g. setpriv; env: variables to change); kw goes to
     subprocess.run."""
     env = dict(ENV, **(env or {}))
-    return subprocess.run(list(prefix) + [sys.executable, "-m", "minicoredumper.commands.mcd"]
+    return subprocess.run(list(prefix) + [sys.executable, "-m", "minicoredumper.cmd_mcd"]
                           + list(argv), capture_output=True, text=True, env=env, **kw)
 
 

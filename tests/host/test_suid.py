@@ -9,7 +9,7 @@
 import os
 import stat
 
-from minicoredumper.commands import mcd
+from minicoredumper import cmd_mcd as mcd
 from lab.gdb import assert_frames, backtrace, extract_core
 from lab.logs import handler_log
 from lab.programs import FRAMES

@@ -14,7 +14,7 @@ import time
 
 from lab import ENV
 from lab.logs import handler_log
-from minicoredumper.commands.mcd import read_sysctl, write_sysctl
+from minicoredumper.cmd_mcd import read_sysctl, write_sysctl
 
 LOCK = "/run/lock/minicoredumper-core-pattern.lock"
 
@@ -49,7 +49,7 @@ class Crasher:
 
         Holds LOCK until restore(): two users of core_pattern (test sessions,
         the demo, benchmarks) never overlap; a second one waits."""
-        from minicoredumper.commands import mcd
+        from minicoredumper import cmd_mcd as mcd
         self.lock = open(LOCK, "a+")
         # A POSIX record lock: unlike flock, a child forked by a test does
         # not inherit it and keep it past our restore().
@@ -137,7 +137,7 @@ class Crasher:
         False core_pattern is pointed at it here (restored by stop_socket_server
         to the pipe pattern), else the server does it itself.  Returns the Popen."""
         sock = os.path.join(self.workdir, "cd.sock")
-        argv = [sys.executable, "-m", "minicoredumper.commands.sockd", "--socket", sock,
+        argv = [sys.executable, "-m", "minicoredumper.cmd_sockd", "--socket", sock,
                 "--config", self.cfg, "--protocol", protocol] + list(extra)
         if not install:
             argv.append("--no-install")
@@ -153,7 +153,7 @@ class Crasher:
             assert p.poll() is None, "the socket server exited with %s" % p.returncode
             time.sleep(0.02)
         if not install:
-            from minicoredumper.commands import sockd
+            from minicoredumper import cmd_sockd as sockd
             request = protocol == "request" or (
                 protocol == "auto" and sockd.kernel_has_request_protocol())
             write_sysctl("core_pattern", ("@@" if request else "@") + sock)

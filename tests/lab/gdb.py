@@ -10,11 +10,11 @@ import re
 import subprocess
 
 
-def extract_core(dumpdir, dest):
-    """Path of a plain core file taken from dumpdir's core artefact (mcd's own unpacking)."""
-    from minicoredumper.tools.catalog import Dump
-    from minicoredumper.tools.verbs import core_artefact, unpack_core
-    d = Dump(os.path.dirname(dumpdir), os.path.basename(dumpdir))
+def extract_core(publish_dumpdir, dest):
+    """Path of a plain core file taken from publish_dumpdir's core artefact (mcd's own unpacking)."""
+    from minicoredumper.tool_catalog import Dump
+    from minicoredumper.tool_verbs import core_artefact, unpack_core
+    d = Dump(os.path.dirname(publish_dumpdir), os.path.basename(publish_dumpdir))
     return unpack_core(core_artefact(d), os.path.join(dest, "core"))
 
 

@@ -17,7 +17,7 @@ import sys
 import time
 
 from lab import ENV
-from minicoredumper.live import pidlist
+from minicoredumper import live_pidlist as pidlist
 
 CLONE_NEWNET = 0x40000000
 
@@ -75,7 +75,7 @@ class Daemon:
         self.proc = None
 
     def argv(self):
-        argv = [sys.executable, "-m", "minicoredumper.commands.regd", "--state", self.state]
+        argv = [sys.executable, "-m", "minicoredumper.cmd_regd", "--state", self.state]
         if self.prune_interval is not None:
             argv += ["--prune-interval", str(self.prune_interval)]
         return self.netns.argv(argv)

@@ -245,7 +245,7 @@ def test_runtime_launchers(bb_systemd, tmp_path):
     sbin = {"minicoredumper", "minicoredumper_regd", "minicoredumper_trigger",
             "minicoredumper_sockd"}
     scripts = console_scripts()
-    assert scripts.get("minicoredumper") == "minicoredumper.commands.handler:main"
+    assert scripts.get("minicoredumper") == "minicoredumper.cmd_handler:main"
     template = os.path.join(RUNTIME, "launcher.in")
     if not os.path.exists(template):
         template = os.path.join(RUNTIME, "minicoredumper", "launcher.in")

@@ -241,7 +241,7 @@ def test_mcd_gdb_on_a_guest_dump(guest):
     import sys
     d = dump(guest, "embedded", "crash3")["dir"]
     rootfs = guest["rootfs"]
-    p = subprocess.run([sys.executable, "-m", "minicoredumper.commands.mcd", "gdb", d, "--sysroot", rootfs,
+    p = subprocess.run([sys.executable, "-m", "minicoredumper.cmd_mcd", "gdb", d, "--sysroot", rootfs,
                         "--", "-nx", "-batch", "-ex", "bt"], capture_output=True, text=True,
                        env=ENV, timeout=300)
     assert p.returncode == 0, p.stderr

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from minicoredumper.decide import config as C
+from minicoredumper import config as C
 
 
 @pytest.mark.parametrize("pattern,text", [
@@ -125,7 +125,7 @@ def test_json_cache_ignores_a_directory_others_can_write(tmp_path):
 
 
 def _policy(tmp_path, rate):
-    from minicoredumper.decide.storage import StoragePolicy
+    from minicoredumper.decide_storage import StoragePolicy
     cfg = C.MainConfig({"base_dir": str(tmp_path), "rate_limit": rate}, "/x.json", [])
     return StoragePolicy(cfg, lambda msg: None)
 
@@ -146,7 +146,7 @@ def test_rate_limit_within_a_boot_ignores_the_wall_clock(tmp_path, monkeypatch):
 def test_rate_limit_across_boots(tmp_path, monkeypatch):
     import marshal
     import time as T
-    from minicoredumper.decide import storage as P
+    from minicoredumper import decide_storage as P
     p = _policy(tmp_path, {"count": 1, "interval_seconds": 3600})
     now_boot = T.clock_gettime(T.CLOCK_BOOTTIME)
     # An event from another boot whose wall time is "in the future" (the clock
@@ -163,7 +163,7 @@ def test_rate_limit_across_boots(tmp_path, monkeypatch):
 
 
 def test_min_free_space_evicts_oldest_first(tmp_path, monkeypatch):
-    from minicoredumper.decide.storage import StoragePolicy
+    from minicoredumper.decide_storage import StoragePolicy
     names = []
     for i in range(3):
         d = tmp_path / ("app.20260101.00000%d+0000.%d" % (i, 100 + i))

@@ -7,13 +7,13 @@ import tarfile
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from minicoredumper.formats import elf as E
-from minicoredumper.formats.arch import ARCHES, EM_386, EM_X86_64, EM_ARM, EM_AARCH64
-from minicoredumper.write.sinks import FileSink, TarMember
-from minicoredumper.write.core import CoreImage
-from minicoredumper.read.modules import SymbolFile
-from minicoredumper.read.corestream import read_kernel_core, CoreFormatError
-from minicoredumper.decide.plan import Plan
+from minicoredumper import elf as E
+from minicoredumper.arch import ARCHES, EM_386, EM_X86_64, EM_ARM, EM_AARCH64
+from minicoredumper.write_sinks import FileSink, TarMember
+from minicoredumper.write_core import CoreImage
+from minicoredumper.read_modules import SymbolFile
+from minicoredumper.read_corestream import read_kernel_core, CoreFormatError
+from minicoredumper.decide_plan import Plan
 
 PAGE = 4096
 
@@ -229,7 +229,7 @@ def test_tar_member_reads_back_with_tarfile(tmp_path):
 
 @pytest.mark.parametrize("layout", ["compact", "sparse"])
 def test_note_levels_and_privacy(tmp_path, layout):
-    from minicoredumper.write.core import NOTES_CRASHING_THREAD, NOTES_MINIMAL
+    from minicoredumper.write_core import NOTES_CRASHING_THREAD, NOTES_MINIMAL
     stream = fake_kernel_core(EM_X86_64, E.ELFCLASS64, LOADS, files=FILES)
     kc = _read_core(stream)
     # A vector-register note after each thread's registers, as the kernel writes them.
@@ -265,10 +265,10 @@ import subprocess
 
 from elftools.elf import enums as elf_enums
 
-from minicoredumper.formats import linux
-from minicoredumper.read.modules import MAX_PHNUM_IN_MEMORY, nearest_symbols, read_module
-from minicoredumper.read.process import Mapping
-from minicoredumper.tools.corefile import CoreFile
+from minicoredumper import linux
+from minicoredumper.read_modules import MAX_PHNUM_IN_MEMORY, nearest_symbols, read_module
+from minicoredumper.read_process import Mapping
+from minicoredumper.tool_corefile import CoreFile
 
 CROSS = {"i686-linux-gnu-gcc": (E.ELFCLASS32, "EM_386"),
          "arm-linux-gnueabihf-gcc": (E.ELFCLASS32, "EM_ARM"),
@@ -551,7 +551,7 @@ def test_signal_table_and_note_names():
         assert signal.Signals(n).name == name
     assert linux.FAULT_SIGNALS == {signal.SIGILL, signal.SIGTRAP, signal.SIGBUS, signal.SIGFPE,
                                    signal.SIGSEGV}
-    from minicoredumper.write.core import PRIVATE_NOTES
+    from minicoredumper.write_core import PRIVATE_NOTES
     assert PRIVATE_NOTES == (2, 0x202, 0x400, 0x405, 0x46E62B7F)
 
 
@@ -575,7 +575,7 @@ def test_siginfo_and_tls_notes_read_through_the_tables(machine, elfclass):
 
 
 def test_i386_thread_pointer_from_user_desc():
-    from minicoredumper.read.corestream import _thread_pointer_from_note
+    from minicoredumper.read_corestream import _thread_pointer_from_note
     L = E.Layout(E.ELFCLASS32)
     a = ARCHES[EM_386]
     ud = linux.structs(L).user_desc
@@ -594,7 +594,7 @@ def test_i386_thread_pointer_from_user_desc():
 
 
 def test_tar_header_table():
-    from minicoredumper.write.sinks import USTAR_HEADER, tar_header
+    from minicoredumper.write_sinks import USTAR_HEADER, tar_header
     assert sum(w for _, w in USTAR_HEADER) == 500
     assert sum(w for _, w in USTAR_HEADER[:[f for f, _ in USTAR_HEADER].index("chksum")]) == 148
     hdr = tar_header("core", 8 ** 11, 1700000000, 0o600)  # base-256 size

@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from minicoredumper.decide import budget
-from minicoredumper.publish import dumpdir
-from minicoredumper import externals, manifest
-from minicoredumper.live import spawn
-from minicoredumper.commands import trigger
-from minicoredumper.decide.plan import External
+from minicoredumper import decide_budget as budget
+from minicoredumper import publish_dumpdir
+from minicoredumper import write_externals as externals, publish_manifest as manifest
+from minicoredumper import live_spawn as spawn
+from minicoredumper import cmd_trigger as trigger
+from minicoredumper.decide_plan import External
 
 
 class Log:
@@ -61,7 +61,7 @@ def test_an_overrunning_trigger_is_killed_at_the_deadline():
 
 
 def test_live_dump_files_have_offsets_in_their_own_files(tmp_path):
-    dd = dumpdir.DumpDir(str(tmp_path), "123")
+    dd = publish_dumpdir.DumpDir(str(tmp_path), "123")
     word = struct.Struct("<Q")
     externals.write_externals(dd, "", [
         External("a.bin", "D", 0x1000, b"abcd"),
@@ -86,10 +86,10 @@ def live_files(dd, pid, files):
 
 
 def test_live_dumps_join_the_integrity_record(tmp_path):
-    dd = dumpdir.DumpDir(str(tmp_path), "crash.1")
+    dd = publish_dumpdir.DumpDir(str(tmp_path), "crash.1")
     dd.write_file("dumps/1/own.bin", b"own")
     live_files(dd, 2, {"a": b"A" * 10, "symbol.map": b"0 0 1 D a\n"})
-    os.makedirs(dd.path + "/dumps/.3" + dumpdir.PART + "99/x")  # a killed dumper's
+    os.makedirs(dd.path + "/dumps/.3" + publish_dumpdir.PART + "99/x")  # a killed dumper's
     assert dd.adopt("dumps") == []
     final = dd.publish()
     assert sorted(os.listdir(final + "/dumps")) == ["1", "2"]
@@ -97,7 +97,7 @@ def test_live_dumps_join_the_integrity_record(tmp_path):
 
 
 def test_live_dumps_that_do_not_fit_the_budget_are_dropped(tmp_path):
-    dd = dumpdir.DumpDir(str(tmp_path), "crash.2")
+    dd = publish_dumpdir.DumpDir(str(tmp_path), "crash.2")
     b = budget.Budget(400)
     b.take("core", 100)
     live_files(dd, 2, {"small": b"s" * 20})

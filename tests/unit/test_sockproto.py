@@ -8,8 +8,8 @@ import struct
 import threading
 
 from lab.logs import ListLog
-from minicoredumper.commands import sockd
-from minicoredumper.decide import config
+from minicoredumper import cmd_sockd as sockd
+from minicoredumper import config
 
 
 def _recv(s, n):

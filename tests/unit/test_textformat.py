@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from minicoredumper.write import textformat as T
+from minicoredumper import write_textformat as T
 
 INTS = [0, 1, -1, 42, -42, 255, 65535, 2 ** 31 - 1, -2 ** 31, 123456789]
 FLOATS = [0.0, 1.5, -3.25, 1e10, 1.0 / 3, 123456.789, -0.0001234, float("inf")]

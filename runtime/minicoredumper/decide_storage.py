@@ -113,7 +113,7 @@ class StoragePolicy:
         and the free space (less `incoming` bytes) stays above the minimum."""
         if not (self.max_dumps or self.min_free):
             return
-        from .catalog import list_dumps  # only when a limit is set
+        from .tool_catalog import list_dumps  # only when a limit is set
         dumps = list_dumps(self.base_dir)
         while dumps and (
                 (self.max_dumps and len(dumps) >= self.max_dumps) or
@@ -124,7 +124,7 @@ class StoragePolicy:
         """After a dump: evict the oldest others until the total fits."""
         if not self.max_total:
             return
-        from .catalog import list_dumps
+        from .tool_catalog import list_dumps
         dumps = list_dumps(self.base_dir)
         total = sum(d.size for d in dumps)
         for d in dumps:

@@ -14,6 +14,15 @@ CACHE_DIR = "/var/cache/minicoredumper"
 CACHE_ENTRIES = 64
 DEFAULT_BASE_DIR = "/var/crash/minicoredumper"
 DEFAULT_DEADLINE = 3.0
+MAX_IDENT = 255
+
+
+def valid_ident(ident):
+    """An ident usable as the file name dumps/PID/IDENT, of a recept buffer or
+    of registered data (docs/FORMATS.md §7's rules, plus no control characters,
+    which would also break symbol.map lines)."""
+    return (bool(ident) and ident not in (".", "..") and "/" not in ident
+            and len(ident) <= MAX_IDENT and ident.isprintable())
 U32_MAX = 0xFFFFFFFF
 
 
@@ -307,6 +316,12 @@ class MainConfig:
         for key in obj:
             if key not in MAIN_KEYS:
                 warnings.append("%s: unknown key %s ignored" % (path, key))
+
+    @property
+    def storage_limits(self):
+        """True if any of max_dumps, max_total_size, min_free_space, rate_limit is set."""
+        return bool(self.max_dumps or self.max_total_size or self.min_free_space
+                    or self.rate_limit)
 
     def match(self, exe, comm):
         """The recept path of the first matching watch rule ("" = defaults), or None."""

@@ -9,7 +9,7 @@ disk (.symtab, then .dynsym), defined symbols only.
 
 import os
 
-from ..formats import elf as E
+from . import elf as E
 
 # Program headers read from a crashed process's memory, which it may have
 # forged: real objects have about a dozen, and the crash path reads every mapping's.

@@ -43,7 +43,7 @@ import sys
 import time
 
 from . import __version__
-from .cli import SOCKET, kernel_has_request_protocol, kernel_has_socket_mode  # noqa: F401
+from .cmd_mcd import SOCKET, kernel_has_request_protocol, kernel_has_socket_mode  # noqa: F401
 from .daemon import STOP_POLL, Stop, StopOnSignals
 from .log import Logger
 
@@ -85,8 +85,9 @@ def dump_mode(pidfd):
 
 def preload():
     """Import the crash path now, not at the first crash."""
-    from . import (artefacts, config, corewriter, crash, dumpdir, dumpwriter, elfimage,  # noqa: F401
-                   kernelcore, plan, policy, procfs, summary)
+    from . import (config, crash, decide_plan, decide_storage, publish_dumpdir,  # noqa: F401
+                   read_corestream, read_modules, read_process, write_artefacts, write_core,
+                   write_sinks, write_summary)
 
 
 def _read_exact(conn, n):
@@ -215,7 +216,7 @@ def state_file(sock_path):
 def install_pattern(pattern, state):
     """Put pattern in core_pattern; the previous value is saved in state (a restarted
     server keeps the first saved value: it is the pipe pattern, not ours)."""
-    from .cli import read_sysctl, write_sysctl
+    from .cmd_mcd import read_sysctl, write_sysctl
     old = read_sysctl("core_pattern")
     if not old.startswith("@"):
         from .files import replace_file
@@ -225,7 +226,7 @@ def install_pattern(pattern, state):
 
 def restore_pattern(ours, state):
     """Put the saved pattern back if core_pattern is still ours; True if done."""
-    from .cli import read_sysctl, write_sysctl
+    from .cmd_mcd import read_sysctl, write_sysctl
     try:
         with open(state) as f:
             saved = f.read().rstrip("\n")

@@ -15,7 +15,7 @@ chunks; a range that turns out unreadable (or is cut by the deadline) is padded
 with zeros and the dumplist note records only what was really read.
 """
 
-from ..formats import elf as E
+from . import elf as E
 
 CHUNK = 64 << 10
 # Which notes a compact core keeps: all, the crashing thread's, or only what

@@ -2,12 +2,12 @@
 
 The list lives in the crashed (or live-dumped) process's memory and is
 hostile input: the node count is bounded, cycles end the walk, every length is
-capped, idents are checked, format strings are parsed by textformat and never
+capped, idents are checked, format strings are parsed by write_textformat and never
 handed to a formatter.  The node layout is described once per ELF class here.
 """
 
-from . import textformat
-from .names import MAX_IDENT, valid_ident
+from . import write_textformat
+from .config import MAX_IDENT, valid_ident
 
 DATA_VERSION = 2
 MCD_BIN = 0
@@ -51,7 +51,7 @@ def read_registrations(mem, layout, arch, head_addr, version_addr, limits, warn)
     limits: dict with max_items and max_item_size; warn(msg) is told about
     everything skipped.
     """
-    from .elflayout import StructType
+    from .elf import StructType
     L = layout
     raw = mem.read_exact(version_addr, 4)
     if raw is None or L.s32.unpack(raw)[0] != DATA_VERSION:
@@ -140,13 +140,13 @@ def _bin_item(mem, L, n, node, ident, e, limits, warn):
 
 
 def _text_item(mem, L, arch, n, node, ident, elems, limits, warn):
-    fmt = mem.read_cstring(n.fmt, textformat.MAX_FORMAT + 1) if n.fmt else None
+    fmt = mem.read_cstring(n.fmt, write_textformat.MAX_FORMAT + 1) if n.fmt else None
     if fmt is None:
         warn("registration %#x: format unreadable or too long" % node)
         return None
     try:
-        parts = textformat.parse(fmt)
-    except textformat.FormatError as e:
+        parts = write_textformat.parse(fmt)
+    except write_textformat.FormatError as e:
         warn("registration %#x (%s): %s" % (node, ident, e))
         return None
     directives = [p for p in parts if not isinstance(p, bytes)]
@@ -171,8 +171,8 @@ def _text_item(mem, L, arch, n, node, ident, elems, limits, warn):
             if raw is None:
                 out.append(b"<unreadable>")
                 continue
-            value = textformat.decode_value(p, raw, L.byteorder, arch.long_double)
-        out.append(textformat.render(p, value))
+            value = write_textformat.decode_value(p, raw, L.byteorder, arch.long_double)
+        out.append(write_textformat.render(p, value))
     item = Item(node, "text", ident, n.dump_scope)
     item.text = b"".join(out)[:cap]
     return item

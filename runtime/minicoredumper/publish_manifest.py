@@ -16,7 +16,7 @@ def manifest_bytes(records):
 def verify(path, only=None):
     """Problems with a published dump directory per its integrity record ([] =
     intact); only: check just these files (paths relative to the directory)."""
-    from .artefacts import file_size_crc
+    from .write_sinks import file_size_crc
     try:
         with open(os.path.join(path, MANIFEST), encoding="utf-8", errors="surrogateescape") as f:
             lines = f.read().splitlines()

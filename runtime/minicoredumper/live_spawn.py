@@ -1,7 +1,7 @@
 """The crash path's side of live dumps: minicoredumper_trigger as a child.
 
 When the crashed process's recept sets live_dumper and the registry's list
-(regstate.py) holds other live processes, the handler starts
+(live_pidlist.py) holds other live processes, the handler starts
 
     minicoredumper_trigger --crashed=PID --config=CONFIG DIR SCOPE
 
@@ -21,7 +21,7 @@ import time
 
 import _signal
 
-from . import pidlist
+from . import live_pidlist as pidlist
 
 TRIGGER = "minicoredumper_trigger"
 KERNEL_PATH = "/sbin:/bin:/usr/sbin:/usr/bin"  # what the kernel gives its helpers

@@ -20,10 +20,10 @@ publishes the directory after it has finished.
 import os
 import sys
 
-from ..decide import config as C
-from ..live import pidlist
-from ..live.dump import Skip, dump_process, release_stragglers
-from ..log import Logger
+from . import config as C
+from . import live_pidlist as pidlist
+from .live_dump import Skip, dump_process, release_stragglers
+from .log import Logger
 
 
 def recept_chooser(cfg, log, json_cache=None):

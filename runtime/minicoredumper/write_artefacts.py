@@ -4,16 +4,15 @@ Split around the release of the crashed process: read_process() does all
 that needs its memory (plan, core, proc info, fat core; external dumps are
 read then); finish() the rest (external dump files, summary, debug log),
 leaving publishing to the caller.
-With a max_dump_size, files are added best-first while they fit (budget.py).
+With a max_dump_size, files are added best-first while they fit (decide_budget.py).
 """
 
-from . import budget as B
-from .artefacts import MemorySink, core_name, core_sink
-from .corewriter import CoreImage
-from .externals import write_externals
-from .elfimage import find_modules
-from .plan import Planner
-from .summary import build as build_summary, return_addresses, text as summary_text, to_json
+from . import decide_budget as B
+from .write_sinks import MemorySink, core_name, core_sink
+from .write_core import CoreImage
+from .read_modules import find_modules
+from .decide_plan import Planner
+from .write_summary import build as build_summary, return_addresses, text as summary_text, to_json
 
 SUMMARY_TXT_MAX = 640
 SNAPSHOT_MAX = 16 << 20  # planned memory copied before the release, at most
@@ -33,7 +32,7 @@ class SnapshotMemory:
         return self.mem.bytes_read
 
     def read(self, addr, size):
-        from bisect import bisect_right
+        from .read_corestream import bisect_right
         i = bisect_right(self.starts, addr) - 1
         if i >= 0:
             start, data = self.blocks[i]
@@ -119,7 +118,7 @@ class DumpWriter:
         raw = self.snapshot if self.snapshot is not None else self.proc.mem
         if not self.recept["sanitize_stack"]:
             return raw
-        from .sanitize import SanitizingMemory
+        from .decide_sanitize import SanitizingMemory
         stacks = [(r.start, r.start + r.size) for r in self.plan.regions
                   if r.why.startswith("stack of thread")]
         mapped = [(p.vaddr, p.vaddr + p.memsz) for p in self.kc.loads if p.memsz]
@@ -178,7 +177,7 @@ class DumpWriter:
         (only without a budget, so their place in budget order does not matter)."""
         r, args, kc = self.recept, self.args, self.kc
         if r["write_proc_info"] and not self.budget.limit:
-            from .procinfo import write_proc_info
+            from .write_procinfo import write_proc_info
             write_proc_info(self.dd, self.proc.dir, args.pid, omit_environ=r["omit_environ"])
         if r["dump_fat_core"] and not self.budget.limit:
             self.crash.fat_core(self.dd.create("fatcore"), kc.header_bytes)
@@ -187,6 +186,7 @@ class DumpWriter:
     def finish(self, warnings):
         args, dd = self.args, self.dd
         if self.externals:
+            from .write_externals import write_externals
             write_externals(dd, "dumps/%d/" % args.pid, self.externals, self.kc.layout.word,
                             _kernel_offset(self.kc))
         s = build_summary(self.kc, self.addresses, self.modules, self.exe, self.comm,

@@ -2,17 +2,30 @@
 
 The directory is built under a hidden temporary name in base_dir
 (.<name>.part.<handler pid>), every file fsynced, the integrity record
-(manifest.py) written last, then renamed into place and base_dir fsynced, so
+(publish_manifest.py) written last, then renamed into place and base_dir fsynced, so
 readers never see half a dump.  A later run removes what a killed handler
 left behind (clean_leftovers).
 """
 
 import os
+import time
 
 from .files import fsync_dir, remove_tree
-from .manifest import MANIFEST, manifest_bytes
+from .publish_manifest import MANIFEST, manifest_bytes
 
 PART = ".part."  # .<name>.part.<handler pid>: a directory under construction
+
+
+def safe_name(text, limit=64):
+    """A name usable as one path component."""
+    out = "".join(c if c.isprintable() and c not in "/\\" else "_" for c in text[:limit])
+    return out if out.strip(".") else "_" + out
+
+
+def dump_name(comm, timestamp, pid):
+    """<comm>.<YYYYmmdd.HHMMSS±zzzz>.<pid>: the dump directory's name (docs/FORMATS.md §4)."""
+    stamp = time.strftime("%Y%m%d.%H%M%S%z", time.localtime(timestamp))
+    return "%s.%s.%d" % (safe_name(comm or "unknown"), stamp, pid)
 
 
 class DumpDir:
@@ -45,7 +58,7 @@ class DumpDir:
 
     def create(self, rel):
         """A FileSink for rel, recorded in the integrity record when closed."""
-        from .artefacts import FileSink
+        from .write_sinks import FileSink
         return FileSink(self.file(rel), lambda size, crc: self._record(rel, size, crc))
 
     def _record(self, rel, size, crc):
@@ -60,7 +73,7 @@ class DumpDir:
 
     def core_sink(self, compression, size, mtime):
         """(sink, file name) for the core artefact written into the directory."""
-        from .artefacts import FilterSink, TarMember, compressor_for, core_name, core_sink
+        from .write_sinks import FilterSink, TarMember, compressor_for, core_name, core_sink
         name = core_name(compression)
         comp = compression["compressor"]
         if comp and compressor_for(comp) is None:
@@ -78,7 +91,7 @@ class DumpDir:
         the integrity record, after removing what it left half-built.  A NAME
         whose files do not all fit the budget (budget.Budget) is removed.
         Returns the names removed for the budget."""
-        from .artefacts import file_size_crc
+        from .write_sinks import file_size_crc
         top = "%s/%s" % (self.path, rel_dir)
         try:
             names = sorted(os.listdir(top))

@@ -9,7 +9,7 @@ line naming the file and what is wrong, and no verb leaves a partial file.
 import os
 import sys
 
-from .catalog import list_dumps
+from .tool_catalog import list_dumps
 
 CORE_OPENERS = {"gz": "gzip", "xz": "lzma", "bz2": "bz2"}
 
@@ -94,7 +94,7 @@ def _report_unreadable(base, errors):
 def resolve(args, ident):
     """The Dump for ID (dir name or path, PID, or comm); UserError if none matches
     or it cannot be read."""
-    from .catalog import Dump
+    from .tool_catalog import Dump
     if os.path.isdir(ident) and os.sep in ident:
         d = Dump(os.path.dirname(os.path.abspath(ident)), os.path.basename(ident.rstrip("/")))
     else:
@@ -119,7 +119,7 @@ def check_intact(dump, only=None):
     """UserError naming the damage if the dump's files (only: just these) do not
     match its integrity record; a dump without one (the original
     minicoredumper's) is taken as it is."""
-    from .manifest import MANIFEST, verify
+    from .publish_manifest import MANIFEST, verify
     if os.path.lexists(os.path.join(dump.path, MANIFEST)):
         problems = verify(dump.path, only)
         if problems:
@@ -207,8 +207,8 @@ def unpack_core(src, out):
 def _open_core(core, src):
     """The CoreFile of core, unpacked from the artefact src; UserError naming src
     if it is not a core (or cut short)."""
-    from .corefile import CoreFile
-    from .kernelcore import CoreFormatError
+    from .tool_corefile import CoreFile
+    from .read_corestream import CoreFormatError
     try:
         return CoreFile(core, name=src if core == src else "the core in " + src)
     except CoreFormatError as e:
@@ -309,9 +309,9 @@ def cmd_extract(args):
 def _extract_buffer(args):
     """Pull a registered buffer (by its symbol.map ident) out of a core into a
     file, in the dump-file format: [pointer if indirect] + data."""
-    from .corefile import NotInCore, parse_symbol_map
+    from .tool_corefile import NotInCore, parse_symbol_map
     from .files import replace_file
-    from .kernelcore import CoreFormatError
+    from .read_corestream import CoreFormatError
     with TempDir() as tmp:
         if os.path.isfile(args.id):
             src = core = args.id
@@ -410,7 +410,7 @@ def _host_machine():
 
 
 def cmd_verify(args):
-    from .manifest import verify
+    from .publish_manifest import verify
     if args.ids:
         base, dumps = None, [resolve(args, i) for i in args.ids]
     else:

@@ -13,7 +13,7 @@ padded).  The sender's PID comes from SCM_CREDENTIALS (SO_PASSCRED), never
 from the message or its address.  Shutdown is accepted only from root or the
 daemon's own user; a request of any other kind gets no reply.
 
-The list is the file regstate.STATE (format in regstate.py), rewritten
+The list is the file pidlist.STATE (format in live_pidlist.py), rewritten
 atomically on every change.  Each change, and every --prune-interval seconds,
 drops processes that died without unregistering.  A daemon started after one
 was killed (-9) takes over the live entries of the list it left: clients
@@ -32,7 +32,7 @@ import struct
 import sys
 import time
 
-from . import __version__, regstate
+from . import __version__, live_pidlist as pidlist
 from .daemon import STOP_POLL, Stop, StopOnSignals
 from .log import Logger
 
@@ -56,16 +56,16 @@ class Registry:
     def adopt(self):
         """Take over the live entries of a list a killed daemon left; returns how many."""
         try:
-            old = regstate.load(self.path)
-        except regstate.StateError:
+            old = pidlist.load(self.path)
+        except pidlist.StateError:
             return 0
         for pid, start in old:
-            if regstate.alive(pid, start):
+            if pidlist.alive(pid, start):
                 self.entries[pid] = start
         return len(self.entries)
 
     def register(self, pid):
-        start = regstate.start_time(pid)
+        start = pidlist.start_time(pid)
         if start is not None and self.entries.get(pid) != start:
             self.entries.pop(pid, None)  # a reused PID goes to the end, as new
             self.entries[pid] = start
@@ -75,13 +75,13 @@ class Registry:
 
     def prune(self):
         """Drop processes that are gone; returns their PIDs."""
-        dead = [pid for pid, start in self.entries.items() if not regstate.alive(pid, start)]
+        dead = [pid for pid, start in self.entries.items() if not pidlist.alive(pid, start)]
         for pid in dead:
             del self.entries[pid]
         return dead
 
     def save(self):
-        regstate.save(self.path, list(self.entries.items()))
+        pidlist.save(self.path, list(self.entries.items()))
 
 
 def credentials(ancdata):
@@ -150,7 +150,7 @@ def build_parser():
                                 description="minicoredumper registry daemon (stays in the "
                                             "foreground)")
     p.add_argument("--version", action="version", version="%(prog)s " + __version__)
-    p.add_argument("--state", default=regstate.STATE,
+    p.add_argument("--state", default=pidlist.STATE,
                    help="the PID list file (default %(default)s)")
     p.add_argument("--prune-interval", type=float, default=PRUNE_INTERVAL, metavar="SECONDS",
                    help="how often dead clients are dropped (default %(default)s)")
@@ -183,7 +183,7 @@ def main(argv=None):
                                             "from a previous daemon" % kept if kept else ""))
         serve(sock, registry, log, args.prune_interval, stop)
     except Stop as e:
-        regstate.remove(args.state)
+        pidlist.remove(args.state)
         log.info("stopped (%s), list removed" % e)
         return 0
     except OSError as e:

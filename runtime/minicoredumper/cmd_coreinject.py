@@ -13,10 +13,10 @@ import argparse
 import os
 import sys
 
-from . import __version__, elflayout as E
-from .corefile import CoreFile, parse_symbol_map
-from .corewriter import _align, dumplist_note, tail_bytes
-from .kernelcore import CoreFormatError
+from . import __version__, elf as E
+from .tool_corefile import CoreFile, parse_symbol_map
+from .write_core import _align, dumplist_note, tail_bytes
+from .read_corestream import CoreFormatError
 
 CHUNK = 64 << 10
 

@@ -16,7 +16,7 @@ external dumps (by dump_scope, lowest first), summary.json, debug.txt and
 proc info while they fit.  Every file also costs its integrity record line.
 """
 
-from ..write.core import NOTES_ALL, NOTES_CRASHING_THREAD, NOTES_MINIMAL
+from .write_core import NOTES_ALL, NOTES_CRASHING_THREAD, NOTES_MINIMAL
 
 LADDER = [
     ("everything", 4, NOTES_ALL, None),
@@ -63,7 +63,7 @@ def fit_core(plan, segments, render, limit):
     render(ranges, notes, limit) returns the artefact's bytes or raises
     OverBudget.  Returns (label, bytes) or (None, None) when nothing fits.
     """
-    from ..write.sinks import OverBudget
+    from .write_sinks import OverBudget
     for label, prio, notes, top in LADDER:
         try:
             return label, render(plan.ranges(segments, prio, top), notes, limit)

@@ -6,11 +6,11 @@ numbers are less essential), plus the external dumps that go to dumps/PID/.
 Everything read from the crashed process is bounded and checked.
 """
 
-from ..formats import elf as E
-from ..formats import linux
+from . import elf as E
+from . import linux
 from .config import glob_match
-from .names import valid_ident
-from ..read.modules import MAX_PHNUM_IN_MEMORY, find_symbol
+from .config import valid_ident
+from .read_modules import MAX_PHNUM_IN_MEMORY, find_symbol
 
 PRIO_ESSENTIAL = 1     # crashing thread's top of stack, module identity, so list
 PRIO_CRASH_STACK = 2   # the rest of the crashing thread's stack
@@ -421,7 +421,7 @@ class Planner:
                 self.external(registered_external(it, self.mem))
 
 
-# --- shared with live dumps (livedump.py) -------------------------------------
+# --- shared with live dumps (live_dump.py) -------------------------------------
 
 class Externals(list):
     """External dumps in order, with an index of their idents: a binary ident
@@ -451,7 +451,7 @@ def registration_symbols(lookup):
 
 def registered_items(mem, layout, arch, symbols, limits, scope, warn):
     """The registrations with a dump_scope up to scope, in registration order."""
-    from ..read.registrations import read_registrations
+    from .read_registrations import read_registrations
     return [it for it in read_registrations(mem, layout, arch, symbols[0], symbols[1],
                                             limits, warn) if it.scope <= scope]
 

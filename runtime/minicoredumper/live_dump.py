@@ -38,13 +38,13 @@ import time
 
 import _signal as signal  # the C module: `signal` imports enum
 
-from . import registry  # noqa: F401  (imported now, not during the first pause)
+from . import read_registrations  # noqa: F401  (imported now, not during the first pause)
 from .arch import arch_for_machine
-from .dumpdir import DumpDir
-from .externals import write_externals
-from .elfimage import find_modules, find_symbol
-from .plan import Externals, registered_external, registered_items, registration_symbols
-from .procfs import Process, ProcessMemory, identity, status_field
+from .publish_dumpdir import DumpDir
+from .write_externals import write_externals
+from .read_modules import find_modules, find_symbol
+from .decide_plan import Externals, registered_external, registered_items, registration_symbols
+from .read_process import Process, ProcessMemory, identity, status_field
 
 PTRACE_DETACH = 17
 PTRACE_SEIZE = 0x4206

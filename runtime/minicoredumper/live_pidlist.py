@@ -23,7 +23,7 @@ nobody else can write is trusted.  Needs only os: the crash path reads it.
 import os
 
 from .files import replace_file
-from .procfs import identity
+from .read_process import identity
 
 STATE = "/run/minicoredumper/regd.pids"
 MAX_STATE = 4 << 20

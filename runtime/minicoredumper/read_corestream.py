@@ -8,11 +8,14 @@ files.
 """
 
 import os
-from bisect import bisect_right
+try:  # the C function itself: bisect.py would be one more module on the crash path
+    from _bisect import bisect_right
+except ImportError:
+    from bisect import bisect_right
 
-from ..formats import elf as E
-from ..formats import linux
-from ..formats.arch import arch_for_machine
+from . import elf as E
+from . import linux
+from .arch import arch_for_machine
 
 MAX_NOTES_SIZE = 64 << 20
 # What the stream head may hold: ELF header, program headers (65535 of 56

@@ -9,8 +9,8 @@ from the link register and a scan of the top of the stack (marked "scan").
 JSON is written by hand here: the crash path imports no json module.
 """
 
-from ..formats import elf as E
-from ..formats.linux import SIGNAL_NAMES
+from . import elf as E
+from .linux import SIGNAL_NAMES
 
 MAX_FRAMES = 16
 SCAN_BYTES = 1024
@@ -64,7 +64,7 @@ def symbolize(addresses, modules):
         if m is not None and m.symbol_source():
             by_module.setdefault(m, []).append(addr - m.bias)
     names = {}
-    from ..read.modules import nearest_symbols
+    from .read_modules import nearest_symbols
     for m, rel in by_module.items():
         for r, (name, off) in nearest_symbols(m.symbol_source(), set(rel)).items():
             names[(m, r)] = "%s+%#x" % (name, off) if off else name

@@ -7,8 +7,8 @@ bounded and streamed; nothing here loads the whole file.
 
 import os
 
-from ..formats import elf as E
-from ..read.corestream import CoreFormatError
+from . import elf as E
+from .read_corestream import CoreFormatError
 
 
 class NotInCore(CoreFormatError):

@@ -1,5 +1,5 @@
 """mcd: the command-line front end: install and uninstall here, the dump
-verbs (list, info, gdb, extract, verify) in dumptools.
+verbs (list, info, gdb, extract, verify) in tool_verbs.
 
 `mcd install` points the kernel's core_pattern at the handler and remembers
 the previous values; `mcd uninstall` puts them back.  The handler is started
@@ -33,7 +33,7 @@ def write_sysctl(name, value):
         f.write(value)
 
 
-def render_launcher(python, sitedir, module="minicoredumper.handler"):
+def render_launcher(python, sitedir, module="minicoredumper.cmd_handler"):
     """The launcher script text from launcher.in (also used by the Yocto recipe via sed)."""
     with open(os.path.join(os.path.dirname(__file__), "launcher.in")) as f:
         text = f.read()
@@ -46,7 +46,7 @@ TRIGGER_LAUNCHER = """#!{python} -IS
 # minicoredumper_trigger: live dumps; written by mcd install next to the handler's launcher
 import sys
 sys.path.append("{sitedir}")
-from minicoredumper.trigger import main
+from minicoredumper.cmd_trigger import main
 sys.exit(main())
 """
 
@@ -91,7 +91,7 @@ def identity_options(version=None):
     return " ".join(opts)
 
 
-SOCKET = "/run/minicoredumper/coredump.socket"  # minicoredumper_sockd's (sockserver.py)
+SOCKET = "/run/minicoredumper/coredump.socket"  # minicoredumper_sockd's (cmd_sockd.py)
 
 
 def kernel_has_socket_mode(version=None):
@@ -171,7 +171,7 @@ def start_socket_server(sd, config, pipe_pattern):
     import time
     sitedir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     argv = [sys.executable, "-I", "-S", "-c",
-            "import sys; sys.path.append(%r); from minicoredumper.sockserver import main; "
+            "import sys; sys.path.append(%r); from minicoredumper.cmd_sockd import main; "
             "sys.exit(main())" % sitedir]
     if config:
         argv += ["--config", os.path.abspath(config)]
@@ -204,7 +204,7 @@ def stop_socket_server(sd):
         return
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
-            mine = b"minicoredumper.sockserver" in f.read()
+            mine = b"minicoredumper.cmd_sockd" in f.read()
         if mine:
             os.kill(pid, signal.SIGTERM)
             end = time.monotonic() + 10
@@ -254,7 +254,7 @@ def build_parser():
     i.set_defaults(func=cmd_install)
     u = sub.add_parser("uninstall", help="restore the previous core_pattern and core_pipe_limit")
     u.set_defaults(func=cmd_uninstall)
-    from .dumptools import add_verbs
+    from .tool_verbs import add_verbs
     add_verbs(sub)
     return p
 
@@ -282,7 +282,7 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    from .dumptools import UserError
+    from .tool_verbs import UserError
     args = parse_args(sys.argv[1:] if argv is None else list(argv))
     try:
         return args.func(args)
