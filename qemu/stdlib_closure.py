@@ -8,7 +8,7 @@ the layer's test that each console script imports only what its package RDEPENDS
         --stdlib GUEST/usr/lib/python3.11 --sitedir GUEST/usr/lib/python3.11/site-packages \\
         --package minicoredumper --triplet arm-linux-gnueabihf [--script FILE]... > closure.json
     python3 qemu/stdlib_closure.py --python python3 --sitedir runtime \\
-        --entry minicoredumper.commands.handler                           > entry.json
+        --entry minicoredumper.cmd_handler                           > entry.json
 
 Method (the host's Debian python3.11 is the guests' Python: same version, same Debian
 build configuration, so the same modules are built in or frozen):

@@ -27,7 +27,7 @@ from lab.crash import Crasher  # noqa: E402
 from lab.gdb import backtrace, extract_core  # noqa: E402
 from lab.logs import handler_log  # noqa: E402
 from lab.programs import workspace  # noqa: E402
-from minicoredumper.commands.mcd import read_sysctl  # noqa: E402
+from minicoredumper.cmd_mcd import read_sysctl  # noqa: E402
 
 RECEPT = os.path.join(ROOT, "conf", "embedded.recept.json")
 
@@ -44,7 +44,7 @@ def human(n):
 
 def mcd(*argv):
     """Run mcd from the same installation as this interpreter; returns its output."""
-    cmd = [sys.executable, "-m", "minicoredumper.commands.mcd"] + list(argv)
+    cmd = [sys.executable, "-m", "minicoredumper.cmd_mcd"] + list(argv)
     print("\n$ mcd %s" % " ".join(argv))
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=ENV)
     sys.stdout.write(p.stdout + p.stderr)
