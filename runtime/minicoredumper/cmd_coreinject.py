@@ -14,6 +14,7 @@ import os
 import sys
 
 from . import __version__, elf as E
+from .files import iter_exact
 from .tool_corefile import CoreFile, parse_symbol_map
 from .write_core import _align, dumplist_note, tail_bytes
 from .read_corestream import CoreFormatError
@@ -33,12 +34,10 @@ class Source:
         size = self.size - skip if size is None else size
         with open(self.path, "rb") as f:
             f.seek(self.offset + skip)
-            while size > 0:
-                b = f.read(min(CHUNK, size))
-                if not b:
-                    raise OSError("%s: shorter than expected" % self.path)
-                yield b
-                size -= len(b)
+            try:
+                yield from iter_exact(f.read, size, CHUNK)
+            except EOFError:
+                raise OSError("%s: shorter than expected" % self.path) from None
 
 
 def parse_data_option(text):

@@ -33,13 +33,13 @@ import sys
 import time
 
 from . import __version__, live_pidlist as pidlist
+from . import linux
 from .daemon import STOP_POLL, Stop, StopOnSignals
 from .log import Logger
 
 SUN_PATH = 108
 ADDRESS = b"\0minicoredumper".ljust(SUN_PATH, b"\0")
 MESSAGE = struct.Struct("=II")
-UCRED = struct.Struct("=iII")  # pid_t pid; uid_t uid; gid_t gid
 REGISTER, UNREGISTER, SHUTDOWN = 1, 2, 3
 PRUNE_INTERVAL = 10.0
 
@@ -88,8 +88,8 @@ def credentials(ancdata):
     """(pid, uid, gid) from an SCM_CREDENTIALS message, or None."""
     for level, kind, data in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and \
-                len(data) >= UCRED.size:
-            return UCRED.unpack_from(data)
+                len(data) >= linux.UCRED.size:
+            return linux.UCRED.unpack_from(data)
     return None
 
 
@@ -127,7 +127,7 @@ def serve(sock, registry, log, interval, stop):
     """Serve datagrams until stop (daemon.StopOnSignals) or a shutdown request
     says so (daemon.Stop); dead clients are dropped every interval seconds."""
     sock.settimeout(min(interval, STOP_POLL))
-    room = socket.CMSG_SPACE(UCRED.size)
+    room = socket.CMSG_SPACE(linux.UCRED.size)
     next_prune = time.monotonic() + interval
     while True:
         stop.check()

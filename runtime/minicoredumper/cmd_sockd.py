@@ -43,13 +43,14 @@ import sys
 import time
 
 from . import __version__
-from .cmd_mcd import SOCKET, kernel_has_request_protocol, kernel_has_socket_mode  # noqa: F401
+from .corepattern import SOCKET, kernel_has_request_protocol, kernel_has_socket_mode  # noqa: F401
+from . import linux
+from .files import read_exact
 from .daemon import STOP_POLL, Stop, StopOnSignals
 from .log import Logger
 
 BACKLOG = 16
 SO_PEERPIDFD = 77  # Linux 6.5
-UCRED = struct.Struct("=iII")
 # include/uapi/linux/coredump.h (Linux 6.17)
 COREDUMP_KERNEL, COREDUMP_USERSPACE, COREDUMP_REJECT, COREDUMP_WAIT = 1, 2, 4, 8
 REQ_HEAD = struct.Struct("=IIQ")  # size, size_ack, mask
@@ -90,16 +91,6 @@ def preload():
                    write_sinks, write_summary)
 
 
-def _read_exact(conn, n):
-    out = b""
-    while len(out) < n:
-        b = conn.recv(n - len(out))
-        if not b:
-            raise EOFError("connection closed")
-        out += b
-    return out
-
-
 class Connection:
     """One accepted kernel connection: who crashed, and the request protocol."""
 
@@ -108,8 +99,8 @@ class Connection:
         self.request = request
         self.acked = False
         self.closed = False
-        pid, self.uid, self.gid = UCRED.unpack(
-            conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, UCRED.size))
+        pid, self.uid, self.gid = linux.UCRED.unpack(
+            conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, linux.UCRED.size))
         self.pid = pid
         try:
             self.pidfd = conn.getsockopt(socket.SOL_SOCKET, SO_PEERPIDFD)
@@ -117,16 +108,16 @@ class Connection:
             self.pidfd = None
         self.req_mask = 0
         if request:
-            head = _read_exact(conn, REQ_HEAD.size)
+            head = read_exact(conn.recv, REQ_HEAD.size)
             size, self.size_ack, self.req_mask = REQ_HEAD.unpack(head)
             if size > REQ_HEAD.size:
-                _read_exact(conn, min(size - REQ_HEAD.size, 4096))
+                read_exact(conn.recv, min(size - REQ_HEAD.size, 4096))
 
     def ack(self, mask):
         """Answer the kernel's request (request protocol); True if it accepted."""
         self.acked = True
         self.conn.sendall(ACK.pack(ACK.size, 0, mask))
-        mark, = MARK.unpack(_read_exact(self.conn, MARK.size))
+        mark, = MARK.unpack(read_exact(self.conn.recv, MARK.size))
         return mark == MARK_REQACK
 
     def stream_ready(self):
@@ -216,7 +207,7 @@ def state_file(sock_path):
 def install_pattern(pattern, state):
     """Put pattern in core_pattern; the previous value is saved in state (a restarted
     server keeps the first saved value: it is the pipe pattern, not ours)."""
-    from .cmd_mcd import read_sysctl, write_sysctl
+    from .corepattern import read_sysctl, write_sysctl
     old = read_sysctl("core_pattern")
     if not old.startswith("@"):
         from .files import replace_file
@@ -226,7 +217,7 @@ def install_pattern(pattern, state):
 
 def restore_pattern(ours, state):
     """Put the saved pattern back if core_pattern is still ours; True if done."""
-    from .cmd_mcd import read_sysctl, write_sysctl
+    from .corepattern import read_sysctl, write_sysctl
     try:
         with open(state) as f:
             saved = f.read().rstrip("\n")

@@ -1,6 +1,6 @@
-"""File-system primitives every program of the package uses: replace a file
-in one rename, remove a tree, fsync a directory.  Nothing here follows a
-symbolic link where it writes."""
+"""File and stream primitives every program of the package uses: replace a file
+in one rename, remove a tree, fsync a directory, read exactly n bytes from a
+stream.  Nothing here follows a symbolic link where it writes."""
 
 import os
 
@@ -48,3 +48,20 @@ def remove_tree(path):
         for d in dirs:
             os.rmdir(os.path.join(root, d))
     os.rmdir(path)
+
+
+def iter_exact(read, n, chunk=1 << 20):
+    """Chunks of at most `chunk` bytes adding up to exactly n bytes from read;
+    EOFError if the stream ends first.  read(k) returns at most k bytes, b""
+    at the end: os.read on a pipe, a socket's recv (sockd), a raw file's read."""
+    while n > 0:
+        b = read(min(n, chunk))
+        if not b:
+            raise EOFError("the stream ended %d bytes early" % n)
+        yield b
+        n -= len(b)
+
+
+def read_exact(read, n, chunk=1 << 20):
+    """Exactly n bytes from read (see iter_exact); EOFError if the stream ends first."""
+    return b"".join(iter_exact(read, n, chunk))

@@ -6,6 +6,8 @@ table.  Signal numbers are those of asm-generic, which x86, arm and arm64 use
 (alpha, mips, parisc and sparc number some signals differently).
 """
 
+import struct
+
 from .elf import ELFCLASS32, ELFCLASS64, StructType
 
 # include/uapi/asm-generic/siginfo.h: siginfo_t starts {int si_signo; int
@@ -69,3 +71,7 @@ def structs(layout):
     if s is None:
         s = _structs[key] = Structs(layout)
     return s
+
+
+# struct ucred (include/linux/socket.h): SO_PEERCRED and SCM_CREDENTIALS.
+UCRED = struct.Struct("=iII")  # pid_t pid; uid_t uid; gid_t gid

@@ -16,6 +16,7 @@ except ImportError:
 from . import elf as E
 from . import linux
 from .arch import arch_for_machine
+from .files import read_exact
 
 MAX_NOTES_SIZE = 64 << 20
 # What the stream head may hold: ELF header, program headers (65535 of 56
@@ -152,23 +153,6 @@ def _thread_pointer_from_note(L, arch, thread, desc):
                 return entry.base_addr
         return None
     return L.word.unpack_from(desc, 0)[0] if len(desc) >= L.wordsize else None
-
-
-def iter_exact(read, n, chunk=1 << 20):
-    """Chunks of at most `chunk` bytes adding up to exactly n bytes from read;
-    EOFError if the stream ends first.  read(k) returns at most k bytes, b""
-    at the end: os.read on a pipe, a socket's recv (sockd), a raw file's read."""
-    while n > 0:
-        b = read(min(n, chunk))
-        if not b:
-            raise EOFError("the stream ended %d bytes early" % n)
-        yield b
-        n -= len(b)
-
-
-def read_exact(read, n, chunk=1 << 20):
-    """Exactly n bytes from read (see iter_exact); EOFError if the stream ends first."""
-    return b"".join(iter_exact(read, n, chunk))
 
 
 class StreamHead:

@@ -404,9 +404,10 @@ def _run_debugger(path, argv):
 
 
 def _host_machine():
+    """e_machine of this interpreter's own executable: the host's architecture."""
+    from .elf import read_ehdr
     with open(sys.executable, "rb") as f:
-        head = f.read(20)
-    return int.from_bytes(head[18:20], "little")
+        return read_ehdr(lambda off, n: os.pread(f.fileno(), n, off))[1].machine
 
 
 def cmd_verify(args):

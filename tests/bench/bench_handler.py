@@ -31,7 +31,7 @@ sys.path[:0] = [os.path.join(ROOT, "runtime"), os.path.join(ROOT, "tests")]
 from lab.crash import Crasher  # noqa: E402
 from lab.logs import handler_log  # noqa: E402
 from lab.programs import workspace  # noqa: E402
-from minicoredumper.cmd_mcd import read_sysctl, write_sysctl  # noqa: E402
+from minicoredumper.corepattern import read_sysctl, write_sysctl  # noqa: E402
 
 CONF = os.path.join(ROOT, "conf")
 

@@ -39,7 +39,7 @@ sys.path[:0] = [os.path.join(ROOT, "runtime"), os.path.join(ROOT, "tests")]
 from lab.crash import Crasher  # noqa: E402
 from lab.logs import handler_log  # noqa: E402
 from lab.programs import workspace  # noqa: E402
-from minicoredumper import cmd_mcd as mcd  # noqa: E402
+from minicoredumper import corepattern
 from minicoredumper.cmd_mcd import write_sysctl  # noqa: E402
 
 RECEPT = os.path.join(ROOT, "conf", "embedded.recept.json")
@@ -201,7 +201,7 @@ def main():
     ap.add_argument("--modes", default=",".join(MODES))
     args = ap.parse_args()
     modes = [m for m in args.modes.split(",") if m]
-    if "socket" in modes and not mcd.kernel_has_socket_mode():
+    if "socket" in modes and not corepattern.kernel_has_socket_mode():
         print("no coredump socket on this kernel (Linux 6.16+): socket mode left out")
         modes.remove("socket")
     work, progs = workspace("mcdb.", ["crash3", "bigheap", "benchcrash"])

@@ -10,6 +10,7 @@ import tempfile
 
 from lab import ENV
 from lab.logs import handler_log
+from minicoredumper import corepattern
 from minicoredumper import cmd_mcd as mcd
 
 
@@ -35,12 +36,12 @@ def test_launcher_points_stdio_at_devnull_before_anything(tmp_path):
 
 
 def test_core_pattern_length_is_checked():
-    assert mcd.core_pattern("/usr/sbin/minicoredumper", options="") == \
+    assert corepattern.core_pattern("/usr/sbin/minicoredumper", options="") == \
         "|/usr/sbin/minicoredumper %P %u %g %s %t %h %e"
-    assert mcd.core_pattern("/usr/sbin/minicoredumper") == \
-        "|/usr/sbin/minicoredumper %P %u %g %s %t %h %e " + mcd.identity_options()
+    assert corepattern.core_pattern("/usr/sbin/minicoredumper") == \
+        "|/usr/sbin/minicoredumper %P %u %g %s %t %h %e " + corepattern.identity_options()
     try:
-        mcd.core_pattern("/x" * 70)
+        corepattern.core_pattern("/x" * 70)
     except ValueError as e:
         assert "127" in str(e)
     else:
@@ -61,7 +62,7 @@ def test_mcd_install_and_uninstall_restore_the_kernel_settings(crasher):
         assert "unknown key colour" in p.stderr and "missing.json" in p.stderr
         pattern = open("/proc/sys/kernel/core_pattern").read().strip()
         assert pattern == "|%s/minicoredumper %%P %%u %%g %%s %%t %%h %%e %s %s" % (
-            tmp_path / "state", mcd.identity_options(), cfg)
+            tmp_path / "state", corepattern.identity_options(), cfg)
         assert open("/proc/sys/kernel/core_pipe_limit").read().strip() == "2147483647"
         # Installing twice keeps the first saved values.
         subprocess.run([sys.executable, "-m", "minicoredumper.cmd_mcd", "install"], env=env,

@@ -11,13 +11,13 @@ import time
 
 import pytest
 
-from minicoredumper import cmd_mcd as mcd
+from minicoredumper import corepattern
 from minicoredumper import read_process as process
 from minicoredumper.crash import Crash
 from minicoredumper.cmd_handler import parse_argv
 from lab.logs import ListLog
 
-NEW_KERNEL = mcd.kernel_version() >= (6, 16)
+NEW_KERNEL = corepattern.kernel_version() >= (6, 16)
 
 
 def _sleeper():
@@ -34,11 +34,11 @@ def _stale_pidfd():
 
 
 def test_kernel_version_and_options():
-    assert mcd.kernel_version("6.1.0-28-amd64") == (6, 1)
-    assert mcd.kernel_version("6.18.44-fc-v657") == (6, 18)
-    assert mcd.identity_options((6, 1)) == "--dump-mode=%d"
-    assert mcd.identity_options((6, 16)) == "--dump-mode=%d --pidfd=%F"
-    assert "%F" not in mcd.core_pattern("/h", None, mcd.identity_options((6, 1)))
+    assert corepattern.kernel_version("6.1.0-28-amd64") == (6, 1)
+    assert corepattern.kernel_version("6.18.44-fc-v657") == (6, 18)
+    assert corepattern.identity_options((6, 1)) == "--dump-mode=%d"
+    assert corepattern.identity_options((6, 16)) == "--dump-mode=%d --pidfd=%F"
+    assert "%F" not in corepattern.core_pattern("/h", None, corepattern.identity_options((6, 1)))
     a = parse_argv(["1", "0", "0", "11", "5", "h", "c", "--pidfd=3", "--dump-mode=2", "/c.json"])
     assert (a.pidfd, a.dump_mode, a.config) == (3, 2, "/c.json")
     a = parse_argv(["1", "0", "0", "11", "5", "h", "c"])

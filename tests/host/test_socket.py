@@ -20,13 +20,13 @@ from lab import ENV
 from lab.gdb import assert_frames, backtrace, extract_core
 from lab.logs import handler_log
 from lab.programs import FRAMES
+from minicoredumper import corepattern
 from minicoredumper import cmd_mcd as mcd
-from minicoredumper import cmd_sockd as sockd
 
-pytestmark = pytest.mark.skipif(not sockd.kernel_has_socket_mode(),
+pytestmark = pytest.mark.skipif(not corepattern.kernel_has_socket_mode(),
                                 reason="coredump socket needs Linux 6.16")
 
-PROTOCOLS = ["plain"] + (["request"] if sockd.kernel_has_request_protocol() else [])
+PROTOCOLS = ["plain"] + (["request"] if corepattern.kernel_has_request_protocol() else [])
 
 
 def published(base, n=1, timeout=10):
@@ -77,7 +77,7 @@ def test_socket_mode_backtrace(crasher, programs, server, tmp_path, protocol):
     assert p.poll() is None
 
 
-@pytest.mark.skipif(not sockd.kernel_has_request_protocol(),
+@pytest.mark.skipif(not corepattern.kernel_has_request_protocol(),
                     reason="the request protocol needs Linux 6.17")
 def test_request_protocol_rejects_rate_limited(crasher, programs, server):
     server("request")
@@ -101,13 +101,13 @@ def test_server_stopped_falls_back_to_pipe(crasher, programs, server):
     """The server installs "@PATH" itself and puts the pipe pattern back on SIGTERM:
     crashes after that go to the pipe handler."""
     p = server(install=True)
-    assert mcd.read_sysctl("core_pattern").startswith("@")
+    assert corepattern.read_sysctl("core_pattern").startswith("@")
     base = crasher.configure({})
     crasher.run([programs["crash3"]])
     assert len(published(base)) == 1
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=10) == 0
-    assert mcd.read_sysctl("core_pattern") == crasher.pattern
+    assert corepattern.read_sysctl("core_pattern") == crasher.pattern
     base = crasher.configure({})
     rc, _, pid = crasher.run([programs["crash3"]])
     dumps = published(base)
@@ -120,7 +120,7 @@ def test_server_killed_means_no_dump(crasher, programs, server):
     p = server(install=True)
     p.kill()
     p.wait()
-    assert mcd.read_sysctl("core_pattern").startswith("@")
+    assert corepattern.read_sysctl("core_pattern").startswith("@")
     base = crasher.configure({})
     rc, reaped, _ = crasher.run([programs["crash3"]])
     assert rc == -11 and reaped < 5
@@ -132,7 +132,7 @@ def test_server_killed_means_no_dump(crasher, programs, server):
     assert len(published(base)) == 1
     p.terminate()
     p.wait(timeout=10)
-    assert mcd.read_sysctl("core_pattern") == crasher.pattern
+    assert corepattern.read_sysctl("core_pattern") == crasher.pattern
 
 
 def test_mcd_install_socket_mode(crasher, programs, tmp_path, monkeypatch, capsys):
@@ -140,13 +140,13 @@ def test_mcd_install_socket_mode(crasher, programs, tmp_path, monkeypatch, capsy
     On a kernel without the socket it installs pipe mode and says so."""
     state = tempfile.mkdtemp(prefix="mcdi.")  # short: core_pattern holds 127 characters
     env = dict(ENV, MCD_STATE_DIR=state)
-    before = mcd.read_sysctl("core_pattern")
+    before = corepattern.read_sysctl("core_pattern")
     cfg = crasher.cfg
     try:
         p = subprocess.run([sys.executable, "-m", "minicoredumper.cmd_mcd", "install", "--mode",
                             "socket", "--config", cfg], env=env, capture_output=True, text=True)
         assert p.returncode == 0, p.stderr
-        assert mcd.read_sysctl("core_pattern").startswith("@") and "sockd" in p.stdout
+        assert corepattern.read_sysctl("core_pattern").startswith("@") and "sockd" in p.stdout
         base = crasher.configure({})
         crasher.run([programs["crash3"]])
         assert len(published(base)) == 1
@@ -154,18 +154,18 @@ def test_mcd_install_socket_mode(crasher, programs, tmp_path, monkeypatch, capsy
         p = subprocess.run([sys.executable, "-m", "minicoredumper.cmd_mcd", "uninstall"], env=env,
                            capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
-    assert mcd.read_sysctl("core_pattern") == before
-    assert not os.path.exists(sockd.SOCKET)
+    assert corepattern.read_sysctl("core_pattern") == before
+    assert not os.path.exists(corepattern.SOCKET)
     # An older kernel: pipe mode, with a message.
     monkeypatch.setattr(mcd, "kernel_has_socket_mode", lambda version=None: False)
     monkeypatch.setenv("MCD_STATE_DIR", state + "/2")
     try:
         assert mcd.main(["install", "--mode", "socket", "--config", cfg]) == 0
-        assert mcd.read_sysctl("core_pattern").startswith("|")
+        assert corepattern.read_sysctl("core_pattern").startswith("|")
         assert "pipe mode instead" in capsys.readouterr().err
     finally:
         assert mcd.main(["uninstall"]) == 0
-    assert mcd.read_sysctl("core_pattern") == before
+    assert corepattern.read_sysctl("core_pattern") == before
     shutil.rmtree(state, ignore_errors=True)
 
 

@@ -9,7 +9,7 @@
 import os
 import stat
 
-from minicoredumper import cmd_mcd as mcd
+from minicoredumper import corepattern
 from lab.gdb import assert_frames, backtrace, extract_core
 from lab.logs import handler_log
 from lab.programs import FRAMES
@@ -46,7 +46,7 @@ def test_suid_dumpable_2_root_only(crasher, suid_crash3, suid_dumpable, tmp_path
     assert n > 5
     with open(os.path.join(d, "debug.txt")) as f:
         text = f.read()
-    if mcd.kernel_version() >= (3, 7):
+    if corepattern.kernel_version() >= (3, 7):
         assert "dump_mode 2" in text
         log = handler_log(pid)
         assert any("root-only artefacts" in line for line in log), log

@@ -14,7 +14,8 @@ import time
 
 from lab import ENV
 from lab.logs import handler_log
-from minicoredumper.cmd_mcd import read_sysctl, write_sysctl
+from minicoredumper import corepattern
+from minicoredumper.corepattern import read_sysctl, write_sysctl
 
 LOCK = "/run/lock/minicoredumper-core-pattern.lock"
 
@@ -68,8 +69,8 @@ class Crasher:
         self.saved = (read_sysctl("core_pattern"), read_sysctl("core_pipe_limit"))
         os.makedirs(self.state, exist_ok=True)
         self.launcher = mcd.write_launcher(self.state)
-        self.pattern = mcd.core_pattern(self.launcher, self.cfg)
-        write_sysctl("core_pipe_limit", str(mcd.PIPE_LIMIT))
+        self.pattern = corepattern.core_pattern(self.launcher, self.cfg)
+        write_sysctl("core_pipe_limit", str(corepattern.PIPE_LIMIT))
         write_sysctl("core_pattern", self.pattern)
 
     def restore(self):
@@ -153,9 +154,8 @@ class Crasher:
             assert p.poll() is None, "the socket server exited with %s" % p.returncode
             time.sleep(0.02)
         if not install:
-            from minicoredumper import cmd_sockd as sockd
             request = protocol == "request" or (
-                protocol == "auto" and sockd.kernel_has_request_protocol())
+                protocol == "auto" and corepattern.kernel_has_request_protocol())
             write_sysctl("core_pattern", ("@@" if request else "@") + sock)
         self.server = p
         return p
