@@ -62,7 +62,7 @@ _Static_assert(MCD_PA_FLAG_SHORT == PA_FLAG_SHORT, "PA_FLAG_SHORT");
 
 /*
  * The node layout is read by the crash handler from another process; it
- * must stay exactly as in SPEC 7 (data version 2).
+ * must stay exactly as in docs/FORMATS.md §7 (data version 2).
  */
 struct dump_data_elem {
 	void *data_ptr;
@@ -116,7 +116,7 @@ static pid_t regd_pid;
 	 MCD_LENGTH_INDIRECT | MCD_DATA_NODUMP)
 
 /* ------------------------------------------------------------------------
- * Registry daemon handshake (SPEC 8)
+ * Registry daemon handshake (docs/FORMATS.md §8)
  */
 
 #define REGD_NAME "minicoredumper"

@@ -6,7 +6,7 @@ Bytes that fall inside a segment already in the file are written in place
 (sparse cores); the rest become new PT_LOAD segments appended to the file
 (compact cores).  Each run adds a dumplist note for what it injected.  It
 streams: memory use does not depend on the size of the core.  An ident that
-is not in symbol.map (SPEC 6) is an error, and nothing is changed.
+is not in symbol.map (docs/FORMATS.md §6) is an error, and nothing is changed.
 """
 
 import argparse

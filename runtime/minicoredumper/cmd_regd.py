@@ -1,4 +1,4 @@
-"""minicoredumper_regd: the registry daemon (SPEC 8).
+"""minicoredumper_regd: the registry daemon (docs/FORMATS.md §8).
 
     minicoredumper_regd [--state PATH] [--prune-interval SECONDS]
 

@@ -1,4 +1,4 @@
-"""minicoredumper_trigger: live dumps of the registered processes (SPEC 8).
+"""minicoredumper_trigger: live dumps of the registered processes (docs/FORMATS.md §8).
 
     minicoredumper_trigger [--config=PATH] [--crashed=PID] [--max-pause=MS]
                            [--state=PATH] DIR SCOPE

@@ -1,6 +1,6 @@
 """DECIDE (inputs): the main config and recepts, validated against one schema.
 
-The original's files work unchanged (SPEC 2-3).  Every key has a type and a
+The original's files work unchanged (docs/FORMATS.md §2-3).  Every key has a type and a
 default in one table; wrong types raise ConfigError with the key's path,
 unknown keys become warnings.  JSON comes from ujson when installed, else the
 stdlib, and only when the parsed-file cache misses.

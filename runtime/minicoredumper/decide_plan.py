@@ -40,7 +40,7 @@ class Region:
 
 
 class External:
-    """Data that goes to dumps/PID/IDENT instead of the core (SPEC 6).
+    """Data that goes to dumps/PID/IDENT instead of the core (docs/FORMATS.md §6).
 
     kind: "D" data at vaddr, "I" indirect (vaddr is the pointer variable,
     pointer its value), "N" registered NODUMP (size recorded, no data),

@@ -1,5 +1,5 @@
 """Live dumps: the registered data of running processes, each stopped as briefly
-as possible (SPEC 8).
+as possible (docs/FORMATS.md §8).
 
 Per process, while it still runs: its state (skipped if already traced,
 stopped, a zombie or gone), its recept (its own exe and comm against the main
@@ -19,11 +19,11 @@ is detached as soon as it stops, and at the latest when this process exits
 
 Once it runs again, its files go to DIR/dumps/PID/ (built under a hidden
 .part name, then renamed):
-    IDENT        as for a crashed process (SPEC 6)
+    IDENT        as for a crashed process (docs/FORMATS.md §6)
     core-data    bin data registered without an ident (there is no core for it
                  to go into), block after block, each [pointer if indirect] +
                  [data unless NODUMP]
-    symbol.map   SPEC 6 lines for both; the first column is where the block
+    symbol.map   docs/FORMATS.md §6 lines for both; the first column is where the block
                  starts in its file, as there is no core
 The idents core-data and symbol.map are therefore reserved in live dumps.
 

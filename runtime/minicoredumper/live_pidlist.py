@@ -1,5 +1,5 @@
 """The registry's PID list on disk: written by minicoredumper_regd, read by the
-handler and minicoredumper_trigger (SPEC 8).
+handler and minicoredumper_trigger (docs/FORMATS.md §8).
 
     /run/minicoredumper/regd.pids      (root, 0644, in a 0755 directory)
 

@@ -1,4 +1,4 @@
-"""READ: the data an application registered with libminicoredumper (SPEC 7).
+"""READ: the data an application registered with libminicoredumper (docs/FORMATS.md §7).
 
 The list lives in the crashed (or live-dumped) process's memory and is
 hostile input: the node count is bounded, cycles end the walk, every length is
@@ -18,7 +18,7 @@ LENGTH_DIRECT = 4
 LENGTH_INDIRECT = 8
 NODUMP = 16
 
-# struct mcd_dump_data and struct dump_data_elem, per ELF class (SPEC 7).
+# struct mcd_dump_data and struct dump_data_elem, per ELF class (docs/FORMATS.md §7).
 NODE_FORMATS = {
     True: ("i4xQQQI4xQQ", ("type", "ident", "dump_scope", "es", "es_n", "fmt", "next")),
     False: ("iIIIIII", ("type", "ident", "dump_scope", "es", "es_n", "fmt", "next")),

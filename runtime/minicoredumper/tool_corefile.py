@@ -100,7 +100,7 @@ class CoreFile:
 
 
 def parse_symbol_map(path):
-    """{ident: (core offset, vaddr, size, kind)} from a symbol.map (SPEC 6); ValueError
+    """{ident: (core offset, vaddr, size, kind)} from a symbol.map (docs/FORMATS.md §6); ValueError
     naming the line that is not one.  Idents are str as file names are (surrogateescape)."""
     out = {}
     with open(path, errors="surrogateescape") as f:

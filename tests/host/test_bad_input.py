@@ -1,4 +1,4 @@
-"""Bad configs and recepts: a logged reason, and the dump or refusal SPEC asks for.
+"""Bad configs and recepts: a logged reason, and the dump or refusal docs/FORMATS.md asks for.
 The crashed process is always reaped within 5 s."""
 
 import os

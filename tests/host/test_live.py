@@ -1,4 +1,4 @@
-"""Live dumps (SPEC 8): registered apps stopped, dumped and let go, on a crash
+"""Live dumps (docs/FORMATS.md §8): registered apps stopped, dumped and let go, on a crash
 (live_dumper) and on demand (minicoredumper_trigger).  Real kernel, real
 registry daemon, apps linked with our libminicoredumper (regloop.c)."""
 

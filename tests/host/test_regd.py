@@ -1,4 +1,4 @@
-"""minicoredumper_regd (SPEC 8): the original's wire protocol, PIDs from
+"""minicoredumper_regd (docs/FORMATS.md §8): the original's wire protocol, PIDs from
 SCM_CREDENTIALS only, a list without holes, dead clients pruned, one instance,
 clean stop.  Real daemon, real client processes; the list in a scratch file."""
 

@@ -1,4 +1,4 @@
-"""Data registered through libminicoredumper, dumped by the handler (SPEC 6-7)."""
+"""Data registered through libminicoredumper, dumped by the handler (docs/FORMATS.md §6-7)."""
 
 import os
 import subprocess

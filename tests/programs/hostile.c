@@ -1,7 +1,7 @@
 /* Corrupts its own libminicoredumper registration list, then crashes: a cycle,
  * a 2^40 length, an escaping ident, a %n format.  The handler must write nothing
  * outside the dump directory, finish within its deadline and log what it skipped.
- * The node layout is SPEC 7's (the library's private struct, mirrored here). */
+ * The node layout is docs/FORMATS.md §7's (the library's private struct, mirrored here). */
 #include <stdlib.h>
 #include <string.h>
 #include <minicoredumper.h>

@@ -1,9 +1,9 @@
 """Tests of the C shim libminicoredumper (runtime/libminicoredumper/).
 
 Owns the library's unit tests: errno returns, unregistering, duplicate
-idents, the SPEC 7 node layout (LP64 and ILP32) read back from the live list,
+idents, the docs/FORMATS.md §7 node layout (LP64 and ILP32) read back from the live list,
 the printf type codes, concurrent registrations, fork, the registry daemon
-handshake of SPEC 8 against a fake daemon, the behaviour with no daemon, the
+handshake of docs/FORMATS.md §8 against a fake daemon, the behaviour with no daemon, the
 native and cross builds and `make install`.
 
 The library is built with `make O=<tmp dir>` so the source tree stays clean.
@@ -89,7 +89,7 @@ def libpath(build):
 
 
 # Python run in a child process: loads the library through ctypes and knows
-# the SPEC 7 node layout (it reads it at explicit offsets, not via ctypes
+# the docs/FORMATS.md §7 node layout (it reads it at explicit offsets, not via ctypes
 # structures) and a fake registry daemon.
 PRELUDE = r'''
 import ctypes, json, os, socket, struct, sys, threading, time
@@ -610,7 +610,7 @@ def test_enomem_leaves_list_unchanged(build):
 
 
 # --------------------------------------------------------------------------
-# the node layout (SPEC 7)
+# the node layout (docs/FORMATS.md §7)
 
 
 def test_layout_bin_and_text_lp64(libpath):
@@ -658,7 +658,7 @@ def test_layout_bin_and_text_lp64(libpath):
 
 
 PROBE_C = r"""
-    /* Registers known data, then prints the list read at SPEC 7 offsets. */
+    /* Registers known data, then prints the list read at docs/FORMATS.md §7 offsets. */
     #include <printf.h>
     #include <stdint.h>
     #include <stdio.h>
@@ -1068,7 +1068,7 @@ def test_fork_child_is_not_registered(libpath):
 
 
 # --------------------------------------------------------------------------
-# the registry daemon handshake (SPEC 8)
+# the registry daemon handshake (docs/FORMATS.md §8)
 
 
 def test_daemon_protocol(libpath):
