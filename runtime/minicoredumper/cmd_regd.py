@@ -58,7 +58,7 @@ class Registry:
         try:
             old = pidlist.load(self.path)
         except pidlist.StateError:
-            return 0
+            return 0  # no list or a damaged one: nothing to take over
         for pid, start in old:
             if pidlist.alive(pid, start):
                 self.entries[pid] = start

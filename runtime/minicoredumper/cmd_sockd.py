@@ -75,7 +75,7 @@ def dump_mode(pidfd):
     try:
         fcntl.ioctl(pidfd, PIDFD_GET_INFO, buf)
     except (OSError, TypeError, ValueError):
-        return None
+        return None  # an older kernel or no coredump info: the dump mode is unknown (None)
     fields = PIDFD_INFO.unpack(buf)
     if not fields[0] & PIDFD_INFO_COREDUMP:
         return None
@@ -105,7 +105,7 @@ class Connection:
         try:
             self.pidfd = conn.getsockopt(socket.SOL_SOCKET, SO_PEERPIDFD)
         except OSError:
-            self.pidfd = None
+            self.pidfd = None  # a kernel before 6.5: no pidfd, the PID is checked as in pipe mode
         self.req_mask = 0
         if request:
             head = read_exact(conn.recv, REQ_HEAD.size)
@@ -135,13 +135,13 @@ class Connection:
             if self.request and not self.acked:
                 self.ack(COREDUMP_REJECT | COREDUMP_WAIT)  # nothing is written
         except (OSError, EOFError):
-            pass
+            pass  # the kernel is gone or stopped listening: closing releases the process anyway
         self.conn.close()
         if self.pidfd is not None:
             try:
                 os.close(self.pidfd)
             except OSError:
-                pass
+                pass  # already closed by the kernel's side: nothing leaks
 
 
 def handle(conn, cfg_path, cache, request, log):
@@ -180,6 +180,7 @@ def crash_deadline(cache, cfg_path):
     try:
         return max(1, int(load_main_config(cfg_path or DEFAULT_CONFIG, [], cache).deadline + 1))
     except (ConfigError, OSError, ValueError):
+        # the crash itself reports an unusable config; this only sizes a timeout
         return int(DEFAULT_DEADLINE) + 1
 
 
@@ -193,9 +194,9 @@ def serve(sock, cfg_path, cache, request, log, stop, max_crashes=None):
         try:
             conn, _ = sock.accept()
         except socket.timeout:
-            continue
+            continue  # no crash this poll: look at the stop flag again
         except InterruptedError:
-            continue
+            continue  # a signal: look at the stop flag again
         handle(conn, cfg_path, cache, request, log)
         n += 1
 
@@ -223,7 +224,7 @@ def restore_pattern(ours, state):
             saved = f.read().rstrip("\n")
         now = read_sysctl("core_pattern")
     except OSError:
-        return False
+        return False  # no saved pattern (never installed): nothing to restore
     if now == ours:
         write_sysctl("core_pattern", saved)
     os.unlink(state)
@@ -265,7 +266,7 @@ def main(argv=None):
     try:
         os.unlink(args.socket)  # a previous server's; one server per path
     except FileNotFoundError:
-        pass
+        pass  # no earlier socket at this path
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     old_umask = os.umask(0o077)  # root only: nobody else may pose as the kernel
     try:
@@ -293,7 +294,7 @@ def main(argv=None):
         try:
             os.unlink(args.socket)
         except OSError:
-            pass
+            pass  # already gone: nothing to clean up
     return 0
 
 

@@ -35,7 +35,7 @@ def _json():
     try:
         import ujson as json
     except ImportError:
-        import json
+        import json  # the stdlib parser: same result, slower
     return json
 
 
@@ -72,6 +72,7 @@ class JsonCache:
                 if isinstance(entries, dict):
                     self.entries = entries
         except (OSError, ValueError, EOFError, TypeError):
+            # a missing or damaged cache is an empty one: every file is parsed again
             self.entries = {}
 
     def load(self, path):
@@ -80,7 +81,7 @@ class JsonCache:
             st = os.stat(path)
             key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         except OSError:
-            key = None
+            key = None  # a file that cannot be stat'ed is parsed (and fails) without the cache
         hit = self.entries.get(path)
         if key is not None and hit is not None and hit[0] == key:
             return hit[1]
@@ -102,7 +103,7 @@ class JsonCache:
             replace_file(self.path, marshal.dumps(self.entries))
             self.dirty = False
         except (OSError, ValueError):
-            pass
+            pass  # the cache only saves time: the next crash parses the JSON again
 
 
 def load_json(path, cache=None):
@@ -355,4 +356,4 @@ def main_config_or_defaults(path, warnings, cache=None):
     try:
         return load_main_config(path, warnings, cache), None
     except ConfigError as e:
-        return MainConfig({}, path, []), e
+        return MainConfig({}, path, []), e  # the caller reports e: the handler logs it, mcd warns

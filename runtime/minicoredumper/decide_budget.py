@@ -68,5 +68,5 @@ def fit_core(plan, segments, render, limit):
         try:
             return label, render(plan.ranges(segments, prio, top), notes, limit)
         except OverBudget:
-            continue
+            continue  # this rung is over the budget: try the next, smaller one
     return None, None

@@ -23,7 +23,7 @@ def _boot_id():
         with open("/proc/sys/kernel/random/boot_id") as f:
             return f.read().strip()
     except OSError:
-        return ""
+        return ""  # no boot id: events compare by wall clock only
 
 
 class StoragePolicy:
@@ -44,6 +44,7 @@ class StoragePolicy:
                     h = marshal.loads(f.read(1 << 20))
                 self._history = h if isinstance(h, dict) else {}
             except (OSError, ValueError, EOFError, TypeError):
+                # a missing or damaged history is an empty one: this crash is admitted
                 self._history = {}
         return self._history
 
@@ -57,7 +58,7 @@ class StoragePolicy:
             try:
                 ev_boot, ev_uptime, ev_wall = ev
             except (TypeError, ValueError):
-                continue
+                continue  # a malformed event is not counted
             if ev_boot == boot:
                 age = now_boot - ev_uptime
             else:
@@ -77,6 +78,7 @@ class StoragePolicy:
             fd = os.open(os.path.join(self.base_dir, RATE_FILE + ".lock"),
                          os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as e:
+            # the caller logs why: a dump is worth more than a rate limit
             return True, "rate limit not checked: %s" % (e.strerror or e)
         try:
             os.lockf(fd, os.F_LOCK, 0)

@@ -150,7 +150,7 @@ class Stopper:
                 try:
                     got, status = os.waitpid(tid, os.WNOHANG | WALL)
                 except ChildProcessError:
-                    del self.threads[tid]
+                    del self.threads[tid]  # the thread exited: it needs no stop
                     continue
                 if got == 0:
                     continue
@@ -187,7 +187,7 @@ def release_stragglers(timeout=0.0):
             try:
                 got, status = os.waitpid(tid, os.WNOHANG | WALL)
             except ChildProcessError:
-                got, status = tid, 0
+                got, status = tid, 0  # not our tracee any more (it exited): nothing left to release
             if got:
                 _stragglers.remove(tid)
                 if os.WIFSTOPPED(status):

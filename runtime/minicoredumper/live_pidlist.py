@@ -84,10 +84,10 @@ def remove(path):
     try:
         names = os.listdir(directory or ".")
     except FileNotFoundError:
-        return
+        return  # no directory: there is no list to remove
     for name in names:
         if name == base or name.startswith(base + ".tmp."):
             try:
                 os.unlink(os.path.join(directory, name))
             except FileNotFoundError:
-                pass
+                pass  # removed meanwhile by another writer

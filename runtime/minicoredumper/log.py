@@ -24,11 +24,12 @@ class Logger:
                 syslog.openlog(ident, syslog.LOG_PID, syslog.LOG_DAEMON)
                 self._syslog = syslog
             except ImportError:
-                pass
+                pass  # no syslog module in this Python: /dev/kmsg below
         if self._syslog is None:
             try:
                 self._kmsg = os.open(kmsg, os.O_WRONLY | os.O_CLOEXEC)
             except OSError:
+                # no /dev/kmsg either: log lines are dropped, the dump is still written
                 self._kmsg = -1
 
     def set_pid(self, pid):
@@ -44,7 +45,7 @@ class Logger:
             try:
                 os.write(self._kmsg, line.encode("utf-8", "replace")[:1000])
             except OSError:
-                pass
+                pass  # the kernel's ring buffer refused the line (rate limit): the dump goes on
 
     def error(self, msg):
         self.log("error", msg)

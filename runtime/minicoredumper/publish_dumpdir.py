@@ -96,7 +96,7 @@ class DumpDir:
         try:
             names = sorted(os.listdir(top))
         except FileNotFoundError:
-            return []
+            return []  # the live dumper wrote nothing
         dropped = []
         for name in names:
             sub = "%s/%s" % (top, name)
@@ -158,7 +158,7 @@ def clean_leftovers(base_dir, log):
     try:
         names = os.listdir(base_dir)
     except OSError:
-        return
+        return  # no base_dir to clean: the caller creates it or reports why it cannot
     for name in names:
         if not name.startswith(".") or PART not in name:
             continue
@@ -168,7 +168,8 @@ def clean_leftovers(base_dir, log):
         try:
             remove_tree("%s/%s" % (base_dir, name))
             log("removed %s, left half-written by a handler that died" % name)
-        except OSError:
-            pass
+        except OSError as e:
+            log("%s, left half-written by a handler that died, cannot be removed: %s"
+                % (name, e.strerror or e))
 
 

@@ -21,7 +21,7 @@ def verify(path, only=None):
         with open(os.path.join(path, MANIFEST), encoding="utf-8", errors="surrogateescape") as f:
             lines = f.read().splitlines()
     except OSError as e:
-        return ["no integrity record (%s)" % (e.strerror or e)]
+        return ["no integrity record (%s)" % (e.strerror or e)]  # reported as the problem
     problems = []
     listed = set()
     for line in lines:

@@ -11,7 +11,7 @@ import os
 try:  # the C function itself: bisect.py would be one more module on the crash path
     from _bisect import bisect_right
 except ImportError:
-    from bisect import bisect_right
+    from bisect import bisect_right  # a Python without the C accelerator
 
 from . import elf as E
 from . import linux

@@ -56,7 +56,7 @@ class Module:
             if os.stat(self.path).st_ino == self.inode:
                 return self.path
         except OSError:
-            pass
+            pass  # the path no longer names the mapped file: no symbols from it
         return None
 
     def lookup(self, name):
@@ -113,7 +113,7 @@ def read_module(mem, base, path, procdir, mapping):
     try:
         L, ehdr, phdrs = E.read_headers(pread, max_phnum=MAX_PHNUM_IN_MEMORY)
     except E.ElfFormatError:
-        return None
+        return None  # not an ELF image we can use: no module at this mapping
     file_path = None
     if path.startswith("/"):
         file_path = "%s/map_files/%x-%x" % (procdir, mapping.start, mapping.end)
@@ -153,7 +153,7 @@ class SymbolFile:
         try:
             f = open(self.path, "rb")
         except OSError:
-            return
+            return  # no file: no symbol tables (lookups find nothing)
         with f:
             def pread(offset, size):
                 f.seek(offset)
@@ -162,7 +162,7 @@ class SymbolFile:
                 L, ehdr = E.read_ehdr(pread)
                 shdrs = E.read_section_headers(pread, L, ehdr)
             except (E.ElfFormatError, OSError):
-                return
+                return  # no section headers we can read: no symbol tables
             for want in (E.SHT_SYMTAB, E.SHT_DYNSYM):
                 for s in shdrs:
                     if s.type == want and s.link < len(shdrs):
@@ -184,7 +184,7 @@ class SymbolFile:
         try:
             f = open(self.path, "rb")
         except OSError:
-            return None
+            return None  # no file: the symbol is not found
         with f:
             want = _find_all(f, strtab.offset, strtab.size, name + b"\0")
             if not want:
@@ -233,7 +233,7 @@ def nearest_symbols(path, addrs, limit=200000):
     try:
         f = open(path, "rb")
     except OSError:
-        return {}
+        return {}  # the file is gone: no symbol names, the summary keeps module+offset
     with f:
         for L, symtab, strtab in sf.tables:
             size = L.sym.size

@@ -44,7 +44,7 @@ def parse_maps(text):
             maps.append(Mapping(start, end, parts[1], int(parts[2], 16), int(parts[4]),
                                 parts[5] if len(parts) > 5 else ""))
         except ValueError:
-            continue
+            continue  # a line that is no mapping is not one
     return maps
 
 
@@ -56,7 +56,7 @@ def identity(pid, proc_root="/proc"):
         with open("%s/%d/stat" % (proc_root, pid), "rb") as f:
             raw = f.read(4096)
     except (OSError, ValueError):
-        return None
+        return None  # the process is gone: no identity
     # comm (field 2) may hold spaces and parentheses: the fields after its
     # last ")" start with the state (field 3); the start time is field 22.
     fields = raw[raw.rfind(b")") + 2:].split()
@@ -71,7 +71,7 @@ def status_field(pid, name, proc_root="/proc"):
         with open("%s/%d/status" % (proc_root, pid), "rb") as f:
             raw = f.read(16 << 10)
     except (OSError, ValueError):
-        return None
+        return None  # the process is gone: no such field
     key = name.encode() + b":"
     for line in raw.splitlines():
         if line.startswith(key):
@@ -87,13 +87,13 @@ def pidfd_pid(pidfd):
         with open("/proc/self/fdinfo/%d" % pidfd, "rb") as f:
             raw = f.read(4096)
     except (OSError, ValueError, TypeError):
-        return None
+        return None  # not a pidfd we can read: the caller treats None as unknown
     for line in raw.splitlines():
         if line.startswith(b"Pid:"):
             try:
                 return int(line[4:].strip())
             except ValueError:
-                return None
+                return None  # a malformed Pid: line: unknown
     return None
 
 
@@ -144,13 +144,13 @@ class Process:
         try:
             return os.readlink(self.dir + "/exe")
         except OSError:
-            return ""
+            return ""  # gone or unreadable: the watch rules see an empty exe
 
     def comm(self):
         try:
             return self.read_text("comm", 64).rstrip("\n")
         except OSError:
-            return ""
+            return ""  # the process is gone: the comm from core_pattern is used instead
 
     def close(self):
         if self.mem is not None:
@@ -177,7 +177,7 @@ class ProcessMemory:
             try:
                 b = os.pread(self.fd, min(size, READ_CHUNK), addr)
             except (OSError, OverflowError):
-                b = b""
+                b = b""  # unmapped or unreadable memory: the caller gets the bytes before it
             if not b:
                 break
             out.append(b)

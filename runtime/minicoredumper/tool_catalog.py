@@ -38,7 +38,7 @@ class Dump:
                     try:
                         total += os.lstat(os.path.join(root, f)).st_blocks * 512
                     except OSError:
-                        pass
+                        pass  # removed meanwhile: it takes no room
             self._size = total
         return self._size
 
@@ -47,7 +47,7 @@ class Dump:
         try:
             os.listdir(self.path)
         except OSError as e:
-            return e
+            return e  # returned: the caller reports it
         return None
 
 
@@ -67,6 +67,6 @@ def list_dumps(base_dir, strict=False):
         try:
             out.append(Dump(base_dir, name))
         except (OSError, ValueError):
-            continue
+            continue  # removed meanwhile or not a dump directory: not listed
     out.sort(key=lambda d: (d.mtime, d.name))
     return out

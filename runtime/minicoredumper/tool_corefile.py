@@ -45,7 +45,7 @@ class CoreFile:
             shdrs = E.read_section_headers(self.pread, self.layout, self.ehdr)
             return dict(zip(E.section_names(self.pread, shdrs, self.ehdr.shstrndx), shdrs))
         except E.ElfFormatError:
-            return {}
+            return {}  # no section headers we can read: no dumplist, every segment counts
 
     def dumplist_notes(self):
         """The raw notes of the dumplist section (b"" if there is none)."""

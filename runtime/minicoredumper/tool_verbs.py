@@ -27,7 +27,7 @@ class TempDir:
                 os.mkdir(self.path, 0o700)
                 break
             except FileExistsError:
-                n += 1
+                n += 1  # taken: try the next name
 
     def __enter__(self):
         return self.path
@@ -79,7 +79,7 @@ def _dumps(base):
     try:
         return list_dumps(base, strict=True)
     except FileNotFoundError:
-        return []
+        return []  # no base_dir yet: no dumps
     except OSError as e:
         raise UserError(_unreadable(base, [e])) from None
 
@@ -235,7 +235,7 @@ def _summary(dump):
         with open(os.path.join(dump.path, "summary.txt"), errors="replace") as f:
             first = f.readline()
     except FileNotFoundError:
-        return {}
+        return {}  # a small budget kept no summary.txt: the summary is empty
     exe, _, rest = first.partition(" (pid ")
     signal = rest.partition(" killed by ")[2].split(" ", 1)[0]
     return {"exe": exe if exe.startswith("/") else None, "signal_name": signal}

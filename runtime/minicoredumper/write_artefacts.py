@@ -111,7 +111,7 @@ class DumpWriter:
         try:
             return self.proc.read_text(name, 4096)
         except OSError:
-            return ""
+            return ""  # the process is gone: the summary has no command line
 
     def memory(self):
         """The process memory as the core should see it (stacks sanitised if asked)."""

@@ -10,41 +10,43 @@ PROC_FILE_LIMIT = 4 << 20
 
 def write_proc_info(dd, procdir, pid, omit_environ=False):
     """Copy /proc/PID files, per-task files, and the cwd and fd links as text
-    (environ left out when the recept keeps the environment private)."""
-    def copy(src, rel):
+    (environ left out when the recept keeps the environment private).  What
+    the process no longer has is left out; an error writing the dump (a full
+    disk) is raised.  Link targets are bytes, as the kernel gives them."""
+    def read(src):
         try:
             with open(src, "rb") as f:
-                data = f.read(PROC_FILE_LIMIT)
+                return f.read(PROC_FILE_LIMIT)
         except OSError:
-            return
-        dd.write_file(rel, data)
+            return None  # gone with the process, or not there on this kernel
 
-    def links(src_dir, rel):
+    def readlink(path):
         try:
-            lines = []
-            for name in sorted(os.listdir(src_dir), key=lambda s: (len(s), s)):
-                try:
-                    lines.append("%s -> %s\n" % (name, os.readlink(src_dir + "/" + name)))
-                except OSError:
-                    continue
-            dd.write_file(rel, "".join(lines).encode("utf-8", "replace"))
+            return os.readlink(os.fsencode(path))
         except OSError:
-            return
+            return None  # the fd was closed or the process is gone
+
+    def listdir(path):
+        try:
+            return os.listdir(path)
+        except OSError:
+            return []  # the process is gone
 
     base = "proc/%d" % pid
     for name in PROC_FILES:
-        if omit_environ and name == "environ":
-            continue
-        copy("%s/%s" % (procdir, name), "%s/%s" % (base, name))
-    try:
-        dd.write_file(base + "/cwd", (os.readlink(procdir + "/cwd") + "\n").encode())
-    except OSError:
-        pass
-    links(procdir + "/fd", base + "/fd")
-    try:
-        tids = sorted(os.listdir(procdir + "/task"), key=int)
-    except OSError:
-        tids = []
-    for tid in tids:
+        if not (omit_environ and name == "environ"):
+            data = read("%s/%s" % (procdir, name))
+            if data is not None:
+                dd.write_file("%s/%s" % (base, name), data)
+    cwd = readlink(procdir + "/cwd")
+    if cwd is not None:
+        dd.write_file(base + "/cwd", cwd + b"\n")
+    fds = sorted(listdir(procdir + "/fd"), key=lambda s: (len(s), s))
+    targets = [(fd, readlink("%s/fd/%s" % (procdir, fd))) for fd in fds]
+    dd.write_file(base + "/fd", b"".join(b"%s -> %s\n" % (fd.encode(), t)
+                                          for fd, t in targets if t is not None))
+    for tid in sorted((t for t in listdir(procdir + "/task") if t.isdigit()), key=int):
         for name in TASK_FILES:
-            copy("%s/task/%s/%s" % (procdir, tid, name), "%s/task/%s/%s" % (base, tid, name))
+            data = read("%s/task/%s/%s" % (procdir, tid, name))
+            if data is not None:
+                dd.write_file("%s/task/%s/%s" % (base, tid, name), data)

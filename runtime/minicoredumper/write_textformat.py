@@ -141,7 +141,7 @@ def _long_double(raw, byteorder, encoding):
     try:
         return sign * float.fromhex("0x%xp%d" % (mant, exp - bias - frac_bits))
     except OverflowError:
-        return sign * float("inf")
+        return sign * float("inf")  # printf prints inf for a value beyond a double, as libc would
 
 
 def render(d, value):

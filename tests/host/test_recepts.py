@@ -87,6 +87,18 @@ def test_write_proc_info(crasher, programs):
     assert "0 -> " in open(os.path.join(d, "proc", pid, "fd")).read()
 
 
+def test_proc_info_of_a_cwd_that_is_not_utf8(crasher, programs, tmp_path):
+    """Paths are bytes where the kernel gives bytes: a working directory whose name
+    is not UTF-8 is copied byte for byte (it once cost the whole dump)."""
+    cwd = os.path.join(os.fsencode(str(tmp_path)), b"caf\xe9-\xff")
+    os.mkdir(cwd)
+    argv = [b"/bin/sh", b"-c", b'cd "$0" && exec "$1"', cwd, os.fsencode(programs["crash3"])]
+    d = crasher.crash(argv, {"write_proc_info": True})
+    pid = d.rsplit(".", 1)[1]
+    with open(os.path.join(d, "proc", pid, "cwd"), "rb") as f:
+        assert f.read() == cwd + b"\n"
+
+
 def test_robust_mutex_lists_of_all_threads(crasher, programs):
     recept = {"dump_robust_mutex_list": True, "stacks": {"first_thread_only": True}}
     d = crasher.crash([programs["robust"]], recept)
