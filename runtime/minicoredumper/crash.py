@@ -207,8 +207,9 @@ class Crash:
         from .write_artefacts import DumpWriter
         live = None
         try:
-            writer = DumpWriter(self, recept, proc, kc, dd, exe, comm)
-            writer.read_process()
+            modules, plan = self.plan_dump(recept, proc, kc)               # READ, DECIDE
+            writer = DumpWriter(self, recept, kc, dd, exe, comm, plan, modules)
+            writer.before_release(proc)                                    # READ (+ WRITE)
             same = proc.check_identity()
             proc.close()
             self.release()
@@ -232,6 +233,17 @@ class Crash:
                 raise NotDumped("writing %s failed (%s): nothing kept"
                                 % (dd.name, e.strerror or e)) from None
             raise
+
+    def plan_dump(self, recept, proc, kc):
+        """(modules, plan): the ELF objects the process has mapped
+        (read_modules.Module list) and what to dump of it (decide_plan.Plan)."""
+        from .decide_plan import Planner
+        from .read_modules import find_modules
+        modules = find_modules(proc, proc.mem)
+        self.mark("modules")
+        plan = Planner(kc, proc, modules, recept).build()
+        self.mark("plan")
+        return modules, plan
 
     def after_publish(self, final, policy, comm):
         """Root-only artefacts for a process that is not dumpable; the storage

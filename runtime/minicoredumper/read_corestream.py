@@ -8,10 +8,7 @@ files.
 """
 
 import os
-try:  # the C function itself: bisect.py would be one more module on the crash path
-    from _bisect import bisect_right
-except ImportError:
-    from bisect import bisect_right  # a Python without the C accelerator
+from .read_process import bisect_right  # the C function, imported there once
 
 from . import elf as E
 from . import linux

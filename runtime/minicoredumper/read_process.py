@@ -9,6 +9,11 @@ and whether it is stopped, a zombie or traced (registry and live dumps).
 
 import os
 
+try:  # the C function itself: bisect.py would be one more module on the crash path
+    from _bisect import bisect_right
+except ImportError:  # a Python without the C accelerator
+    from bisect import bisect_right
+
 PAGE = 4096
 MAX_STRING = 4096
 READ_CHUNK = 64 << 10
@@ -215,3 +220,29 @@ class ProcessMemory:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+class SnapshotMemory:
+    """The planned ranges of the process memory, read once before the release;
+    reads outside them go to the process (and find nothing once it is gone)."""
+
+    def __init__(self, mem, ranges):
+        self.mem = mem
+        self.blocks = [(s, mem.read(s, e - s)) for s, e in ranges]
+        self.starts = [s for s, _ in self.blocks]
+
+    @property
+    def bytes_read(self):
+        return self.mem.bytes_read
+
+    def read(self, addr, size):
+        i = bisect_right(self.starts, addr) - 1
+        if i >= 0:
+            start, data = self.blocks[i]
+            if addr < start + len(data):
+                return data[addr - start:addr - start + size]
+        return self.mem.read(addr, size)
+
+    def read_exact(self, addr, size):
+        data = self.read(addr, size)
+        return data if len(data) == size else None

@@ -1,75 +1,54 @@
 """WRITE: every artefact of one crash into its dump directory, in budget order.
 
-Split around the release of the crashed process: read_process() does all
-that needs its memory (plan, core, proc info, fat core; external dumps are
-read then); finish() the rest (external dump files, summary, debug log),
-leaving publishing to the caller.
-With a max_dump_size, files are added best-first while they fit (decide_budget.py).
+Split around the release of the crashed process.  before_release() takes
+what still needs the process: the planned memory is copied (at most
+SNAPSHOT_MAX bytes: read_process.SnapshotMemory), the stack walked
+(read_stack), the command line read; a plan too big to copy has its core
+written now, while the process waits, and so have proc info and the fat
+core.  after_release() writes the rest (the core from the copy, external
+dump files, summary, debug log) and leaves publishing to the caller.  With
+a max_dump_size, files are added best-first while they fit (decide_budget.py).
 """
 
 from . import decide_budget as B
 from .write_sinks import MemorySink, core_name, core_sink
 from .write_core import CoreImage
-from .read_modules import find_modules
-from .decide_plan import Planner
-from .write_summary import build as build_summary, return_addresses, text as summary_text, to_json
+from .read_process import SnapshotMemory
+from .read_stack import return_addresses
+from .write_summary import build as build_summary, text as summary_text, to_json
 
 SUMMARY_TXT_MAX = 640
 SNAPSHOT_MAX = 16 << 20  # planned memory copied before the release, at most
 
 
-class SnapshotMemory:
-    """The planned ranges of the process memory, read once before the release;
-    reads outside them go to the process (and find nothing once it is gone)."""
-
-    def __init__(self, mem, ranges):
-        self.mem = mem
-        self.blocks = [(s, mem.read(s, e - s)) for s, e in ranges]
-        self.starts = [s for s, _ in self.blocks]
-
-    @property
-    def bytes_read(self):
-        return self.mem.bytes_read
-
-    def read(self, addr, size):
-        from .read_corestream import bisect_right
-        i = bisect_right(self.starts, addr) - 1
-        if i >= 0:
-            start, data = self.blocks[i]
-            if addr < start + len(data):
-                return data[addr - start:addr - start + size]
-        return self.mem.read(addr, size)
-
-    def read_exact(self, addr, size):
-        data = self.read(addr, size)
-        return data if len(data) == size else None
-
-
 class DumpWriter:
-    def __init__(self, crash, recept, proc, kc, dd, exe, comm):
+    """The artefacts of one crash: crash (crash.Crash: arrival, marks, deadline,
+    log), its recept, the kernel's notes kc, the dump directory dd, the plan
+    (decide_plan.Plan) and the process's modules (read_modules.Module)."""
+
+    def __init__(self, crash, recept, kc, dd, exe, comm, plan, modules):
         self.crash = crash
         self.args = crash.arrival
         self.recept = recept
-        self.proc = proc
+        self.proc = None
         self.kc = kc
         self.dd = dd
         self.exe = exe
         self.comm = comm
+        self.plan = plan
+        self.modules = modules
         self.budget = B.Budget(recept["max_dump_size"])
         self.dumped = {}
         self.image = None
-        self.plan = None
         self.externals = []
         self.snapshot = None
 
     # --- while the process is still there -----------------------------------
-    def read_process(self):
-        c, r, kc = self.crash, self.recept, self.kc
-        self.modules = find_modules(self.proc, self.proc.mem)
-        c.mark("modules")
-        self.plan = Planner(kc, self.proc, self.modules, r).build()
-        c.mark("plan")
-        self.addresses = return_addresses(kc, self.proc.mem)
+    def before_release(self, proc):
+        """Everything that needs proc (read_process.Process) still there."""
+        c, kc = self.crash, self.kc
+        self.proc = proc
+        self.addresses = return_addresses(kc, proc.mem)
         self.cmdline = self._proc_text("cmdline").replace("\0", " ").strip()
         # summary.txt is reserved first: the smallest budget still gets it.
         left = self.budget.left_for("summary.txt")

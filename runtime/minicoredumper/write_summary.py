@@ -1,58 +1,15 @@
 """WRITE: the crash summary: summary.json and its short text twin, summary.txt.
 
 What a person needs when no gdb is at hand: signal, code and fault address,
-the crashing thread's registers, the PC and return addresses (each as module +
-offset + build-id, with the symbol name when the module's .symtab or .dynsym
-has it), exe, cmdline and uid, and what the dump holds.  Return addresses come
-from the frame-pointer chain where the architecture has frame records, else
-from the link register and a scan of the top of the stack (marked "scan").
-JSON is written by hand here: the crash path imports no json module.
+the crashing thread's registers, the PC and return addresses that
+read_stack.return_addresses() found (each as module + offset + build-id, with
+the symbol name when the module's .symtab or .dynsym has it), exe, cmdline and
+uid, and what the dump holds.  JSON is written by hand here: the crash path
+imports no json module.
 """
 
 from . import elf as E
 from .linux import SIGNAL_NAMES
-
-MAX_FRAMES = 16
-SCAN_BYTES = 1024
-
-
-def return_addresses(kc, mem):
-    """[(address, how)] starting with the PC: how is "pc", "lr", "fp" or "scan"."""
-    a = kc.arch
-    L = kc.layout
-    t = kc.crashing_thread
-    out = [(t.pc, "pc")]
-    code = [(p.vaddr, p.vaddr + p.memsz) for p in kc.loads if p.flags & E.PF_X]
-
-    def is_code(v):
-        return any(s <= v < e for s, e in code)
-
-    if a.lr_index is not None and is_code(t.regs[a.lr_index]):
-        out.append((t.regs[a.lr_index], "lr"))
-    w = L.wordsize
-    stack = kc.load_for(t.sp)
-    if a.fp_index is not None and stack is not None:
-        fp = t.regs[a.fp_index]
-        top = stack.vaddr + stack.memsz
-        while len(out) < MAX_FRAMES and t.sp <= fp < top - w and fp % w == 0:
-            raw = mem.read_exact(fp, 2 * w)
-            if raw is None:
-                break
-            next_fp, ret = L.words(2).unpack(raw)
-            if not is_code(ret):
-                break
-            out.append((ret, "fp"))
-            if next_fp <= fp:
-                break
-            fp = next_fp
-    if len(out) < 3 and stack is not None:  # no usable frame chain: scan
-        raw = mem.read(t.sp, min(SCAN_BYTES, stack.vaddr + stack.memsz - t.sp))
-        for off in range(0, len(raw) - w + 1, w):
-            v = L.word.unpack_from(raw, off)[0]
-            if is_code(v) and len(out) < MAX_FRAMES and v not in [x for x, _ in out]:
-                out.append((v, "scan"))
-    return out
-
 
 def symbolize(addresses, modules):
     """[(address, how, module, offset, symbol or None)]."""
@@ -82,7 +39,7 @@ def _module_for(addr, modules):
 
 def build(kc, addresses, modules, exe, comm, cmdline, uid, pid, dumped):
     """The summary as a dict (what summary.json holds); addresses from
-    return_addresses(), read while the process was still there."""
+    read_stack.return_addresses(), read while the process was still there."""
     a = kc.arch
     t = kc.crashing_thread
     signo, code, addr = kc.siginfo or (None, None, None)

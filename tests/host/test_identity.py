@@ -137,11 +137,11 @@ def test_pid_reused_during_the_dump_is_discarded(tmp_path, monkeypatch, crasher,
     victim = _sleeper()
     fd = os.pidfd_open(victim.pid)
 
-    def read_process(self):
+    def before_release(self, proc):
         victim.kill()
         victim.wait()
 
-    monkeypatch.setattr(artefacts.DumpWriter, "read_process", read_process)
+    monkeypatch.setattr(artefacts.DumpWriter, "before_release", before_release)
     stream = os.open(kcore, os.O_RDONLY)
     log = ListLog()
     try:
