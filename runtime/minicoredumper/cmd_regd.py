@@ -45,7 +45,7 @@ PRUNE_INTERVAL = 10.0
 
 
 
-class Registry:
+class PidList:
     """The registered processes {pid: start time}, in registration order,
     mirrored to the state file."""
 
@@ -173,7 +173,7 @@ def main(argv=None):
         print("minicoredumper_regd: " + msg, file=sys.stderr)
         log.error(msg)
         return 1
-    registry = Registry(args.state)
+    registry = PidList(args.state)
     try:
         stop = StopOnSignals()
         os.makedirs(os.path.dirname(args.state) or ".", 0o755, exist_ok=True)
