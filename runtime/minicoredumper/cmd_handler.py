@@ -17,8 +17,9 @@ T0 = time.monotonic()
 
 
 def _redirect_stdio():
-    """fds 1 and 2 to /dev/null (the launcher has done it already; this covers
-    other entry points such as the pip console script)."""
+    """fds 1 and 2 to /dev/null: the kernel starts the handler with fd 0 only,
+    and the first file opened must not take the number a stray print writes to
+    (tests/host/test_hygiene.py proves it through a real crash)."""
     try:
         null = os.open("/dev/null", os.O_RDWR)
     except OSError:

@@ -12,111 +12,44 @@ import json
 import os
 import sys
 
-PROC_SYS = "/proc/sys/kernel"
-CORE_PATTERN_MAX = 127
-PIPE_LIMIT = 0x7FFFFFFF
-SPECIFIERS = "%P %u %g %s %t %h %e"
-
+from .corepattern import (PIPE_LIMIT, SOCKET, core_pattern, kernel_has_socket_mode,
+                          read_sysctl, write_sysctl)
 
 def state_dir():
     return os.environ.get("MCD_STATE_DIR", "/var/lib/minicoredumper")
 
 
-def read_sysctl(name):
-    """A /proc/sys/kernel value, without the newline."""
-    with open("%s/%s" % (PROC_SYS, name)) as f:
-        return f.read().rstrip("\n")
-
-
-def write_sysctl(name, value):
-    with open("%s/%s" % (PROC_SYS, name), "w") as f:
-        f.write(value)
+# The programs mcd starts, each through a launcher made from launcher.in (the console
+# scripts of runtime/pyproject.toml of the same names).
+LAUNCHED = {"minicoredumper": "minicoredumper.cmd_handler",
+            "minicoredumper_trigger": "minicoredumper.cmd_trigger",
+            "minicoredumper_sockd": "minicoredumper.cmd_sockd"}
 
 
 def render_launcher(python, sitedir, module="minicoredumper.cmd_handler"):
-    """The launcher script text from launcher.in (also used by the Yocto recipe via sed)."""
+    """The launcher script text from launcher.in (the Yocto recipe fills it in with sed)."""
     with open(os.path.join(os.path.dirname(__file__), "launcher.in")) as f:
         text = f.read()
     return (text.replace("@PYTHON@", python).replace("@SITEDIR@", sitedir)
             .replace("@MODULE@", module))
 
 
-# The trigger prints what it did: its launcher keeps stdout and stderr.
-TRIGGER_LAUNCHER = """#!{python} -IS
-# minicoredumper_trigger: live dumps; written by mcd install next to the handler's launcher
-import sys
-sys.path.append("{sitedir}")
-from minicoredumper.cmd_trigger import main
-sys.exit(main())
-"""
+def write_program(directory, name):
+    """The launcher of program name (of LAUNCHED) in directory, for this Python and
+    this package; returns its path."""
+    from .files import replace_file
+    sitedir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.path.join(directory, name)
+    replace_file(path, render_launcher(sys.executable, sitedir, LAUNCHED[name]).encode(), 0o755)
+    return path
 
 
 def write_launcher(directory):
     """The handler's launcher in directory, and next to it minicoredumper_trigger's,
     where the handler looks for it (live dumps).  Returns the handler's path."""
-    sitedir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for name, text in (("minicoredumper", render_launcher(sys.executable, sitedir)),
-                       ("minicoredumper_trigger", TRIGGER_LAUNCHER.format(
-                           python=sys.executable, sitedir=sitedir))):
-        from .files import replace_file
-        replace_file(os.path.join(directory, name), text.encode(), 0o755)
-    return os.path.join(directory, "minicoredumper")
-
-
-def kernel_version(release=None):
-    """(major, minor) of the running kernel (or of a uname release string)."""
-    release = release or os.uname().release
-    parts = []
-    for p in release.split(".")[:2]:
-        digits = ""
-        for ch in p:
-            if not ch.isdigit():
-                break
-            digits += ch
-        parts.append(int(digits or 0))
-    return tuple(parts + [0] * (2 - len(parts)))
-
-
-def identity_options(version=None):
-    """The newer specifiers this kernel expands, as handler options (SPEC 1:
-    accepted, never required): the dump mode %d (Linux 3.7) and the pidfd %F
-    (Linux 6.16: the kernel installs the crashed process's pidfd as fd 3 of
-    the helper and %F expands to that number)."""
-    version = version or kernel_version()
-    opts = []
-    if version >= (3, 7):
-        opts.append("--dump-mode=%d")
-    if version >= (6, 16):
-        opts.append("--pidfd=%F")
-    return " ".join(opts)
-
-
-SOCKET = "/run/minicoredumper/coredump.socket"  # minicoredumper_sockd's (cmd_sockd.py)
-
-
-def kernel_has_socket_mode(version=None):
-    """core_pattern "@PATH": the kernel writes cores to a listening socket (Linux 6.16)."""
-    return (version or kernel_version()) >= (6, 16)
-
-
-def kernel_has_request_protocol(version=None):
-    """core_pattern "@@PATH": the request/ack protocol (Linux 6.17)."""
-    return (version or kernel_version()) >= (6, 17)
-
-
-def core_pattern(handler, config=None, options=None):
-    """The core_pattern line for handler; ValueError if the kernel would truncate it.
-    options: extra handler options (default: identity_options() of this kernel)."""
-    options = identity_options() if options is None else options
-    pattern = "|%s %s" % (handler, SPECIFIERS)
-    if options:
-        pattern += " " + options
-    if config:
-        pattern += " " + os.path.abspath(config)
-    if len(pattern) > CORE_PATTERN_MAX:
-        raise ValueError("core_pattern would be %d characters, the kernel takes %d; use a "
-                         "shorter --config or --handler path" % (len(pattern), CORE_PATTERN_MAX))
-    return pattern
+    handler = write_program(directory, "minicoredumper")
+    write_program(directory, "minicoredumper_trigger")
+    return handler
 
 
 def check_config(path):
@@ -169,10 +102,7 @@ def start_socket_server(sd, config, pipe_pattern):
     socket while it runs and puts the pipe pattern back when it stops."""
     import subprocess
     import time
-    sitedir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    argv = [sys.executable, "-I", "-S", "-c",
-            "import sys; sys.path.append(%r); from minicoredumper.cmd_sockd import main; "
-            "sys.exit(main())" % sitedir]
+    argv = [write_program(sd, "minicoredumper_sockd")]
     if config:
         argv += ["--config", os.path.abspath(config)]
     with open(os.devnull, "r+b") as null:
@@ -204,7 +134,10 @@ def stop_socket_server(sd):
         return
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
-            mine = b"minicoredumper.cmd_sockd" in f.read()
+            cmdline = f.read()
+        # Its launcher in sd (python -IS LAUNCHER ...), or the python -c of older mcds.
+        mine = (os.path.join(sd, "minicoredumper_sockd").encode() in cmdline.split(b"\0")
+                or b"minicoredumper.cmd_sockd" in cmdline)
         if mine:
             os.kill(pid, signal.SIGTERM)
             end = time.monotonic() + 10

@@ -8,31 +8,97 @@ import subprocess
 import sys
 import tempfile
 
-from lab import ENV
+from lab import ENV, RUNTIME
 from lab.logs import handler_log
 from minicoredumper import corepattern
 from minicoredumper import cmd_mcd as mcd
 
 
-def test_launcher_points_stdio_at_devnull_before_anything(tmp_path):
+def console_scripts():
+    """{name: module} of runtime/pyproject.toml's [project.scripts]."""
+    import tomllib
+    with open(os.path.join(RUNTIME, "pyproject.toml"), "rb") as f:
+        scripts = tomllib.load(f)["project"]["scripts"]
+    return {name: entry.partition(":")[0] for name, entry in scripts.items()}
+
+
+def test_every_program_prints_through_its_launcher(tmp_path):
+    """One template for every console script: each launcher made from launcher.in
+    keeps stdout (--version) and stderr (a wrong option) for a person; the ones mcd
+    writes are the same text."""
+    from minicoredumper import __version__
+    scripts = console_scripts()
+    assert set(mcd.LAUNCHED.items()) <= set(scripts.items())
+    for name, module in scripts.items():
+        launcher = tmp_path / name
+        launcher.write_text(mcd.render_launcher(sys.executable, RUNTIME, module))
+        launcher.chmod(0o755)
+        p = subprocess.run([str(launcher), "--version"], capture_output=True, text=True)
+        assert (p.returncode, p.stdout, p.stderr) == (0, "%s %s\n" % (name, __version__), ""), name
+        if name != "minicoredumper":  # the handler's arguments are the kernel's
+            p = subprocess.run([str(launcher), "--no-such-option"], capture_output=True,
+                               text=True)
+            assert p.returncode != 0 and p.stderr and p.stdout == "", (name, p)
+    state = tmp_path / "state"
+    state.mkdir()
+    mcd.write_launcher(str(state))
+    mcd.write_program(str(state), "minicoredumper_sockd")
+    sitedir = os.path.dirname(os.path.dirname(os.path.abspath(mcd.__file__)))
+    for name in sorted(os.listdir(state)):
+        assert (state / name).read_text() == mcd.render_launcher(
+            sys.executable, sitedir, scripts[name]), name
+    assert sorted(os.listdir(state)) == sorted(mcd.LAUNCHED)
+
+
+def test_launcher_opens_nothing_before_main(tmp_path):
     """Run the real launcher with only fd 0 open, as the kernel does; the handler
-    module is replaced by one that reports fds 1 and 2."""
+    module is replaced by one that reports fds 1 and 2 as main() finds them: the
+    launcher has not redirected them and no file of its start-up holds them, so
+    cmd_handler.main() pointing them at /dev/null first thing is early enough."""
     pkg = tmp_path / "probe"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     (pkg / "report.py").write_text(
         "import os\n"
         "def main():\n"
+        "    fds = []\n"
+        "    for n in (1, 2):\n"
+        "        try:\n"
+        "            fds.append(os.readlink('/proc/self/fd/%%d' %% n))\n"
+        "        except OSError:\n"
+        "            fds.append('closed')\n"
         "    fd = os.open(%r, os.O_WRONLY | os.O_CREAT, 0o600)\n"
-        "    os.write(fd, ' '.join(os.readlink('/proc/self/fd/%%d' %% n) for n in (1, 2))"
-        ".encode())\n"
+        "    os.write(fd, ' '.join(fds).encode())\n"
         "    return 0\n" % str(tmp_path / "out"))
     launcher = tmp_path / "launcher"
     launcher.write_text(mcd.render_launcher(sys.executable, str(tmp_path), "probe.report"))
     launcher.chmod(0o755)
     subprocess.run([str(launcher)], stdin=subprocess.DEVNULL, check=True,
                    preexec_fn=lambda: (os.close(1), os.close(2)), close_fds=True)
-    assert (tmp_path / "out").read_text() == "/dev/null /dev/null"
+    assert (tmp_path / "out").read_text() == "closed closed"
+
+
+def test_handler_started_by_the_kernel_writes_nothing_into_its_files(crasher, programs,
+                                                                      tmp_path):
+    """The kernel starts the handler (the launcher mcd writes) with only fd 0 open.
+    While the dump is written, fds 1 and 2 are /dev/null: the compressor, a child of
+    the handler, reads them from /proc and writes a marker through them, and the
+    marker is in no file of the dump."""
+    report = tmp_path / "fds"
+    compressor = tmp_path / "compressor"
+    compressor.write_text(
+        "#!/bin/sh\n"
+        "for n in 1 2; do readlink /proc/$PPID/fd/$n; done > %s\n"
+        "for n in 1 2; do echo MARKER-FD-$n >> /proc/$PPID/fd/$n; done\n"
+        "exec gzip\n" % report)
+    compressor.chmod(0o755)
+    dump = crasher.crash([programs["crash3"]], {
+        "compression": {"compressor": str(compressor), "extension": "gz", "in_tar": True}})
+    assert report.read_text().split() == ["/dev/null", "/dev/null"]
+    for root, _, files in os.walk(dump):
+        for f in files:
+            with open(os.path.join(root, f), "rb") as fh:
+                assert b"MARKER-FD-" not in fh.read(), f
 
 
 def test_core_pattern_length_is_checked():

@@ -58,7 +58,7 @@ RECIPE_VARS = [
     "SYSTEMD_PACKAGES", "SYSTEMD_AUTO_ENABLE", "INITSCRIPT_PACKAGES",
     "INHIBIT_UPDATERCD_BBCLASS", "INIT_D_DIR", "PYTHON_SITEPACKAGES_DIR", "PYTHON",
     "prefix", "bindir", "sbindir", "libdir", "nonarch_libdir", "includedir", "sysconfdir",
-    "runtimedir", "systemd_system_unitdir",
+    "runtimedir", "systemd_system_unitdir", "MINICOREDUMPER_SBIN_SCRIPTS",
 ]
 PACKAGE_VARS = [
     "FILES", "RDEPENDS", "RRECOMMENDS", "CONFFILES", "SYSTEMD_SERVICE", "INITSCRIPT_NAME",

@@ -1,20 +1,13 @@
-# meta-minicoredumper/recipes-core/minicoredumper-crashtests/minicoredumper-crashtests_1.0.bb:
-# builds the crash test programs of this repository (tests/programs/*.c: crash3 crashes
-# three calls deep, threads8 crashes one of eight threads) for the test image, and pulls
-# in mycrasher, the example program of libminicoredumper.
 SUMMARY = "Programs that crash on purpose, to test minicoredumper on a target"
 DESCRIPTION = "crash3 (a crash three calls deep), threads8 (one of eight threads \
                crashes) and, through libminicoredumper-examples, mycrasher."
 SECTION = "devel"
 LICENSE = "BSD-2-Clause"
-# The project's own LICENSE, at the top of this repository (in SRC_URI below).
 # nooelint: oelint.var.licenseremotefile - the sources, LICENSE among them, are this repository
 LIC_FILES_CHKSUM = "file://${UNPACKDIR}/LICENSE;md5=4d533907d37abe8436351e906aa9a09a"
 
-# A program that includes minicoredumper.h is linked with the library.
 DEPENDS = "libminicoredumper"
 
-# Sources: this checkout, three directories above this recipe (see minicoredumper_1.0.bb).
 # nooelint: oelint.vars.fileextrapaths,oelint.vars.outofcontext - the sources are this repository
 FILESEXTRAPATHS:prepend := "${THISDIR}/../../..:"
 SRC_URI = "file://LICENSE \
@@ -24,7 +17,7 @@ B = "${WORKDIR}/build"
 
 do_configure[noexec] = "1"
 
-# Every tests/programs/*.c becomes a program of the same name.
+# One program per tests/programs/*.c; those that include minicoredumper.h link the library.
 do_compile() {
     for src in ${S}/*.c; do
         prog=$(basename $src .c)
