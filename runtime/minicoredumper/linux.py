@@ -1,4 +1,9 @@
-"""Linux kernel ABI structs and constants, described once.
+"""The Linux kernel's ABI as the runtime needs it, described once.
+
+Per architecture, keyed by ELF e_machine (ARCHES): the NT_PRSTATUS layout,
+register names, SP/PC/LR/FP, red zone and TLS.  Nothing else in the runtime
+branches on the architecture; it looks the facts up here.  Shared by all
+architectures: the structs and constants below.
 
 The structs take the ELF class and byte order of a formats.elf.Layout
 (structs(layout)); the sources are the kernel's UAPI headers, named at each
@@ -8,7 +13,7 @@ table.  Signal numbers are those of asm-generic, which x86, arm and arm64 use
 
 import struct
 
-from .elf import ELFCLASS32, ELFCLASS64, StructType
+from .elf import ELFCLASS32, ELFCLASS64, NT_386_TLS, NT_ARM_TLS, StructType
 
 # include/uapi/asm-generic/siginfo.h: siginfo_t starts {int si_signo; int
 # si_errno; int si_code; union __sifields _sifields;}.  The union holds
@@ -75,3 +80,78 @@ def structs(layout):
 
 # struct ucred (include/linux/socket.h): SO_PEERCRED and SCM_CREDENTIALS.
 UCRED = struct.Struct("=iII")  # pid_t pid; uid_t uid; gid_t gid
+
+
+
+
+EM_386 = 3
+EM_ARM = 40
+EM_X86_64 = 62
+EM_AARCH64 = 183
+
+
+class Arch:
+    """Facts about one architecture's core notes and ABI.
+
+    prstatus_pid: offset of pr_pid in NT_PRSTATUS; prstatus_reg: offset of pr_reg.
+    regs: register names in pr_reg order (each one word of the ELF class).
+    red_zone: bytes below SP a leaf function may use without moving SP.
+    tp_reg: register holding the thread pointer, or tp_note: note type whose first
+    word (or, for i386, GDT entry) holds it.
+    pthread_below_tp: the thread descriptor sits below the thread pointer
+    (TLS variant I: arm, aarch64) rather than at it (variant II: x86).
+    long_double: (encoding, size) of C's long double: "x87" 80-bit extended,
+    "quad" IEEE binary128 or "double".
+    fp: frame pointer register whose frame record (saved fp, return address)
+    sits at fp (x86, aarch64; on arm gcc's records differ between ARM and
+    Thumb code, so none is used).  lr: link register, if the arch has one.
+    """
+
+    def __init__(self, name, machine, prstatus_pid, prstatus_reg, regs, sp, pc,
+                 red_zone=0, tp_reg=None, tp_note=None, pthread_below_tp=False,
+                 gdb_arch=None, long_double=("double", 8), fp=None, lr=None):
+        self.name = name
+        self.machine = machine
+        self.prstatus_pid = prstatus_pid
+        self.prstatus_reg = prstatus_reg
+        self.regs = regs
+        self.sp_index = regs.index(sp)
+        self.pc_index = regs.index(pc)
+        self.tp_index = regs.index(tp_reg) if tp_reg else None
+        self.tp_note = tp_note
+        self.red_zone = red_zone
+        self.pthread_below_tp = pthread_below_tp
+        self.gdb_arch = gdb_arch or name
+        self.long_double = long_double
+        self.fp_index = regs.index(fp) if fp else None
+        self.lr_index = regs.index(lr) if lr else None
+
+
+_X86_64_REGS = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8",
+                "rax", "rcx", "rdx", "rsi", "rdi", "orig_rax", "rip", "cs", "eflags",
+                "rsp", "ss", "fs_base", "gs_base", "ds", "es", "fs", "gs")
+_I386_REGS = ("ebx", "ecx", "edx", "esi", "edi", "ebp", "eax", "ds", "es", "fs", "gs",
+              "orig_eax", "eip", "cs", "eflags", "esp", "ss")
+_ARM_REGS = tuple("r%d" % i for i in range(13)) + ("sp", "lr", "pc", "cpsr", "orig_r0")
+_AARCH64_REGS = tuple("x%d" % i for i in range(31)) + ("sp", "pc", "pstate")
+
+ARCHES = {
+    EM_X86_64: Arch("x86_64", EM_X86_64, 32, 112, _X86_64_REGS, "rsp", "rip",
+                    red_zone=128, tp_reg="fs_base", gdb_arch="i386:x86-64",
+                    long_double=("x87", 16), fp="rbp"),
+    EM_386: Arch("i386", EM_386, 24, 72, _I386_REGS, "esp", "eip",
+                 tp_note=NT_386_TLS, gdb_arch="i386", long_double=("x87", 12), fp="ebp"),
+    EM_ARM: Arch("arm", EM_ARM, 24, 72, _ARM_REGS, "sp", "pc",
+                 tp_note=NT_ARM_TLS, pthread_below_tp=True, lr="lr"),
+    EM_AARCH64: Arch("aarch64", EM_AARCH64, 32, 112, _AARCH64_REGS, "sp", "pc",
+                     tp_note=NT_ARM_TLS, pthread_below_tp=True, long_double=("quad", 16),
+                     fp="x29", lr="x30"),
+}
+
+
+def arch_for_machine(machine):
+    """The Arch for an e_machine, or ValueError naming the unsupported machine."""
+    try:
+        return ARCHES[machine]
+    except KeyError:
+        raise ValueError("unsupported e_machine %d" % machine) from None

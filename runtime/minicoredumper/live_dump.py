@@ -39,7 +39,7 @@ import time
 import _signal as signal  # the C module: `signal` imports enum
 
 from . import read_registrations  # noqa: F401  (imported now, not during the first pause)
-from .arch import arch_for_machine
+from .linux import arch_for_machine
 from .publish_dumpdir import DumpDir
 from .write_externals import write_externals
 from .read_modules import find_modules, find_symbol

@@ -12,7 +12,7 @@ from .read_process import bisect_right  # the C function, imported there once
 
 from . import elf as E
 from . import linux
-from .arch import arch_for_machine
+from .linux import arch_for_machine
 from .files import read_exact
 
 MAX_NOTES_SIZE = 64 << 20

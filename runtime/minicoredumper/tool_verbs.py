@@ -359,7 +359,7 @@ def cmd_gdb(args):
     """Unpack the core to a temporary directory and start gdb on it (gdb-multiarch
     with --sysroot for another architecture)."""
     import shutil
-    from .arch import ARCHES
+    from .linux import ARCHES
     d = resolve(args, args.id)
     exe = args.exe or _summary(d).get("exe")
     if not exe:

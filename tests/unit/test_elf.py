@@ -8,7 +8,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from minicoredumper import elf as E
-from minicoredumper.arch import ARCHES, EM_386, EM_X86_64, EM_ARM, EM_AARCH64
+from minicoredumper.linux import ARCHES, EM_386, EM_X86_64, EM_ARM, EM_AARCH64
 from minicoredumper.write_sinks import FileSink, TarMember
 from minicoredumper.write_core import CoreImage
 from minicoredumper.read_modules import SymbolFile
