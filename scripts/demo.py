@@ -14,6 +14,7 @@ new dump.  core_pattern is restored whatever happens.
 import lzma
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -122,4 +123,11 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # SIGTERM and Ctrl-C end the demo through main's finally: core_pattern is restored.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; core_pattern is %r again" % read_sysctl("core_pattern"),
+              file=sys.stderr)
+        sys.exit(130)

@@ -56,6 +56,9 @@ def check_config(path):
     """Parse the main config and its recepts now (filling the handler's cache);
     returns what is wrong or unknown, so mistakes show at install time."""
     from . import config as C
+    if path is None and not os.path.exists(C.DEFAULT_CONFIG):
+        return ["no %s: every crash gets the built-in minimal dump of the crashing thread "
+                "in %s (give a config with --config)" % (C.DEFAULT_CONFIG, C.DEFAULT_BASE_DIR)]
     cache = C.JsonCache()
     problems = []
     try:
@@ -166,6 +169,11 @@ def cmd_uninstall(args):
     write_sysctl("core_pattern", old["core_pattern"])
     write_sysctl("core_pipe_limit", old["core_pipe_limit"])
     os.unlink(saved)
+    for name in LAUNCHED:  # the launchers install wrote: they point into this installation
+        try:
+            os.unlink(os.path.join(state_dir(), name))
+        except FileNotFoundError:
+            pass  # never written (no --mode socket, say)
     print("core_pattern restored to %s" % old["core_pattern"])
     return 0
 
@@ -222,6 +230,9 @@ def main(argv=None):
     except UserError as e:
         print("mcd: %s" % e, file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `mcd info ID | head -1`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 141  # as a C tool killed by SIGPIPE reports it to the shell
     except OSError as e:
         root = "; run as root" if isinstance(e, PermissionError) and os.geteuid() else ""
         where = "%s: " % e.filename if e.filename else ""

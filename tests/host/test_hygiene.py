@@ -130,9 +130,13 @@ def test_mcd_install_and_uninstall_restore_the_kernel_settings(crasher):
         assert pattern == "|%s/minicoredumper %%P %%u %%g %%s %%t %%h %%e %s %s" % (
             tmp_path / "state", corepattern.identity_options(), cfg)
         assert open("/proc/sys/kernel/core_pipe_limit").read().strip() == "2147483647"
-        # Installing twice keeps the first saved values.
-        subprocess.run([sys.executable, "-m", "minicoredumper.cmd_mcd", "install"], env=env,
-                       check=True, capture_output=True)
+        assert os.access(tmp_path / "state" / "minicoredumper", os.X_OK)
+        # Installing twice keeps the first saved values; without a config file the
+        # user is told what crashes get.
+        p = subprocess.run([sys.executable, "-m", "minicoredumper.cmd_mcd", "install"], env=env,
+                           check=True, capture_output=True, text=True)
+        if not os.path.exists("/etc/minicoredumper/minicoredumper.cfg.json"):
+            assert "the built-in minimal dump of the crashing thread" in p.stderr, p.stderr
     finally:
         p = subprocess.run([sys.executable, "-m", "minicoredumper.cmd_mcd", "uninstall"], env=env,
                            capture_output=True, text=True)
@@ -140,6 +144,8 @@ def test_mcd_install_and_uninstall_restore_the_kernel_settings(crasher):
     after = (open("/proc/sys/kernel/core_pattern").read(),
              open("/proc/sys/kernel/core_pipe_limit").read())
     assert after == before
+    # The launchers install wrote point into this installation: uninstall removes them.
+    assert os.listdir(tmp_path / "state") == []
     p = subprocess.run([sys.executable, "-m", "minicoredumper.cmd_mcd", "uninstall"], env=env,
                        capture_output=True, text=True)
     assert p.returncode == 1 and "mcd install" in p.stderr
