@@ -71,7 +71,9 @@ def boot(arch, outdir, image_dir=None, timeout=DEFAULT_TIMEOUT):
     if os.path.exists(outdir):
         shutil.rmtree(outdir)
     os.makedirs(outdir)
-    job = {"id": uuid.uuid4().hex, "arch": arch, "guest_timeout": max(60, int(timeout) - 60)}
+    job = {"id": uuid.uuid4().hex, "arch": arch, "guest_timeout": max(60, int(timeout) - 60),
+           # for the guest's run-ptest, as for the host's checks (tests/qemu/conftest.py)
+           "eeprom_budget": int(os.environ.get("MCD_EEPROM_BUDGET", "4096"))}
     job_img = os.path.join(outdir, "job.img")
     results_img = os.path.join(outdir, "results.img")
     make_job(job_img, job)

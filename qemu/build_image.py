@@ -17,8 +17,8 @@ The root file system:
     libpython3.11-stdlib) with its stdlib pruned to the runtime's import closure
     (qemu/stdlib_closure.py explains the method), byte-compiled;
   - the layer's packages of the test image (minicoredumper, -daemon, -tools,
-    libminicoredumper, -examples, minicoredumper-crashtests), installed by the recipes'
-    own do_install (qemu/layer_install.py), cross-compiled with -O0 -g;
+    libminicoredumper, minicoredumper-crashtests, minicoredumper-ptest), installed by
+    the recipes' own do_install (qemu/layer_install.py), cross-compiled with -O0 -g;
   - the shared libraries all of that needs (DT_NEEDED closure): glibc from the
     directory the compiler links against (the cross toolchain's libc6-*-cross, or the
     host's libc6 for amd64), so the guest runs and gdb reads the very files the

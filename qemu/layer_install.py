@@ -15,7 +15,10 @@ cross build for the guest:
   - the Python the recipes byte-compile with is the host's python3.11, and the site
     directory is that of python3.11 (the guest's interpreter);
   - DISTRO_FEATURES sysvinit: the guests boot a shell script, so the handler's
-    core_pattern wiring is the init script /etc/init.d/minicoredumper.
+    core_pattern wiring is the init script /etc/init.d/minicoredumper;
+  - and ptest (as in wrynose's defaults): minicoredumper-ptest, whose run-ptest the
+    guests run, is built (the *_ptest_base tasks) and is in the image recipe's
+    IMAGE_INSTALL.
 
 Each recipe's ${D} lands in OUTDIR/<recipe>/image. The image recipe's IMAGE_INSTALL then
 says which of the split packages the guest gets (FILES as in the recipes, emulated by
@@ -60,7 +63,7 @@ def main():
     if os.path.exists(outdir):
         shutil.rmtree(outdir)
     topdir = os.path.join(outdir, "build")
-    bbharness.write_build_conf(topdir, "sysvinit")
+    bbharness.write_build_conf(topdir, "sysvinit ptest")
     with open(os.path.join(topdir, "conf", "local.conf"), "a") as f:
         f.write(local_conf_extra(arch))
     builder = bbharness.parse_configuration(topdir)

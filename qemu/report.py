@@ -13,6 +13,8 @@ directory), then prints, as markdown:
     interpreter's start-up; /proc/uptime, 10 ms resolution);
   - artefact sizes per architecture and recept: the core artefact and the whole dump
     directory, against the EEPROM budget;
+  - the package test (minicoredumper-ptest's run-ptest): its PASS, FAIL and SKIP
+    counts and how long it ran;
   - the size of the guest runtime: our package, the pruned stdlib, the interpreter and
     the libraries it needs (glibc apart).
 The test session (tests/qemu) uses load() and the same tables.
@@ -30,6 +32,12 @@ from guests import ARCHS, cache_dir
 LABELS = ["embedded", "debug", "generic", "live"]
 PROGRAMS = ["crash3", "threads8", "mycrasher"]
 DUMPED = re.compile(r"minicoredumper\[\d+\]: pid (\d+): dumped (\S+) to (\S+) in (\d+) ms")
+PTEST_LINE = re.compile(r"^(PASS|FAIL|SKIP): (\S+)$")
+
+
+def ptest_results(log):
+    """[(verdict, test name)] of run-ptest's output, in order."""
+    return [m.groups() for m in map(PTEST_LINE.match, log.splitlines()) if m]
 
 
 def keyvalues(path):
@@ -109,6 +117,9 @@ def load(boot_dir, image_dir=None):
         "python": _read(os.path.join(res, "python.txt")),
         "live": keyvalues(os.path.join(res, "live.txt")),
         "crashes": crashes, "dumps": dumps, "handler_ms": handler_ms,
+        "ptest": dict(keyvalues(os.path.join(res, "ptest.txt")),
+                      log=_read(os.path.join(res, "ptest.log")),
+                      dumps=os.path.join(res, "ptest-dumps")),
     }
 
 
@@ -135,6 +146,10 @@ def figures(data, budget):
     }
     m = re.search(r"python_start_rc=0 ms=(\d+)", data["python"])
     out["python_start_ms"] = int(m.group(1)) if m else None
+    pt = data.get("ptest", {})
+    verdicts = [v for v, _ in ptest_results(pt.get("log", ""))]
+    out["ptest"] = {"rc": _int(pt.get("rc")), "ms": _int(pt.get("ms")),
+                    **{v.lower(): verdicts.count(v) for v in ("PASS", "FAIL", "SKIP")}}
     for (label, name), d in sorted(data["dumps"].items(), key=lambda kv: (
             LABELS.index(kv[0][0]) if kv[0][0] in LABELS else 9, kv[0][1])):
         out["crashes"].append({
@@ -180,6 +195,12 @@ def markdown(figs):
             lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
                 f["arch"], c["recept"], c["program"], c["artefact"], c["artefact_bytes"],
                 c["dir_bytes"], ok))
+    lines += ["", "### Package test (run-ptest of minicoredumper-ptest, in the guest)", "",
+              "| arch | PASS | FAIL | SKIP | exit status | time |", "|---|---|---|---|---|---|"]
+    for f in figs:
+        p = f.get("ptest") or {}
+        lines.append("| %s | %s | %s | %s | %s | %s ms |" % (
+            f["arch"], p.get("pass"), p.get("fail"), p.get("skip"), p.get("rc"), p.get("ms")))
     lines += ["", "### Guest runtime size (bytes on the guest's root file system)", "",
               "our package: .py and byte code, launchers; stdlib: the kept .py files with their "
               "byte code and extension modules (Debian's whole stdlib without byte code, for comparison); "

@@ -10,13 +10,20 @@
 #   debug     the embedded recept with write_debug_log, its own config and base_dir
 #             (core_pattern names the config)
 #   generic   the original's default recept (conf/generic.recept.json)
+# The programs are minicoredumper-crashtests', off PATH in minicoredumper's ptest
+# directory. Then the package test, minicoredumper-ptest's run-ptest, as a Yocto image
+# runs it (ptest-runner: from its directory).
 # Results: crashes.txt ("LABEL NAME rc=N ms=N": crash to published dump directory,
-# 10 ms resolution), dumps/LABEL/NAME/<dump dir>, python.txt (interpreter checks).
+# 10 ms resolution), dumps/LABEL/NAME/<dump dir>, ptest.log (run-ptest's output),
+# ptest.txt (its exit status, time and core_pattern after it), ptest-dumps/<dump dir>
+# (the dumps it checked), python.txt (interpreter checks).
 
 R=$1
 ETC=/etc/minicoredumper
 HANDLER=/usr/sbin/minicoredumper
 PATTERN="|$HANDLER %P %u %g %s %t %h %e"
+PTEST=/usr/lib/minicoredumper/ptest
+BIN=$PTEST/bin
 mkdir -p "$R/dumps"
 cp /job/job.json "$R/job.json"
 
@@ -52,9 +59,9 @@ crash() {
 
 # The three programs under one configuration.
 programs() {
-	crash "$1" "$2" crash3 /usr/bin/crash3
-	crash "$1" "$2" threads8 /usr/bin/threads8
-	crash "$1" "$2" mycrasher /usr/bin/mycrasher
+	crash "$1" "$2" crash3 "$BIN/crash3"
+	crash "$1" "$2" threads8 "$BIN/threads8"
+	crash "$1" "$2" mycrasher "$BIN/mycrasher"
 }
 
 {
@@ -91,7 +98,7 @@ echo "$PATTERN" >/proc/sys/kernel/core_pattern
 # on demand, and a crash whose recept (generic) sets live_dumper.
 live() {
 	L=$R/live.txt
-	if [ ! -x /usr/sbin/minicoredumper_trigger ] || [ ! -x /usr/bin/regloop ]; then
+	if [ ! -x /usr/sbin/minicoredumper_trigger ] || [ ! -x "$BIN/regloop" ]; then
 		echo "live=absent" >"$L"
 		return
 	fi
@@ -101,7 +108,7 @@ live() {
 		n=$((n + 1))
 		sleep 0.02
 	done
-	/usr/bin/regloop live 2 >/tmp/regloop.out 2>&1 &
+	"$BIN/regloop" live 2 >/tmp/regloop.out 2>&1 &
 	pid=$!
 	n=0
 	until grep -q ready /tmp/regloop.out || [ $n -ge 500 ]; do
@@ -130,7 +137,7 @@ live() {
 	mkdir -p "$R/dumps/live"
 	[ -d /var/crash/trigger ] && mv /var/crash/trigger "$R/dumps/live/trigger"
 	echo "$PATTERN $ETC/live.cfg.json" >/proc/sys/kernel/core_pattern
-	crash live /var/crash/live crash3 /usr/bin/crash3
+	crash live /var/crash/live crash3 "$BIN/crash3"
 	echo "$PATTERN" >/proc/sys/kernel/core_pattern
 	kill "$pid"
 	wait "$pid" 2>/dev/null
@@ -138,6 +145,27 @@ live() {
 	echo "live=done" >>"$L"
 }
 live
+
+# 5. The package test, with the installed core_pattern in place; it must put it back.
+ptest() {
+	if [ ! -x "$PTEST/run-ptest" ]; then
+		echo "ptest=absent" >"$R/ptest.txt"
+		return
+	fi
+	budget=$(sed -n 's/.*"eeprom_budget": *\([0-9]*\).*/\1/p' /job/job.json)
+	t0=$(uptime_ms)
+	(cd "$PTEST" && MCD_EEPROM_BUDGET=${budget:-4096} MCD_PTEST_KEEP="$R/ptest-dumps" \
+		./run-ptest) >"$R/ptest.log" 2>&1
+	rc=$?
+	{
+		echo "rc=$rc"
+		echo "ms=$(($(uptime_ms) - t0))"
+		echo "core_pattern_before=$PATTERN"
+		echo "core_pattern_after=$(cat /proc/sys/kernel/core_pattern)"
+		echo "core_pipe_limit_after=$(cat /proc/sys/kernel/core_pipe_limit)"
+	} >"$R/ptest.txt"
+}
+ptest
 
 # The interpreter with the pruned stdlib: start-up time, and every module of the
 # installed package imports; the tools start.

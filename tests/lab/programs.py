@@ -32,7 +32,10 @@ LINKED = {
 # functions. gdb stops at main, so for a crash in the main thread they are the whole
 # backtrace; threads8 crashes in a thread, whose frames go on into the C library's
 # thread start. The QEMU guests run the same sources (the crashtests recipe builds
-# tests/programs) and mycrasher, libminicoredumper's example.
+# tests/programs) and mycrasher, libminicoredumper's example; the layer's run-ptest
+# (meta-minicoredumper/recipes-core/minicoredumper/files) expects these frames in the
+# dump's summary, for every program but the host-only crash3_i386 (test_bitbake.py
+# compares).
 _LEVELS = ["level_c", "level_b", "level_a", "main"]  # crash3.c, also secret.c
 FRAMES = {
     "crash3": _LEVELS,

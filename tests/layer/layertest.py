@@ -59,6 +59,16 @@ def run_harness(outdir, distro_features, shell):
         return json.load(f)
 
 
+def harness(outdir, *args):
+    """Run bbharness.py with extra arguments (--layer, --extra-layer, --conf; parse only,
+    no --run): (exit status, its output, the report)."""
+    need_distribution("bitbake-setup")
+    proc = subprocess.run([sys.executable, os.path.join(HERE, "bbharness.py"), str(outdir), *args],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
+    with open(os.path.join(str(outdir), "report.json")) as f:
+        return proc.returncode, proc.stdout, json.load(f)
+
+
 def target(report, key):
     return report["recipes"][RECIPES[key]]["target"]
 

@@ -101,6 +101,16 @@ PULLS_IO = frozenset([
     "python3-xmlrpc",
 ])
 
+# Modules from outside the standard library that the runtime imports optionally (inside
+# try/except ImportError) and uses when they are there, with the package that would give
+# them: not oe-core's, so the recipe cannot RDEPEND on them (the layer depends on core
+# only); an image that wants them installs them itself. The crash-path guard fails on an
+# optional import that is neither in the standard library nor here.
+OUTSIDE_CORE = {
+    "ujson": "python3-ujson (meta-python): faster JSON for config.py",
+    "zstandard": "python3-zstandard (meta-python): zstd before Python 3.14's compression.zstd",
+}
+
 PACKAGE_OF = {mod: pkg for pkg, mods in PACKAGE_MODULES.items() for mod in mods}
 assert len(PACKAGE_OF) == sum(len(m) for m in PACKAGE_MODULES.values()), "a module twice"
 

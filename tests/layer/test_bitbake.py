@@ -16,6 +16,7 @@ import sys
 
 import pytest
 
+from lab.programs import FRAMES
 from layertest import (LAYER, REPO, RECIPES, RUNTIME, installed_files, read, split_packages,
                       target)
 from minicoredumper import __version__
@@ -29,6 +30,7 @@ except ImportError:  # Python < 3.11
 PN = "minicoredumper"
 HANDLER_PATTERN = "|/usr/sbin/minicoredumper %P %u %g %s %t %h %e"
 SITEDIR = "/usr/lib/python3.14/site-packages"
+PTEST_PATH = "/usr/lib/minicoredumper/ptest"
 
 
 def console_scripts():
@@ -133,7 +135,7 @@ def test_licences(bb_systemd):
 
 def test_runtime_is_a_plain_install(bb_systemd):
     v = target(bb_systemd, "runtime")
-    assert {"python3-dir", "python3native", "systemd", "update-rc.d"} <= set(v["inherits"])
+    assert {"python3-dir", "python3native", "systemd", "update-rc.d", "ptest"} <= set(v["inherits"])
     assert not {"setuptools3", "python_setuptools_build_meta", "python_pep517"} & set(v["inherits"])
     assert {"do_configure", "do_compile"} <= set(v["noexec"])
 
@@ -141,12 +143,18 @@ def test_runtime_is_a_plain_install(bb_systemd):
 def test_runtime_packages_and_dependencies(bb_systemd):
     v = target(bb_systemd, "runtime")
     packages = v["PACKAGES"].split()
+    # ptest.bbclass puts ${PN}-ptest first, so that it claims ${PTEST_PATH} before
+    # ${PN}'s ${libdir}/${BPN}/*.
+    assert packages[0] == PN + "-ptest"
     for pkg in (PN + "-daemon", PN + "-tools"):
         assert packages.index(pkg) < packages.index(PN)
     pk = v["packages"]
-    assert words(pk[PN]["RDEPENDS"]) == {"python3-core", "python3-json", "python3-compression"}
+    assert words(pk[PN]["RDEPENDS"]) == {"python3-core", "python3-json", "python3-compression",
+                                         "python3-syslog"}
     assert PN in words(pk[PN + "-daemon"]["RDEPENDS"])
     assert PN in words(pk[PN + "-tools"]["RDEPENDS"])
+    assert words(pk[PN + "-ptest"]["RDEPENDS"]) == {PN, "minicoredumper-crashtests"}
+    assert words(pk[PN + "-ptest"]["RRECOMMENDS"]) == {"ptest-runner"}
     for pkg in packages:
         for dep in words(pk[pkg]["RDEPENDS"]) | words(pk[pkg]["RRECOMMENDS"]):
             if dep.startswith("python3"):
@@ -192,9 +200,11 @@ def test_runtime_install_tree(bb_systemd):
     assert set(split[PN + "-daemon"]) >= {
         "/etc/init.d/minicoredumper-regd", "/usr/lib/systemd/system/minicoredumper-regd.service"}
     assert set(split.get(PN + "-tools", [])) == {p for p in files if p.startswith("/usr/bin/")}
+    assert split[PN + "-ptest"] == [PTEST_PATH + "/run-ptest"]
 
     for path, (mode, link) in files.items():
-        executable = path.startswith(("/usr/bin/", "/usr/sbin/", "/etc/init.d/"))
+        executable = path.startswith(("/usr/bin/", "/usr/sbin/", "/etc/init.d/")) or (
+            path == PTEST_PATH + "/run-ptest")
         assert mode == (0o755 if executable else 0o644), (path, oct(mode))
 
     conffiles = set(v["packages"][PN]["CONFFILES"].split())
@@ -345,12 +355,87 @@ def test_init_scripts(bb_systemd):
 
 
 def test_install_is_shell_neutral(bb_systemd, bb_sysvinit):
-    """do_install under dash gives the same tree as under bash."""
+    """do_install under dash gives the same tree as under bash (but for the package
+    test, which only the systemd distro, with ptest, installs)."""
     for key in ("runtime", "library", "crashtests"):
         a, b = target(bb_systemd, key), target(bb_sysvinit, key)
         ran(a)
         ran(b)
-        assert installed_files(image_dir(a)) == installed_files(image_dir(b)), key
+        tree = {p: m for p, m in installed_files(image_dir(a)).items()
+                if key != "runtime" or not p.startswith(PTEST_PATH + "/")}
+        assert tree == installed_files(image_dir(b)), key
+
+
+# --- the package test (ptest) ------------------------------------------------------------
+
+RUN_PTEST = os.path.join(LAYER, "recipes-core", "minicoredumper", "files", "run-ptest")
+
+
+def ptest_table():
+    """run-ptest's PROGRAMS and, per program, the frames of its expected_frames()."""
+    text = read(RUN_PTEST)
+    programs = re.search(r'^PROGRAMS="([^"]*)"$', text, re.M).group(1).split()
+    body = re.search(r"^expected_frames\(\) \{\n(.*?)^\}$", text, re.M | re.S).group(1)
+    frames = {m.group(1): m.group(2).split()
+              for m in re.finditer(r'^\s*(\w+)\) echo "([^"]*)" ;;$', body, re.M)}
+    return programs, frames
+
+
+def test_ptest_package(bb_systemd):
+    """With DISTRO_FEATURES ptest: minicoredumper-ptest holds ${PTEST_PATH}/run-ptest
+    (ptest.bbclass installed it from the unpacked sources) with the target's paths
+    filled in; the crash programs it runs come from minicoredumper-crashtests, installed
+    into ${PTEST_PATH}/bin."""
+    v = target(bb_systemd, "runtime")
+    run = ran(v)
+    assert v["PTEST_ENABLED"] == "1" and v["PTEST_PATH"] == PTEST_PATH
+    assert {"do_configure_ptest_base", "do_compile_ptest_base",
+            "do_install_ptest_base"} <= set(run["tasks"])
+    assert "file://run-ptest" in v["SRC_URI"].split()
+    text = read(image_dir(v) + PTEST_PATH + "/run-ptest")
+    assert text.startswith("#!/bin/sh\n")
+    assert not re.search(r"@[A-Z]+@", text)
+    assert "HANDLER=/usr/sbin/minicoredumper\n" in text
+    assert "ETC=/etc/minicoredumper\n" in text
+    assert "/etc/sysctl.d /run/sysctl.d /usr/lib/sysctl.d" in text
+    assert read(RUN_PTEST).replace("@SBINDIR@", "/usr/sbin").replace("@BINDIR@", "/usr/bin") \
+        .replace("@SYSCONFDIR@", "/etc").replace("@RUNDIR@", "/run") \
+        .replace("@SYSCTLDIR@", "/usr/lib/sysctl.d") == text
+    crashtests = target(bb_systemd, "crashtests")
+    assert v["PTEST_PATH"] + "/bin" in crashtests["packages"]["minicoredumper-crashtests"][
+        "FILES"].split()
+
+
+def test_no_ptest_without_the_distro_feature(bb_sysvinit):
+    """Without DISTRO_FEATURES ptest there is no -ptest package and no ptest task."""
+    v = target(bb_sysvinit, "runtime")
+    run = ran(v)
+    assert v["PTEST_ENABLED"] == "0"
+    assert PN + "-ptest" not in v["PACKAGES"].split()
+    assert not any("ptest" in t for t in run["tasks"])
+    assert not any("ptest" in t for t in v["tasks"])
+    assert not os.path.exists(image_dir(v) + PTEST_PATH)
+    split, unclaimed = split_packages(v, image_dir(v))
+    assert unclaimed == []
+    assert "minicoredumper-ptest" not in target(bb_sysvinit, "image")["IMAGE_INSTALL"].split()
+
+
+def test_ptest_frames_are_the_labs():
+    """run-ptest crashes the programs of tests/lab/programs.py FRAMES (those the
+    crashtests recipe builds: crash3_i386 is a host build of crash3) and expects their
+    frames."""
+    programs, frames = ptest_table()
+    assert set(programs) == set(frames)
+    assert frames == {name: f for name, f in FRAMES.items() if name != "crash3_i386"}
+
+
+def test_ptest_programs_exist(bb_systemd):
+    """Every program run-ptest crashes is one the crashtests recipe installs."""
+    programs, _ = ptest_table()
+    v = target(bb_systemd, "crashtests")
+    ran(v)
+    installed = {os.path.basename(p) for p in installed_files(image_dir(v))}
+    assert set(programs) <= installed
 
 
 # --- libminicoredumper -------------------------------------------------------------------
@@ -402,26 +487,29 @@ def test_library_binaries_use_the_build_flags(bb_systemd):
 # --- crash test programs and the image ---------------------------------------------------
 
 def test_crashtests(bb_systemd):
+    """One program per tests/programs/*.c and mycrasher (the library's example, built
+    from its source), off PATH in the runtime's ${PTEST_PATH}/bin, not stripped."""
     v = target(bb_systemd, "crashtests")
     ran(v)
-    programs = sorted(f[:-2] for f in os.listdir(os.path.join(REPO, "tests", "programs"))
-                      if f.endswith(".c"))
-    assert {"crash3", "threads8"} <= set(programs)
+    sources = {f[:-2]: os.path.join(REPO, "tests", "programs", f)
+               for f in os.listdir(os.path.join(REPO, "tests", "programs")) if f.endswith(".c")}
+    sources["mycrasher"] = os.path.join(RUNTIME, "libminicoredumper", "mycrasher.c")
+    assert {"crash3", "threads8"} <= set(sources)
+    bindir = PTEST_PATH + "/bin/"
     files = installed_files(image_dir(v))
-    assert files == {"/usr/bin/" + p: (0o755, None) for p in programs}
-    for p in programs:
-        dynamic = readelf(image_dir(v) + "/usr/bin/" + p, "-d")
+    assert files == {bindir + p: (0o755, None) for p in sources}
+    for p, source in sources.items():
+        dynamic = readelf(image_dir(v) + bindir + p, "-d")
         assert "NOW" in dynamic, p
-        source = read(os.path.join(REPO, "tests", "programs", p + ".c"))
-        if "<minicoredumper.h>" in source:
+        if "<minicoredumper.h>" in read(source):
             assert "Shared library: [libminicoredumper.so.2]" in dynamic, p
+    # The dump's summary names functions from .symtab: packaging must not strip it.
+    assert v["INHIBIT_PACKAGE_STRIP"] == "1" and v["INHIBIT_PACKAGE_DEBUG_SPLIT"] == "1"
+    assert " level_c" in readelf(image_dir(v) + bindir + "crash3", "-s")
     split, unclaimed = split_packages(v, image_dir(v))
     assert unclaimed == [] and sorted(split["minicoredumper-crashtests"]) == sorted(files)
     assert "libminicoredumper" in words(v["DEPENDS"])
-    assert words(v["packages"]["minicoredumper-crashtests"]["RDEPENDS"]) == {
-        "libminicoredumper-examples"}
-    library = target(bb_systemd, "library")
-    assert "libminicoredumper-examples" in library["PACKAGES"].split()
+    assert not words(v["packages"]["minicoredumper-crashtests"]["RDEPENDS"])
 
 
 def test_image(bb_systemd):
@@ -430,7 +518,7 @@ def test_image(bb_systemd):
     install = v["IMAGE_INSTALL"].split()
     assert "packagegroup-core-boot" in install, "core-image-minimal's list is kept"
     ours = {"minicoredumper", "minicoredumper-daemon", "minicoredumper-tools",
-            "libminicoredumper", "minicoredumper-crashtests"}
+            "libminicoredumper", "minicoredumper-crashtests", "minicoredumper-ptest"}
     assert ours <= set(install)
     produced = set()
     for key in ("runtime", "library", "crashtests"):

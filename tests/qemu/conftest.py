@@ -1,7 +1,8 @@
 """tests/qemu/conftest.py: build (cached) and boot each QEMU guest once per test session.
 
 Settings (environment variables; a pytest option would need the top-level conftest):
-  MCD_EEPROM_BUDGET   bytes an embedded-recept dump may take (default 4096)
+  MCD_EEPROM_BUDGET   bytes an embedded-recept dump may take (default 4096; the guest's
+                      run-ptest gets it too, through job.json)
   MCD_QEMU_ARCHS      which guests, e.g. "armhf arm64" (default: all three)
   MCD_QEMU_TIMEOUT    seconds one boot may take before QEMU is killed (default 600)
   MCD_QEMU_CACHE      downloads and images (default ~/.cache/mcd-qemu)

@@ -5,7 +5,10 @@ Each guest boots once per session (conftest.py): its init wires core_pattern wit
 layer's init script, then qemu/guest/run.sh crashes crash3 (three calls deep), threads8
 (one of eight threads) and mycrasher (registered data) under the embedded recept (the
 target's default), the embedded recept with the debug log, and the generic recept; and,
-once the runtime has minicoredumper_trigger, live dumps of a registered process.
+once the runtime has minicoredumper_trigger, live dumps of a registered process. The
+programs are minicoredumper-crashtests', in minicoredumper's ptest directory. Last, the
+guest runs the package test a Yocto image gets, minicoredumper-ptest's run-ptest; its
+PASS/FAIL lines are checked here.
 """
 
 import json
@@ -17,6 +20,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 import guests
+import report
 from lab import ENV, RUNTIME
 from lab.gdb import assert_frames, backtrace, extract_core, frames
 from lab.programs import FRAMES
@@ -24,6 +28,8 @@ from lab.programs import FRAMES
 RECEPTS = ["embedded", "debug", "generic"]
 PROGRAMS = ["crash3", "threads8", "mycrasher"]
 SIGSEGV_STATUS = 128 + 11
+PTEST_PATH = "usr/lib/minicoredumper/ptest"  # ${PTEST_PATH} of the runtime recipe
+PTEST_BIN = PTEST_PATH + "/bin"  # minicoredumper-crashtests' programs
 
 
 def dump(guest, recept, program):
@@ -104,7 +110,7 @@ def test_gdb_multiarch_backtrace(guest, recept, program, tmp_path_factory):
     crashing thread's whole call chain from the artefact."""
     core = core_of(guest, recept, program, tmp_path_factory)
     rootfs = guest["rootfs"]
-    bt = backtrace(os.path.join(rootfs, "usr/bin", program), core, sysroot=rootfs,
+    bt = backtrace(os.path.join(rootfs, PTEST_BIN, program), core, sysroot=rootfs,
                    program="gdb-multiarch")
     assert_frames(FRAMES[program], bt, whole=False)
 
@@ -201,11 +207,70 @@ def test_guest_libc_is_the_one_linked_against(guest):
                 open(os.path.realpath(os.path.join(a["libc_dir"], name)), "rb") as h:
             assert g.read() == h.read(), name
     for program in PROGRAMS:
-        with open(os.path.join(guest["rootfs"], "usr/bin", program), "rb") as f:
+        with open(os.path.join(guest["rootfs"], PTEST_BIN, program), "rb") as f:
             elf = ELFFile(f)
             interp = [s.get_interp_name() for s in elf.iter_segments() if s["p_type"] == "PT_INTERP"]
         assert interp == [a["interp"]]
         assert os.path.exists(os.path.join(guest["rootfs"], a["interp"].lstrip("/")))
+
+
+# --- the package test (run-ptest) ----------------------------------------------------
+
+def test_crash_programs_are_off_path(guest):
+    """minicoredumper-crashtests installs its programs into the runtime's ptest
+    directory: none is in /usr/bin or /usr/sbin."""
+    rootfs = guest["rootfs"]
+    programs = os.listdir(os.path.join(rootfs, PTEST_BIN))
+    assert set(PROGRAMS) <= set(programs)
+    for d in ("usr/bin", "usr/sbin"):
+        assert set(programs) & set(os.listdir(os.path.join(rootfs, d))) == set(), d
+
+
+def ptest_expected(guest):
+    """The names run-ptest reports, from the installed script's PROGRAMS."""
+    with open(os.path.join(guest["rootfs"], PTEST_PATH, "run-ptest")) as f:
+        programs = re.search(r'^PROGRAMS="([^"]*)"$', f.read(), re.M).group(1).split()
+    assert set(programs) == set(FRAMES) - {"crash3_i386"}
+    names = ["core-pattern", "programs-off-path"]
+    for p in programs:
+        names += ["%s-dump" % p, "%s-frames" % p, "%s-eeprom-budget" % p]
+    return names + ["mycrasher-registered-data", "core-pattern-restored"]
+
+
+def test_ptest_passes(guest):
+    """run-ptest, run in the guest as ptest-runner runs it, says PASS for every test:
+    core_pattern is the recipe's, the programs are off PATH, each program's crash gives
+    a dump whose summary shows the expected frames and whose files fit the EEPROM
+    budget, mycrasher's registered text is in its dump, and core_pattern is put back."""
+    pt = guest["ptest"]
+    assert pt.get("ptest") != "absent", "no run-ptest in the guest"
+    results = report.ptest_results(pt["log"])
+    print("%s run-ptest (%s ms):\n%s" % (guest["arch"], pt.get("ms"),
+                                         "\n".join("%s: %s" % r for r in results)))
+    names = [n for _, n in results]
+    assert len(names) == len(set(names)), names
+    assert [r for r in results if r[0] != "PASS"] == [], pt["log"]
+    assert set(ptest_expected(guest)) <= set(names), pt["log"]
+    assert pt.get("rc") == "0", pt["log"]
+    assert pt["core_pattern_after"] == pt["core_pattern_before"]
+    assert pt["core_pipe_limit_after"] == guest["sysctl"]["core_pipe_limit"]
+
+
+def test_ptest_dumps_fit_the_budget(guest, budget):
+    """The dumps run-ptest checked (kept with MCD_PTEST_KEEP), checked again here: one per
+    program, every file within the budget, the PC's function in summary.txt the
+    program's innermost frame."""
+    top = guest["ptest"]["dumps"]
+    dirs = sorted(os.listdir(top))
+    assert sorted(d.split(".", 1)[0] for d in dirs) == sorted(set(FRAMES) - {"crash3_i386"})
+    for d in dirs:
+        path = os.path.join(top, d)
+        sizes = {os.path.relpath(os.path.join(r, f), path): os.path.getsize(os.path.join(r, f))
+                 for r, _, fs in os.walk(path) for f in fs}
+        assert max(sizes.values()) <= budget, (d, sizes)
+        with open(os.path.join(path, "summary.txt")) as f:
+            pc = f.read().splitlines()[1].split()[2]
+        assert re.split(r"[.+]", pc)[0] == FRAMES[d.split(".", 1)[0]][0], (d, pc)
 
 
 # --- live dumps --------------------------------------------------------------------------

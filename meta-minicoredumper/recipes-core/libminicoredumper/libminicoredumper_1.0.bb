@@ -7,6 +7,11 @@ LICENSE = "BSD-2-Clause"
 # nooelint: oelint.var.licenseremotefile - the sources, LICENSE among them, are this repository
 LIC_FILES_CHKSUM = "file://${UNPACKDIR}/LICENSE;md5=4d533907d37abe8436351e906aa9a09a"
 
+# The library's ABI version, VERSION of its Makefile (libminicoredumper.so.VERSION), not the
+# runtime's version nor the 1.0 of the file name.
+inherit minicoredumper_version
+PV = "${@minicoredumper_version(d, 'runtime/libminicoredumper/Makefile', 'VERSION')}"
+
 # nooelint: oelint.vars.fileextrapaths,oelint.vars.outofcontext - the sources are this repository
 FILESEXTRAPATHS:prepend := "${THISDIR}/../../..:"
 SRC_URI = "file://LICENSE \

@@ -1,6 +1,8 @@
-SUMMARY = "Programs that crash on purpose, to test minicoredumper on a target"
+SUMMARY = "Programs that crash on purpose, for the package test of minicoredumper"
 DESCRIPTION = "crash3 (a crash three calls deep), threads8 (one of eight threads \
-               crashes) and, through libminicoredumper-examples, mycrasher."
+               crashes), mycrasher (libminicoredumper's example: registers data, \
+               then crashes) and the other programs of tests/programs, off PATH in \
+               the ptest directory of minicoredumper, whose run-ptest crashes them."
 SECTION = "devel"
 LICENSE = "BSD-2-Clause"
 # nooelint: oelint.var.licenseremotefile - the sources, LICENSE among them, are this repository
@@ -11,15 +13,21 @@ DEPENDS = "libminicoredumper"
 # nooelint: oelint.vars.fileextrapaths,oelint.vars.outofcontext - the sources are this repository
 FILESEXTRAPATHS:prepend := "${THISDIR}/../../..:"
 SRC_URI = "file://LICENSE \
-           file://tests/programs/"
+           file://tests/programs/ \
+           file://runtime/libminicoredumper/mycrasher.c"
 S = "${UNPACKDIR}/tests/programs"
 B = "${WORKDIR}/build"
 
+# ${PTEST_PATH}/bin of minicoredumper: programs with generic names that crash do not
+# belong on PATH.
+CRASHTESTS_DIR = "${libdir}/minicoredumper/ptest/bin"
+CRASHTESTS_SOURCES = "${S}/*.c ${UNPACKDIR}/runtime/libminicoredumper/mycrasher.c"
+
 do_configure[noexec] = "1"
 
-# One program per tests/programs/*.c; those that include minicoredumper.h link the library.
+# One program per source; those that include minicoredumper.h link the library.
 do_compile() {
-    for src in ${S}/*.c; do
+    for src in ${CRASHTESTS_SOURCES}; do
         prog=$(basename $src .c)
         libs=
         if grep -q '<minicoredumper.h>' $src; then
@@ -30,10 +38,15 @@ do_compile() {
 }
 
 do_install() {
-    install -d ${D}${bindir}
-    for src in ${S}/*.c; do
-        install -m 0755 ${B}/$(basename $src .c) ${D}${bindir}/
+    install -d ${D}${CRASHTESTS_DIR}
+    for src in ${CRASHTESTS_SOURCES}; do
+        install -m 0755 ${B}/$(basename $src .c) ${D}${CRASHTESTS_DIR}/
     done
 }
 
-RDEPENDS:${PN} = "libminicoredumper-examples"
+FILES:${PN} += "${CRASHTESTS_DIR}"
+
+# The dump's summary names the crashing thread's functions from the program's .symtab,
+# and run-ptest checks those names: no stripping, no debug split.
+INHIBIT_PACKAGE_STRIP = "1"
+INHIBIT_PACKAGE_DEBUG_SPLIT = "1"

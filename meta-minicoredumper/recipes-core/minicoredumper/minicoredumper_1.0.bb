@@ -7,6 +7,11 @@ LICENSE = "BSD-2-Clause"
 # nooelint: oelint.var.licenseremotefile - the sources, LICENSE among them, are this repository
 LIC_FILES_CHKSUM = "file://${UNPACKDIR}/LICENSE;md5=4d533907d37abe8436351e906aa9a09a"
 
+# The runtime's one version, __version__ of runtime/minicoredumper/__init__.py (not the 1.0
+# of the file name).
+inherit minicoredumper_version
+PV = "${@minicoredumper_version(d, 'runtime/minicoredumper/__init__.py', '__version__')}"
+
 # nooelint: oelint.vars.fileextrapaths,oelint.vars.outofcontext - the sources are this repository
 FILESEXTRAPATHS:prepend := "${THISDIR}/../../..:"
 SRC_URI = "file://LICENSE \
@@ -19,7 +24,7 @@ SRC_URI = "file://LICENSE \
 S = "${UNPACKDIR}"
 
 # A plain install, not a wheel: see "How the recipes work" in the layer's README.md.
-inherit python3-dir python3native systemd update-rc.d
+inherit python3-dir python3native systemd update-rc.d ptest
 
 do_configure[noexec] = "1"
 do_compile[noexec] = "1"
@@ -85,7 +90,9 @@ CONFFILES:${PN} = "${sysconfdir}/minicoredumper/minicoredumper.cfg.json \
                    ${sysconfdir}/minicoredumper/generic.recept.json \
                    ${sysconfdir}/minicoredumper/embedded.recept.json"
 
-RDEPENDS:${PN} = "python3-compression python3-core python3-json"
+# What the programs import, optional imports included (python3-syslog: log.py's syslog);
+# tests/layer/test_crashpath_imports.py derives these lists.
+RDEPENDS:${PN} = "python3-compression python3-core python3-json python3-syslog"
 RDEPENDS:${PN}-daemon = "${PN} python3-core python3-ctypes python3-io"
 RDEPENDS:${PN}-tools = "${PN} python3-core"
 
@@ -97,3 +104,15 @@ INITSCRIPT_NAME:${PN} = "minicoredumper"
 INITSCRIPT_PARAMS:${PN} = "start 38 S ."
 INITSCRIPT_NAME:${PN}-daemon = "minicoredumper-regd"
 INITSCRIPT_PARAMS:${PN}-daemon = "start 39 S . stop 20 0 1 6 ."
+
+# The package test (ptest.bbclass, DISTRO_FEATURES "ptest"): ${PN}-ptest holds run-ptest,
+# which crashes the programs of minicoredumper-crashtests (in ${PTEST_PATH}/bin) under the
+# installed handler and checks their dumps; see "The package test" in the layer's README.md.
+# nooelint: oelint.var.order.SRC_URI - the package test's lines are kept together, here
+SRC_URI += "file://run-ptest"
+do_install_ptest() {
+    sed -i -e 's|@SBINDIR@|${sbindir}|g' -e 's|@BINDIR@|${bindir}|g' \
+        -e 's|@SYSCONFDIR@|${sysconfdir}|g' -e 's|@SYSCTLDIR@|${MINICOREDUMPER_SYSCTLDIR}|g' \
+        -e 's|@RUNDIR@|${runtimedir}|g' ${D}${PTEST_PATH}/run-ptest
+}
+RDEPENDS:${PN}-ptest += "minicoredumper-crashtests"
