@@ -10,6 +10,10 @@ LIC_FILES_CHKSUM = "file://${UNPACKDIR}/LICENSE;md5=4d533907d37abe8436351e906aa9
 
 DEPENDS = "libminicoredumper"
 
+# The runtime's version: these programs are its package test.
+inherit minicoredumper_version
+PV = "${@minicoredumper_version(d, 'runtime/minicoredumper/__init__.py', '__version__')}"
+
 # nooelint: oelint.vars.fileextrapaths,oelint.vars.outofcontext - the sources are this repository
 FILESEXTRAPATHS:prepend := "${THISDIR}/../../..:"
 SRC_URI = "file://LICENSE \
