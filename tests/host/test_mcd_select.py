@@ -543,6 +543,17 @@ def test_bash_completion(tmp_path):
     assert got == [str(tmp_path / "dir")]
 
 
+def test_bash_completion_offers_the_dumps_comms_and_names(lab, tmp_path):
+    wrapper = tmp_path / "mcd"
+    wrapper.write_text('#!/bin/sh\nPYTHONPATH=%s exec %s -m minicoredumper.cmd_mcd "$@"\n'
+                       % (ENV["PYTHONPATH"], sys.executable))
+    wrapper.chmod(0o755)
+    assert complete(str(wrapper), "info", "--base-dir", lab.base, "cr") == sorted(
+        ["crash3", lab.names["A"], lab.names["C"]])
+    assert complete(str(wrapper), "gdb", "--base-dir=" + lab.base, "t") == sorted(
+        ["threads8", "tiny", lab.names["B"], lab.names["D"]])
+
+
 # --- times and words, without crashes -----------------------------------------------------
 
 @pytest.fixture
