@@ -508,6 +508,7 @@ def cmd_info(args):
         row, s = record(d, errors, full=True)
         if row["inaccessible"]:
             errors[-1] = _unreadable(d.path, [errors[-1]])
+            row["files"] = None
         else:
             row["files"] = _files(d)
             try:
@@ -696,7 +697,7 @@ def cmd_gdb(args):
         row, _ = record(d, [], full=True)
         row["build_id"] = build_id
         print("\n".join(info_lines(row, s, d, files=False)) + "\n", flush=True)
-        for warning in exe_warnings(exe, crashed, build_id):
+        for warning in exe_warnings(exe, crashed, build_id, given=bool(args.exe)):
             print("mcd: warning: " + warning, file=sys.stderr, flush=True)
         argv += extra + args.gdb_args
         if not os.path.exists(exe):
@@ -706,14 +707,15 @@ def cmd_gdb(args):
         return _run_debugger(path, argv)
 
 
-def exe_warnings(exe, crashed, build_id):
-    """Why the executable the debugger gets may not be the one that crashed:
-    gone, deleted while it ran, or another build-id than the dump records."""
+def exe_warnings(exe, crashed, build_id, given=False):
+    """Why the executable the debugger gets (given: with --exe) may not be the
+    one that crashed: gone, deleted while it ran, or another build-id than the
+    dump records."""
     from . import elf as E
     from .tool_corefile import file_build_id
     if not os.path.exists(exe):
-        return ["%s is gone (deleted or moved since the crash): the debugger has no "
-                "symbols for it" % exe]
+        return ["%s %s: the debugger has no symbols for it" % (
+            exe, "does not exist" if given else "is gone (deleted or moved since the crash)")]
     try:
         on_disk = file_build_id(exe)
     except (OSError, E.ElfFormatError) as e:

@@ -450,6 +450,21 @@ def test_extract_writes_to_standard_output_when_it_is_not_a_terminal(lab, tmp_pa
                             lab.base, "crash3"], capture_output=True, env=env)
         assert (p.returncode, p.stderr) == (0, b"")
         assert p.stdout == whole  # the newest crash3: C
+    # On a terminal, as before: a file core.PID, and a line that says so.
+    import pty
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.run([sys.executable, "-m", "minicoredumper.cmd_mcd", "extract",
+                            "--base-dir", lab.base, "crash3"], stdout=slave,
+                           stderr=subprocess.PIPE, env=env, cwd=str(tmp_path))
+        said = os.read(master, 4096).decode()
+    finally:
+        os.close(master)
+        os.close(slave)
+    out = tmp_path / ("core.%d" % lab.pids["C"])
+    assert (p.returncode, p.stderr) == (0, b"") and out.read_bytes() == whole
+    assert said == "core.%d: %d bytes (from %s)\r\n" % (lab.pids["C"], len(whole),
+                                                         lab.names["C"])
     # A buffer with an ident is a file beside the core (dumps/PID/heap.bin) until
     # coreinject puts it into a core; extract takes it out again.
     heap = os.path.join(lab.paths["A"], "dumps", str(lab.pids["A"]), "heap.bin")
