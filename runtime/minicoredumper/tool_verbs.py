@@ -101,8 +101,6 @@ def _report_unreadable(base, errors):
         print("mcd: " + _unreadable(what, errors), file=sys.stderr)
 
 
-
-
 def selection(args):
     """The tool_select.Selection of args; UserError for a match or time mcd cannot read."""
     from .tool_select import Selection, parse_time
@@ -283,8 +281,6 @@ def _summary(dump):
         if value.isdigit():
             out[key] = int(value)
     return out
-
-
 
 
 def _summary_or_empty(dump):
@@ -748,8 +744,6 @@ def _host_machine():
     from .elf import read_ehdr
     with open(sys.executable, "rb") as f:
         return read_ehdr(lambda off, n: os.pread(f.fileno(), n, off))[1].machine
-
-
 
 
 def cmd_verify(args):
