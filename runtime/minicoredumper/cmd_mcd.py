@@ -1,5 +1,6 @@
 """mcd: the command-line front end: install and uninstall here, the dump
-verbs (list, info, gdb, extract, verify) in tool_verbs.
+verbs (list, info, gdb, extract, verify) in tool_verbs, their selection of
+dumps in tool_select.
 
 `mcd install` points the kernel's core_pattern at the handler and remembers
 the previous values; `mcd uninstall` puts them back.  The handler is started
@@ -180,7 +181,10 @@ def cmd_uninstall(args):
 
 def build_parser():
     from . import __version__
-    p = argparse.ArgumentParser(prog="mcd", description="minicoredumper control")
+    p = argparse.ArgumentParser(
+        prog="mcd", description="minicoredumper control: install the crash handler, and "
+        "list, show, debug, extract and verify the dumps it writes (as coredumpctl does "
+        "for systemd-coredump)", epilog="`mcd VERB --help` tells more; man mcd tells all.")
     p.add_argument("--version", action="version", version="%(prog)s " + __version__)
     sub = p.add_subparsers(dest="verb", required=True)
     i = sub.add_parser("install", help="make the kernel pipe cores to minicoredumper")
@@ -200,23 +204,55 @@ def build_parser():
     return p
 
 
+# Options that take a value: a value that starts with "-" ("--since -1h", "-A
+# '-batch -ex bt'") is joined to its option, as getopt would take it.
+VALUE_OPTIONS = {"--config", "--base-dir", "-S", "--since", "-U", "--until", "-n", "-F",
+                 "--field", "-o", "--output", "--symbol-map", "-b", "--buffer", "--exe",
+                 "--sysroot", "--debugger", "-A", "--debugger-arguments", "--handler",
+                 "--mode"}
+
+
+def _join_values(argv):
+    out = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--":
+            return out + argv[i:]
+        if argv[i] in VALUE_OPTIONS and i + 1 < len(argv) and argv[i + 1].startswith("-") \
+                and argv[i + 1] != "--":
+            out.append(argv[i] + "=" + argv[i + 1])
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def parse_args(argv):
     """mcd's arguments.  "--" is argparse's (what follows is positional: an ID
-    that starts with "-"), but for gdb: what follows "--" goes to gdb
-    (args.gdb_args) when the ID came before it, else the first word after it
-    is the ID and a second "--" starts gdb's arguments."""
+    that starts with "-"), but for gdb: what follows "--" goes to the debugger
+    (args.gdb_args) when matches came before it, else the first word after it
+    is the ID and a second "--" starts the debugger's arguments.  Matches may
+    come between options (mcd list crash3 -r 4242)."""
     rest = []
-    if argv[:1] == ["gdb"] and "--" in argv:
+    dashdash = argv[:1] in (["gdb"], ["debug"]) and "--" in argv
+    if dashdash:
         i = argv.index("--")
         argv, rest = argv[:i], argv[i + 1:]
-    args = build_parser().parse_args(argv)
-    if args.verb == "gdb":
-        if args.id is None:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(_join_values(argv))
+    if extra:
+        error = getattr(args, "usage_error", parser.error)
+        if not hasattr(args, "matches") or any(e.startswith("-") for e in extra):
+            error("unrecognized arguments: %s" % " ".join(extra))
+        args.matches += extra
+    if args.func.__name__ == "cmd_gdb":
+        if dashdash and not args.matches:
             if not rest:
                 args.usage_error("the following arguments are required: ID")
-            args.id, rest = rest[0], rest[1:]
+            args.matches, rest = rest[:1], rest[1:]
             if rest[:1] not in ([], ["--"]):
-                args.usage_error("after `-- ID`, gdb's arguments follow a second --")
+                args.usage_error("after `-- ID`, the debugger's arguments follow a second --")
             rest = rest[1:]
         args.gdb_args = rest
     return args

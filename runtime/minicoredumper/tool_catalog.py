@@ -7,27 +7,43 @@ entries (half-built dumps, the rate-limit state) are not dumps.
 import os
 
 
+def parse_name(name):
+    """(comm, stamp, pid) of a dump directory's name; (name, "", None) if it is
+    not one of ours.  From the right: the first YYYYmmdd followed by
+    HHMMSS±zzzz (comm may hold dots; a ".n" suffix follows the pid when the
+    name was taken)."""
+    parts = name.split(".")
+    for i in range(len(parts) - 3, 0, -1):
+        day, clock = parts[i], parts[i + 1]
+        if (len(day) == 8 and day.isdigit() and len(clock) == 11 and clock[6] in "+-"
+                and clock[:6].isdigit() and clock[7:].isdigit() and parts[i + 2].isdigit()):
+            return ".".join(parts[:i]), day + "." + clock, int(parts[i + 2])
+    return name, "", None
+
+
+def stamp_time(stamp):
+    """Seconds since the epoch of a name's YYYYmmdd.HHMMSS±zzzz (the crash's %t)."""
+    from .tool_select import days_from_civil
+    day, clock = stamp.split(".")
+    offset = (int(clock[7:9]) * 3600 + int(clock[9:11]) * 60) * (-1 if clock[6] == "-" else 1)
+    return (days_from_civil(int(day[:4]), int(day[4:6]), int(day[6:8])) * 86400
+            + int(clock[0:2]) * 3600 + int(clock[2:4]) * 60 + int(clock[4:6]) - offset)
+
+
 class Dump:
     def __init__(self, base_dir, name):
         self.name = name
         self.path = os.path.join(base_dir, name)
-        parts = name.split(".")
-        self.pid = None
-        self.stamp = ""
-        self.comm = name
-        # From the right: the first YYYYmmdd followed by HHMMSS±zzzz (comm may
-        # hold dots; a ".n" suffix follows the pid when the name was taken).
-        for i in range(len(parts) - 3, 0, -1):
-            day, clock = parts[i], parts[i + 1]
-            if (len(day) == 8 and day.isdigit() and len(clock) == 11 and clock[6] in "+-"
-                    and parts[i + 2].isdigit()):
-                self.comm = ".".join(parts[:i])
-                self.stamp = day + "." + clock
-                self.pid = int(parts[i + 2])
-                break
+        self.comm, self.stamp, self.pid = parse_name(name)
         st = os.stat(self.path)
         self.mtime = st.st_mtime
         self._size = None
+
+    @property
+    def time(self):
+        """When it crashed (seconds since the epoch): the name's stamp, else
+        the directory's mtime."""
+        return stamp_time(self.stamp) if self.stamp else int(self.mtime)
 
     @property
     def size(self):

@@ -95,8 +95,65 @@ class CoreFile:
             raise NotInCore("%s: %#x+%#x is not in the core" % (self.path, vaddr, size))
         return self.pread(self.file_offset(vaddr, size), size)
 
+    def notes(self, limit=1 << 20):
+        """(name, type, desc) of the core's PT_NOTE segments (each read up to limit bytes)."""
+        out = []
+        for p in self.phdrs:
+            if p.type == E.PT_NOTE and p.filesz:
+                out += self.layout.iter_notes(self.pread(p.offset, min(p.filesz, limit)))
+        return out
+
+    def exe_build_id(self):
+        """The crashed executable's build-id (hex) as the core holds it: the
+        program headers auxv's AT_PHDR points at, and the GNU build-id note
+        they lead to; None if the core does not hold them."""
+        L = self.layout
+        auxv = {}
+        for name, ntype, desc in self.notes():
+            if name == b"CORE" and ntype == E.NT_AUXV:
+                for off in range(0, len(desc) - L.auxv.size + 1, L.auxv.size):
+                    key, val = L.auxv.unpack_from(desc, off)
+                    auxv.setdefault(key, val)
+        phdr, phnum = auxv.get(E.AT_PHDR), auxv.get(E.AT_PHNUM)
+        if not phdr or not phnum or phnum > E.MAX_HEADERS:
+            return None
+        try:
+            phdrs = L.phdr.unpack_table(self.read(phdr, phnum * L.phdr.size), phnum)
+            bias = next((phdr - p.vaddr for p in phdrs if p.type == E.PT_PHDR), 0)
+            for p in phdrs:
+                if p.type == E.PT_NOTE and 0 < p.filesz <= 4096:
+                    found = gnu_build_id(L, self.read(bias + p.vaddr, p.filesz))
+                    if found:
+                        return found
+        except CoreFormatError:
+            return None  # not in the core (a budget's smallest steps keep less)
+        return None
+
     def close(self):
         self.f.close()
+
+
+def gnu_build_id(layout, notes):
+    """The hex build-id among notes (bytes of one PT_NOTE), or None."""
+    for name, ntype, desc in layout.iter_notes(notes):
+        if name == b"GNU" and ntype == E.NT_GNU_BUILD_ID:
+            return desc.hex()
+    return None
+
+
+def file_build_id(path):
+    """The build-id (hex) of the ELF file at path, None if it has none;
+    OSError if it cannot be read, ElfFormatError if it is no ELF file."""
+    with open(path, "rb") as f:
+        def pread(offset, size):
+            return os.pread(f.fileno(), size, offset)
+        L, _, phdrs = E.read_headers(pread)
+        for p in phdrs:
+            if p.type == E.PT_NOTE and 0 < p.filesz <= 1 << 16:
+                found = gnu_build_id(L, pread(p.offset, p.filesz))
+                if found:
+                    return found
+    return None
 
 
 def parse_symbol_map(path):

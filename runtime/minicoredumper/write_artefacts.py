@@ -169,7 +169,7 @@ class DumpWriter:
             write_externals(dd, "dumps/%d/" % args.pid, self.externals, self.kc.layout.word,
                             _kernel_offset(self.kc))
         s = build_summary(self.kc, self.addresses, self.modules, self.exe, self.comm,
-                          self.cmdline, args.uid, args.pid, self.dumped)
+                          self.cmdline, args.uid, args.gid, args.pid, self.dumped)
         txt = summary_text(s).encode("utf-8", "replace")[:self.summary_room]
         dd.write_file("summary.txt", txt)
         self.budget.give_back("summary.txt", self.summary_room - len(txt))

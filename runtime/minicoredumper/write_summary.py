@@ -3,9 +3,9 @@
 What a person needs when no gdb is at hand: signal, code and fault address,
 the crashing thread's registers, the PC and return addresses that
 read_stack.return_addresses() found (each as module + offset + build-id, with
-the symbol name when the module's .symtab or .dynsym has it), exe, cmdline and
-uid, and what the dump holds.  JSON is written by hand here: the crash path
-imports no json module.
+the symbol name when the module's .symtab or .dynsym has it), exe, cmdline,
+uid and gid, and what the dump holds.  JSON is written by hand here: the crash
+path imports no json module.
 """
 
 from . import elf as E
@@ -37,7 +37,7 @@ def _module_for(addr, modules):
     return None
 
 
-def build(kc, addresses, modules, exe, comm, cmdline, uid, pid, dumped):
+def build(kc, addresses, modules, exe, comm, cmdline, uid, gid, pid, dumped):
     """The summary as a dict (what summary.json holds); addresses from
     read_stack.return_addresses(), read while the process was still there."""
     a = kc.arch
@@ -49,7 +49,8 @@ def build(kc, addresses, modules, exe, comm, cmdline, uid, pid, dumped):
         if m is not None and m not in mods:
             mods.append(m)
     return {
-        "pid": pid, "tid": t.tid, "uid": uid, "exe": exe, "comm": comm, "cmdline": cmdline,
+        "pid": pid, "tid": t.tid, "uid": uid, "gid": gid, "exe": exe, "comm": comm,
+        "cmdline": cmdline,
         "arch": a.name, "signal": signo, "signal_name": SIGNAL_NAMES.get(signo, ""), "code": code,
         "fault_address": "%#x" % addr if addr is not None else None,
         "registers": dict(zip(a.regs, ("%#x" % v for v in t.regs))),

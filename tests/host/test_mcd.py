@@ -112,7 +112,8 @@ def test_dumps_nobody_may_read_are_counted_and_marked(crasher, programs):
         p = mcd("list", "--base-dir", shared, prefix=NOBODY)
         assert error_line(p) == line
         for n in names:
-            assert re.search(r" inaccessible  %s$" % re.escape(n), p.stdout, re.M), p.stdout
+            # COREFILE, EXE and SIZE (unknown), DIRECTORY
+            assert re.search(r" inaccessible +- +- %s$" % re.escape(n), p.stdout, re.M), p.stdout
         p = mcd("list", "--json", "--base-dir", shared, prefix=NOBODY)
         assert error_line(p) == line
         assert sorted((r["name"], r["inaccessible"]) for r in json.loads(p.stdout)) == \
@@ -302,11 +303,13 @@ def test_an_id_that_starts_with_a_dash(crasher, programs, tmp_path):
     p = mcd("gdb", "--base-dir", base, "--", name, "--", "-nx", "-batch", "-ex", "bt")
     assert p.returncode == 0, p.stderr
     assert_frames(FRAMES["crash3"], frames(p.stdout))
-    for argv, error in ((["--", "-rf", "-batch"], "after `-- ID`, gdb's arguments follow a "
-                                                  "second --"),
+    for argv, error in ((["--", "-rf", "-batch"], "after `-- ID`, the debugger's arguments "
+                                                  "follow a second --"),
                         (["--"], "the following arguments are required: ID")):
         p = mcd("gdb", "--base-dir", base, *argv)
-        assert p.returncode == 2 and p.stderr.startswith("usage: mcd gdb [OPTIONS] ID [-- ")
+        assert p.returncode == 2 and p.stderr.startswith(
+            "usage: mcd gdb [OPTIONS] [MATCH...] [-- DEBUGGER-ARGUMENTS]\n"
+            "       mcd gdb [OPTIONS] -- ID [-- DEBUGGER-ARGUMENTS]\n")
         assert p.stderr.endswith("\nmcd gdb: error: %s\n" % error), p.stderr
 
 
