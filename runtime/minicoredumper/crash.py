@@ -65,6 +65,7 @@ class Crash:
         self.deadline = self.t0 + DEFAULT_DEADLINE
         self.released = False
         self.marks = []  # (stage, ms since arrival) for debug.txt
+        self.cmdline = ""  # the crashed process's, once read (the journal entry)
         self.cache = cache
         self.pidfd = arrival.pidfd
         if self.pidfd is not None:
@@ -95,7 +96,7 @@ class Crash:
             kc = self.read_kernel_notes()                            # READ: the stream
             dd = self.open_dump_dir(cfg, policy, recept, comm)       # PUBLISH: .part
             final = self.write_dump(cfg, recept, proc, kc, dd, exe, comm, warnings)
-        self.after_publish(final, policy, comm)                      # PUBLISH: policy
+        self.after_publish(final, policy, exe, comm)                 # PUBLISH: policy
 
     # --- the stages -----------------------------------------------------------
     def load_config(self):
@@ -112,6 +113,8 @@ class Crash:
             self.log.error("main config unusable (%s); minimal dump with built-in defaults"
                            % problem)
             recept = fallback_recept()
+        self.log.set_level(cfg.log_level)
+        self.log.use_journal(cfg.journal_socket)
         self.set_deadline(cfg.deadline)
         return cfg, recept, warnings
 
@@ -210,6 +213,7 @@ class Crash:
             modules, plan = self.plan_dump(recept, proc, kc)               # READ, DECIDE
             writer = DumpWriter(self, recept, kc, dd, exe, comm, plan, modules)
             writer.before_release(proc)                                    # READ (+ WRITE)
+            self.cmdline = writer.cmdline
             same = proc.check_identity()
             proc.close()
             self.release()
@@ -245,16 +249,29 @@ class Crash:
         self.mark("plan")
         return modules, plan
 
-    def after_publish(self, final, policy, comm):
+    def after_publish(self, final, policy, exe, comm):
         """Root-only artefacts for a process that is not dumpable; the storage
-        policy's total limits; the one line that says where the dump went."""
+        policy's total limits; the one line that says where the dump went (with
+        journald, its structured entry: docs/FORMATS.md §11)."""
+        from .linux import SIGNAL_NAMES
+        from .log import DUMP_MESSAGE_ID
         if self.arrival.dump_mode == SUID_SAFE:
             root_only(final, self.log)
         if policy is not None:
             policy.enforce_total(final)
         cut = " (deadline cut the dump)" if self.expired() else ""
-        self.log.info("dumped %s to %s in %.0f ms, peak RSS %s kB%s" % (
-            comm, final, (time.monotonic() - self.t0) * 1000, peak_rss_kb(), cut))
+        a = self.arrival
+        fields = [("MESSAGE_ID", DUMP_MESSAGE_ID), ("COREDUMP_PID", a.pid),
+                  ("COREDUMP_UID", a.uid), ("COREDUMP_GID", a.gid),
+                  ("COREDUMP_SIGNAL", a.signal),
+                  ("COREDUMP_SIGNAL_NAME", SIGNAL_NAMES.get(a.signal, "")),
+                  ("COREDUMP_EXE", exe), ("COREDUMP_COMM", comm),
+                  ("COREDUMP_CMDLINE", self.cmdline),
+                  ("COREDUMP_TIMESTAMP", a.time * 1000000),  # microseconds, as systemd's
+                  ("COREDUMP_HOSTNAME", a.hostname), ("MINICOREDUMPER_DIRECTORY", final)]
+        self.log.log("info", "dumped %s to %s in %.0f ms, peak RSS %s kB%s" % (
+            comm, final, (time.monotonic() - self.t0) * 1000, peak_rss_kb(), cut),
+            [(k, v) for k, v in fields if v != ""])  # what is not known is left out
 
     # --- helpers of the stages ---------------------------------------------
     def mark(self, stage):

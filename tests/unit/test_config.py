@@ -76,11 +76,22 @@ def test_watch_rules_first_match_and_relative_recepts(tmp_path):
     ([], "must be a JSON object"), ({"base_dir": ""}, "base_dir"),
     ({"watch": {}}, "watch must be a list"), ({"watch": [{"exe": 1}]}, "watch[0].exe"),
     ({"deadline_seconds": 0}, "deadline_seconds"),
+    ({"log_level": "verbose"}, "log_level must be one of"),
+    ({"journal_socket": None}, "journal_socket must be a string"),
 ])
 def test_main_config_errors(obj, message):
     with pytest.raises(C.ConfigError) as e:
         C.MainConfig(obj, "/etc/x.json", [])
     assert message in str(e.value)
+
+
+def test_logging_keys():
+    cfg = C.MainConfig({}, "/etc/x.json", [])
+    assert (cfg.log_level, cfg.journal_socket) == ("info", "/run/systemd/journal/socket")
+    warnings = []
+    cfg = C.MainConfig({"log_level": "debug", "journal_socket": ""}, "/etc/x.json", warnings)
+    assert (cfg.log_level, cfg.journal_socket) == ("debug", "")
+    assert warnings == []
 
 
 def test_shipped_configs_parse_without_warnings():
