@@ -18,6 +18,7 @@ import _signal  # the C module: `signal` would import enum on the crash path
 
 HARD_GRACE = 1.0  # seconds past the deadline before the pipe handler exits
 SUID_SAFE = 2  # dump mode (%d) of a process that is not dumpable, fs.suid_dumpable = 2
+HOOK_ENV = "MINICOREDUMPER_ON_DUMP"  # in the environment of on_dump hooks (publish_hook)
 
 
 class NotDumped(Exception):
@@ -66,6 +67,7 @@ class Crash:
         self.released = False
         self.marks = []  # (stage, ms since arrival) for debug.txt
         self.cmdline = ""  # the crashed process's, once read (the journal entry)
+        self.hook_crashed = False  # the crashed process is an on_dump hook's (no hook then)
         self.cache = cache
         self.pidfd = arrival.pidfd
         if self.pidfd is not None:
@@ -97,6 +99,8 @@ class Crash:
             dd = self.open_dump_dir(cfg, policy, recept, comm)       # PUBLISH: .part
             final = self.write_dump(cfg, recept, proc, kc, dd, exe, comm, warnings)
         self.after_publish(final, policy, exe, comm)                 # PUBLISH: policy
+        if cfg.on_dump:
+            self.start_hook(cfg, final)                              # PUBLISH: on_dump
 
     # --- the stages -----------------------------------------------------------
     def load_config(self):
@@ -214,6 +218,8 @@ class Crash:
             writer = DumpWriter(self, recept, kc, dd, exe, comm, plan, modules)
             writer.before_release(proc)                                    # READ (+ WRITE)
             self.cmdline = writer.cmdline
+            if cfg.on_dump:
+                self.hook_crashed = from_hook(proc)
             same = proc.check_identity()
             proc.close()
             self.release()
@@ -272,6 +278,17 @@ class Crash:
         self.log.log("info", "dumped %s to %s in %.0f ms, peak RSS %s kB%s" % (
             comm, final, (time.monotonic() - self.t0) * 1000, peak_rss_kb(), cut),
             [(k, v) for k, v in fields if v != ""])  # what is not known is left out
+
+    def start_hook(self, cfg, final):
+        """The main config's on_dump program on the published dump, in a process
+        of its own that this one does not wait for (publish_hook); not on the dump
+        of a hook's own crash, which would start the hook again and again."""
+        if self.hook_crashed:
+            self.log.warning("on_dump not run: the crashed process was started by an "
+                             "on_dump hook (%s in its environment)" % HOOK_ENV)
+            return
+        from .publish_hook import start
+        start(cfg.on_dump, final, cfg.on_dump_timeout, self.log)
 
     # --- helpers of the stages ---------------------------------------------
     def mark(self, stage):
@@ -373,6 +390,18 @@ def root_only(path, log):
     if failed:
         log.error("%s: %d file(s) could not be made root-only: %s"
                   % (path, len(failed), ", ".join(failed[:3])))
+
+
+def from_hook(proc):
+    """True if the process's environment has HOOK_ENV: an on_dump hook or a
+    process it started (publish_hook sets it)."""
+    try:
+        with open(proc.dir + "/environ", "rb") as f:
+            env = f.read(1 << 20)
+    except OSError:
+        return False  # gone or unreadable: taken for no hook's
+    key = HOOK_ENV.encode() + b"="
+    return env.startswith(key) or b"\0" + key in env
 
 
 def peak_rss_kb():
