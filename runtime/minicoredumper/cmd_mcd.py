@@ -64,6 +64,10 @@ def check_config(path):
     problems = []
     try:
         cfg = C.load_main_config(path or C.DEFAULT_CONFIG, problems, cache)
+        if cfg.on_dump and not (os.path.isfile(cfg.on_dump[0])
+                                and os.access(cfg.on_dump[0], os.X_OK)):
+            problems.append("on_dump: %s is not an executable file (each dump logs that it "
+                            "could not run it)" % cfg.on_dump[0])
         for rule in cfg.watch:
             C.load_recept(cfg.recept_path(rule), problems, cache)
     except C.ConfigError as e:

@@ -87,8 +87,8 @@ def dump_mode(pidfd):
 def preload():
     """Import the crash path now, not at the first crash."""
     from . import (config, crash, decide_plan, decide_storage, publish_dumpdir,  # noqa: F401
-                   read_corestream, read_modules, read_process, write_artefacts, write_core,
-                   write_sinks, write_summary)
+                   publish_hook, read_corestream, read_modules, read_process, write_artefacts,
+                   write_core, write_sinks, write_summary)
 
 
 class Connection:

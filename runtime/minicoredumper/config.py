@@ -9,6 +9,8 @@ stdlib, and only when the parsed-file cache misses.
 import marshal
 import os
 
+from .log import JOURNAL_SOCKET
+
 DEFAULT_CONFIG = "/etc/minicoredumper/minicoredumper.cfg.json"
 CACHE_DIR = "/var/cache/minicoredumper"
 CACHE_ENTRIES = 64
@@ -266,12 +268,16 @@ def fallback_recept():
 
 
 MAIN_KEYS = ("base_dir", "watch", "deadline_seconds", "max_dumps", "max_total_size",
-             "min_free_space", "rate_limit", "live_max_pause_ms")
+             "min_free_space", "rate_limit", "live_max_pause_ms", "log_level",
+             "journal_socket", "on_dump", "on_dump_timeout_seconds")
 DEFAULT_LIVE_MAX_PAUSE_MS = 25
+DEFAULT_ON_DUMP_TIMEOUT = 10.0
+LOG_LEVELS = ("error", "warning", "info", "debug")
 
 
 class MainConfig:
-    """The main config: base_dir, watch rules, deadline."""
+    """The main config: base_dir, watch rules, deadline, storage limits, logging,
+    the on_dump hook."""
 
     def __init__(self, obj, path, warnings):
         if not isinstance(obj, dict):
@@ -293,6 +299,22 @@ class MainConfig:
             if not _uint(value):
                 raise ConfigError("%s: %s must be an integer >= 0" % (path, key))
             setattr(self, key, value)
+        self.log_level = obj.get("log_level", "info")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError("%s: log_level must be one of %s" % (path, ", ".join(LOG_LEVELS)))
+        self.journal_socket = obj.get("journal_socket", JOURNAL_SOCKET)
+        if not _str(self.journal_socket):
+            raise ConfigError('%s: journal_socket must be a string ("": no journal)' % path)
+        self.on_dump = obj.get("on_dump")  # argv without the directory, or None
+        if isinstance(self.on_dump, str):
+            self.on_dump = [self.on_dump]
+        if self.on_dump is not None and not (
+                _str_list(self.on_dump) and self.on_dump and self.on_dump[0].startswith("/")):
+            raise ConfigError("%s: on_dump must be an absolute program path, or a list of "
+                              "strings starting with one" % path)
+        self.on_dump_timeout = obj.get("on_dump_timeout_seconds", DEFAULT_ON_DUMP_TIMEOUT)
+        if not _positive(self.on_dump_timeout):
+            raise ConfigError("%s: on_dump_timeout_seconds must be a number > 0" % path)
         self.rate_limit = obj.get("rate_limit")
         if self.rate_limit is not None and not (
                 isinstance(self.rate_limit, dict) and set(self.rate_limit) == {

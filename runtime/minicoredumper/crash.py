@@ -18,6 +18,7 @@ import _signal  # the C module: `signal` would import enum on the crash path
 
 HARD_GRACE = 1.0  # seconds past the deadline before the pipe handler exits
 SUID_SAFE = 2  # dump mode (%d) of a process that is not dumpable, fs.suid_dumpable = 2
+HOOK_ENV = "MINICOREDUMPER_ON_DUMP"  # in the environment of on_dump hooks (publish_hook)
 
 
 class NotDumped(Exception):
@@ -65,6 +66,8 @@ class Crash:
         self.deadline = self.t0 + DEFAULT_DEADLINE
         self.released = False
         self.marks = []  # (stage, ms since arrival) for debug.txt
+        self.cmdline = ""  # the crashed process's, once read (the journal entry)
+        self.hook_crashed = False  # the crashed process is an on_dump hook's (no hook then)
         self.cache = cache
         self.pidfd = arrival.pidfd
         if self.pidfd is not None:
@@ -95,7 +98,9 @@ class Crash:
             kc = self.read_kernel_notes()                            # READ: the stream
             dd = self.open_dump_dir(cfg, policy, recept, comm)       # PUBLISH: .part
             final = self.write_dump(cfg, recept, proc, kc, dd, exe, comm, warnings)
-        self.after_publish(final, policy, comm)                      # PUBLISH: policy
+        self.after_publish(final, policy, exe, comm)                 # PUBLISH: policy
+        if cfg.on_dump:
+            self.start_hook(cfg, final)                              # PUBLISH: on_dump
 
     # --- the stages -----------------------------------------------------------
     def load_config(self):
@@ -112,6 +117,8 @@ class Crash:
             self.log.error("main config unusable (%s); minimal dump with built-in defaults"
                            % problem)
             recept = fallback_recept()
+        self.log.set_level(cfg.log_level)
+        self.log.use_journal(cfg.journal_socket)
         self.set_deadline(cfg.deadline)
         return cfg, recept, warnings
 
@@ -210,6 +217,9 @@ class Crash:
             modules, plan = self.plan_dump(recept, proc, kc)               # READ, DECIDE
             writer = DumpWriter(self, recept, kc, dd, exe, comm, plan, modules)
             writer.before_release(proc)                                    # READ (+ WRITE)
+            self.cmdline = writer.cmdline
+            if cfg.on_dump:
+                self.hook_crashed = from_hook(proc)
             same = proc.check_identity()
             proc.close()
             self.release()
@@ -245,16 +255,40 @@ class Crash:
         self.mark("plan")
         return modules, plan
 
-    def after_publish(self, final, policy, comm):
+    def after_publish(self, final, policy, exe, comm):
         """Root-only artefacts for a process that is not dumpable; the storage
-        policy's total limits; the one line that says where the dump went."""
+        policy's total limits; the one line that says where the dump went (with
+        journald, its structured entry: docs/FORMATS.md §11)."""
+        from .linux import SIGNAL_NAMES
+        from .log import DUMP_MESSAGE_ID
         if self.arrival.dump_mode == SUID_SAFE:
             root_only(final, self.log)
         if policy is not None:
             policy.enforce_total(final)
         cut = " (deadline cut the dump)" if self.expired() else ""
-        self.log.info("dumped %s to %s in %.0f ms, peak RSS %s kB%s" % (
-            comm, final, (time.monotonic() - self.t0) * 1000, peak_rss_kb(), cut))
+        a = self.arrival
+        fields = [("MESSAGE_ID", DUMP_MESSAGE_ID), ("COREDUMP_PID", a.pid),
+                  ("COREDUMP_UID", a.uid), ("COREDUMP_GID", a.gid),
+                  ("COREDUMP_SIGNAL", a.signal),
+                  ("COREDUMP_SIGNAL_NAME", SIGNAL_NAMES.get(a.signal, "")),
+                  ("COREDUMP_EXE", exe), ("COREDUMP_COMM", comm),
+                  ("COREDUMP_CMDLINE", self.cmdline),
+                  ("COREDUMP_TIMESTAMP", a.time * 1000000),  # microseconds, as systemd's
+                  ("COREDUMP_HOSTNAME", a.hostname), ("MINICOREDUMPER_DIRECTORY", final)]
+        self.log.log("info", "dumped %s to %s in %.0f ms, peak RSS %s kB%s" % (
+            comm, final, (time.monotonic() - self.t0) * 1000, peak_rss_kb(), cut),
+            [(k, v) for k, v in fields if v != ""])  # what is not known is left out
+
+    def start_hook(self, cfg, final):
+        """The main config's on_dump program on the published dump, in a process
+        of its own that this one does not wait for (publish_hook); not on the dump
+        of a hook's own crash, which would start the hook again and again."""
+        if self.hook_crashed:
+            self.log.warning("on_dump not run: the crashed process was started by an "
+                             "on_dump hook (%s in its environment)" % HOOK_ENV)
+            return
+        from .publish_hook import start
+        start(cfg.on_dump, final, cfg.on_dump_timeout, self.log)
 
     # --- helpers of the stages ---------------------------------------------
     def mark(self, stage):
@@ -356,6 +390,18 @@ def root_only(path, log):
     if failed:
         log.error("%s: %d file(s) could not be made root-only: %s"
                   % (path, len(failed), ", ".join(failed[:3])))
+
+
+def from_hook(proc):
+    """True if the process's environment has HOOK_ENV: an on_dump hook or a
+    process it started (publish_hook sets it)."""
+    try:
+        with open(proc.dir + "/environ", "rb") as f:
+            env = f.read(1 << 20)
+    except OSError:
+        return False  # gone or unreadable: taken for no hook's
+    key = HOOK_ENV.encode() + b"="
+    return env.startswith(key) or b"\0" + key in env
 
 
 def peak_rss_kb():

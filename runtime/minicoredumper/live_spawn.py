@@ -43,7 +43,9 @@ def start(dirpath, scope, crashed, config, launcher, log):
     try:
         others = pidlist.registered(exclude=(crashed,))
     except pidlist.StateError as e:
-        log.info("live_dumper: no registry list (%s), no live dump" % e)
+        # No registry daemon, so nothing registered: normal on a device without
+        # one, hence a debug line (log_level "debug" shows it).
+        log.debug("live_dumper: no registry list (%s), no live dump" % e)
         return None
     if not others:
         return None

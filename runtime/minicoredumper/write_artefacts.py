@@ -42,6 +42,7 @@ class DumpWriter:
         self.image = None
         self.externals = []
         self.snapshot = None
+        self.cmdline = ""  # before_release() reads it
 
     # --- while the process is still there -----------------------------------
     def before_release(self, proc):

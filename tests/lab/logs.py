@@ -2,8 +2,9 @@
 ListLog, its Logger keeping the lines in a list instead.
 
 The handler and its helpers (minicoredumper_trigger, _sockd, _regd) log through
-runtime/minicoredumper/log.py: to syslog when /dev/log exists, else to /dev/kmsg, as
-"IDENT[OWN PID]: pid CRASHED PID: message" once the crashed PID is known.
+runtime/minicoredumper/log.py: to journald when its socket exists, else to syslog when
+/dev/log exists, else to /dev/kmsg, as "IDENT[OWN PID]: pid CRASHED PID: message" once
+the crashed PID is known.
 """
 
 import errno
@@ -12,7 +13,7 @@ import re
 import shutil
 import subprocess
 
-from minicoredumper.log import Logger
+from minicoredumper.log import JOURNAL_SOCKET, LOG_DEBUG, Logger
 
 IDENTS = ["minicoredumper", "minicoredumper_trigger", "minicoredumper_sockd",
           "minicoredumper_regd"]
@@ -22,10 +23,11 @@ SYSLOG_FILES = ["/var/log/syslog", "/var/log/messages", "/var/log/daemon.log"]
 
 def handler_log(pid=None):
     """The handler's log lines naming the crashed pid ("pid N: "), oldest first; with
-    pid None every line of the handler and its helpers. Read from the syslog (the
-    journal, else the syslog files) when /dev/log exists, as the handler logs there
-    then, else from the kernel's log."""
-    lines = _syslog_lines() if os.path.exists("/dev/log") else _kernel_lines()
+    pid None every line of the handler and its helpers. Read from the journal (else
+    the syslog files) when journald's socket or /dev/log exists, as the handler logs
+    there then, else from the kernel's log."""
+    lines = _syslog_lines() if os.path.exists("/dev/log") or os.path.exists(JOURNAL_SOCKET) \
+        else _kernel_lines()
     lines = [l for l in lines if _OURS.search(l)]
     if pid is not None:
         lines = [l for l in lines if "pid %d: " % pid in l]
@@ -74,12 +76,23 @@ def _syslog_lines():
 
 
 class ListLog(Logger):
-    """The handler's Logger, keeping (level, line) in .lines instead of writing to
-    syslog or /dev/kmsg."""
+    """The handler's Logger, keeping (level, line) in .lines (debug lines too) instead
+    of writing to journald, syslog or /dev/kmsg; the journal fields of lines that
+    have them in .fields as (line, {name: value})."""
 
     def __init__(self):
         self.prefix = ""
+        self.threshold = LOG_DEBUG
         self.lines = []
+        self.fields = []
 
-    def log(self, level, msg):
+    def use_journal(self, path):
+        pass  # nothing is sent anywhere
+
+    def set_level(self, name):
+        pass  # every line is kept
+
+    def log(self, level, msg, fields=()):
         self.lines.append((level, self.prefix + msg))
+        if fields:
+            self.fields.append((self.prefix + msg, dict(fields)))

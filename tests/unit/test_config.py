@@ -76,11 +76,30 @@ def test_watch_rules_first_match_and_relative_recepts(tmp_path):
     ([], "must be a JSON object"), ({"base_dir": ""}, "base_dir"),
     ({"watch": {}}, "watch must be a list"), ({"watch": [{"exe": 1}]}, "watch[0].exe"),
     ({"deadline_seconds": 0}, "deadline_seconds"),
+    ({"log_level": "verbose"}, "log_level must be one of"),
+    ({"journal_socket": None}, "journal_socket must be a string"),
+    ({"on_dump": "upload.sh"}, "on_dump must be an absolute program path"),
+    ({"on_dump": []}, "on_dump must be"), ({"on_dump": ["/bin/up", 1]}, "on_dump must be"),
+    ({"on_dump_timeout_seconds": 0}, "on_dump_timeout_seconds"),
 ])
 def test_main_config_errors(obj, message):
     with pytest.raises(C.ConfigError) as e:
         C.MainConfig(obj, "/etc/x.json", [])
     assert message in str(e.value)
+
+
+def test_logging_and_on_dump_keys():
+    cfg = C.MainConfig({}, "/etc/x.json", [])
+    assert (cfg.log_level, cfg.journal_socket) == ("info", "/run/systemd/journal/socket")
+    assert cfg.on_dump is None and cfg.on_dump_timeout == C.DEFAULT_ON_DUMP_TIMEOUT
+    warnings = []
+    cfg = C.MainConfig({"log_level": "debug", "journal_socket": "", "on_dump": "/bin/up",
+                        "on_dump_timeout_seconds": 2.5}, "/etc/x.json", warnings)
+    assert (cfg.log_level, cfg.journal_socket, cfg.on_dump, cfg.on_dump_timeout) == (
+        "debug", "", ["/bin/up"], 2.5)
+    assert warnings == []
+    cfg = C.MainConfig({"on_dump": ["/bin/up", "--to", "x"]}, "/etc/x.json", [])
+    assert cfg.on_dump == ["/bin/up", "--to", "x"]
 
 
 def test_shipped_configs_parse_without_warnings():
