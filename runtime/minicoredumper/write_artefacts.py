@@ -3,11 +3,12 @@
 Split around the release of the crashed process.  before_release() takes
 what still needs the process: the planned memory is copied (at most
 SNAPSHOT_MAX bytes: read_process.SnapshotMemory), the stack walked
-(read_stack), the command line read; a plan too big to copy has its core
-written now, while the process waits, and so have proc info and the fat
-core.  after_release() writes the rest (the core from the copy, external
-dump files, summary, debug log) and leaves publishing to the caller.  With
-a max_dump_size, files are added best-first while they fit (decide_budget.py).
+(read_stack), the command line and the summary's facts (cgroup, rlimits,
+fds ...) read; a plan too big to copy has its core written now, while the
+process waits, and so have proc info and the fat core.  after_release()
+writes the rest (the core from the copy, external dump files, summary,
+debug log) and leaves publishing to the caller.  With a max_dump_size,
+files are added best-first while they fit (decide_budget.py).
 """
 
 from . import decide_budget as B
@@ -50,6 +51,7 @@ class DumpWriter:
         self.proc = proc
         self.addresses = return_addresses(kc, proc.mem)
         self.cmdline = self._proc_text("cmdline").replace("\0", " ").strip()
+        self.facts = proc.facts()
         # summary.txt is reserved first: the smallest budget still gets it.
         left = self.budget.left_for("summary.txt")
         self.summary_room = SUMMARY_TXT_MAX if left is None else min(SUMMARY_TXT_MAX, left)
@@ -168,8 +170,8 @@ class DumpWriter:
             from .write_externals import write_externals
             write_externals(dd, "dumps/%d/" % args.pid, self.externals, self.kc.layout.word,
                             _kernel_offset(self.kc))
-        s = build_summary(self.kc, self.addresses, self.modules, self.exe, self.comm,
-                          self.cmdline, args.uid, args.pid, self.dumped)
+        s = build_summary(self.kc, self.addresses, self.modules, args, self.exe, self.comm,
+                          self.cmdline, self.facts, self.dumped)
         txt = summary_text(s).encode("utf-8", "replace")[:self.summary_room]
         dd.write_file("summary.txt", txt)
         self.budget.give_back("summary.txt", self.summary_room - len(txt))
