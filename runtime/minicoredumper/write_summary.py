@@ -6,14 +6,24 @@ read_stack.return_addresses() found (each as module + offset + build-id, with
 the symbol name when the module's .symtab or .dynsym has it), who crashed
 where (pid, uid, gid, time, host, boot id, kernel, exe with its build-id and
 package, cgroup and systemd unit), its rlimits and open fds, and what the
-dump holds.  JSON is written by hand here, and the package note's JSON read
-by hand: the crash path imports no json module.
+dump holds.  Under a small budget summary.json leaves keys out in LEAVE_OUT's
+order and never the identity (docs/FORMATS.md §9).  JSON is written by hand
+here, and the package note's JSON read by hand: the crash path imports no
+json module.
 """
 
 import time
 
 from . import elf as E
 from .linux import SIGNAL_NAMES
+
+# What summary.json leaves out, group after group, while the budget cannot
+# hold it (docs/FORMATS.md §9): the smallest form is the identity of the
+# crash (pid, tid, uid, gid, time, host, boot id, exe, its build-id, comm,
+# signal, the frames and their modules).  "frames.symbol": every frame's symbol.
+LEAVE_OUT = [("fds", "fds_more"), ("rlimits",), ("registers",), ("cmdline",),
+             ("cgroup", "unit", "user_unit"), ("package",), ("arch", "kernel", "threads"),
+             ("dump",), ("frames.symbol",)]
 
 # The FDO packaging metadata note (.note.package) is the process's own bytes:
 # read as at most PACKAGE_TEXT characters, PACKAGE_MEMBERS members kept.
@@ -68,7 +78,7 @@ def build(kc, addresses, modules, arrival, exe, comm, cmdline, facts, dumped=Non
     order; addresses from read_stack.return_addresses() and facts from
     read_process.Process.facts(), both read while the process was still
     there; arrival: crash.Arrival.  symbols False: no symbol lookup (each
-    frame's symbol None)."""
+    frame's symbol None), for the size of the smallest form."""
     a = kc.arch
     t = kc.crashing_thread
     signo, code, addr = kc.siginfo or (None, None, None)
@@ -98,6 +108,31 @@ def build(kc, addresses, modules, arrival, exe, comm, cmdline, facts, dumped=Non
         "rlimits": facts["rlimits"], "fds": facts["fds"], "fds_more": facts["fds_more"],
         "dump": dumped,
     }
+
+
+def leave_out(s, n):
+    """The summary s without the first n groups of LEAVE_OUT, and a last key
+    "left_out" that lists what is missing (s itself when n is 0)."""
+    if not n:
+        return s
+    gone = [k for group in LEAVE_OUT[:n] for k in group]
+    out = {k: v for k, v in s.items() if k not in gone}
+    if "frames.symbol" in gone:
+        out["frames"] = [{k: v for k, v in f.items() if k != "symbol"} for f in s["frames"]]
+    out["left_out"] = gone
+    return out
+
+
+def forms(s):
+    """summary.json's bytes for s, richest first: whole, then with one more
+    group of LEAVE_OUT left out each time; the last is smallest_form(s)."""
+    for n in range(len(LEAVE_OUT) + 1):
+        yield to_json(leave_out(s, n)).encode("utf-8", "replace") + b"\n"
+
+
+def smallest_form(s):
+    """summary.json's bytes for s with every group of LEAVE_OUT left out."""
+    return to_json(leave_out(s, len(LEAVE_OUT))).encode("utf-8", "replace") + b"\n"
 
 
 def text(s):

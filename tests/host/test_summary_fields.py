@@ -1,7 +1,8 @@
 """summary.json's crash metadata on real crashes, each field against a source of
 its own: os.uname(), the kernel's boot_id, readelf, a program linked with a
 .note.package note, a cgroup made for the crash, rlimits set and fds opened in
-the child before it crashes (docs/FORMATS.md §9)."""
+the child before it crashes; and the embedded recept's 4 KiB budget keeping
+summary.json with the crash's identity every time (docs/FORMATS.md §9)."""
 
 import errno
 import json
@@ -13,9 +14,10 @@ import time
 
 import pytest
 
-from lab.gdb import extract_core
+from lab.gdb import assert_frames, backtrace, extract_core
 from lab.programs import FRAMES, SOURCES
 from minicoredumper import corepattern
+from test_storage import dir_bytes, embedded
 
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
 PACKAGE = {"type": "deb", "name": "crashpkg", "version": "1.2.3-4", "architecture": "amd64",
@@ -322,3 +324,60 @@ def test_open_fds(crasher, programs, tmp_path):
     lowest = sorted([0, 1, 2] + many)[:64]  # bounded: the 64 lowest of 103
     assert list(s_many["fds"]) == [str(fd) for fd in lowest] and s_many["fds_more"] is True
     assert set(s_many["fds"].values()) == {"/dev/null", str(plain)}
+
+
+# --- the embedded recept's 4 KiB --------------------------------------------------
+
+@pytest.mark.parametrize("name", ["crash3", "threads8"])
+def test_embedded_budget_keeps_the_identity_every_time(crasher, programs, tmp_path, name):
+    """20 crashes under conf/embedded.recept.json (4 KiB): summary.json every time with
+    the identity fields; every core rung the budget gave still has gdb's backtrace."""
+    exe = programs[name]
+    base = crasher.configure(embedded())
+    t0 = int(time.time())
+    pids = [crasher.run([exe])[2] for _ in range(20)]
+    t1 = int(time.time())
+    with open(BOOT_ID) as f:
+        boot = f.read().strip()
+    bid = build_id(exe)
+    dumps = {int(n.rsplit(".", 1)[1]): os.path.join(base, n) for n in os.listdir(base)}
+    assert sorted(dumps) == sorted(pids)
+    rungs = {}
+    for pid in pids:
+        d = dumps[pid]
+        assert dir_bytes(d) <= 4096
+        assert sorted(os.listdir(d)) == ["core.xz", "manifest", "summary.json", "summary.txt"]
+        s = summary(d)
+        assert (s["pid"], s["uid"], s["gid"], s["signal"], s["signal_name"]) == \
+            (pid, 0, 0, 11, "SIGSEGV")
+        assert t0 <= s["time"] <= t1 and s["time_given"] == str(s["time"])
+        assert (s["exe"], s["comm"], s["exe_build_id"]) == (exe, name, bid)
+        assert (s["hostname"], s["boot_id"]) == (os.uname().nodename, boot)
+        assert s["frames"] and s["modules"][s["frames"][0]["module"]] == \
+            {"path": exe, "build_id": bid}
+        assert set(s.get("left_out", [])) <= {
+            "fds", "fds_more", "rlimits", "registers", "cmdline", "cgroup", "unit",
+            "user_unit", "package", "arch", "kernel", "threads", "dump", "frames.symbol"}
+        rung = s["dump"]["core_content"] if "dump" in s else "(not said: %d)" % pid
+        if rung not in rungs:
+            out = tmp_path / str(pid)
+            out.mkdir()
+            bt = backtrace(exe, extract_core(d, str(out)))
+            rungs[rung] = assert_frames(FRAMES[name], bt, whole=name != "threads8")
+
+
+def test_small_budgets_keep_summary_json_before_the_core(crasher, programs):
+    """From about 1.8 KiB on every budget has summary.json with the identity; a core
+    never comes without it, and once there it stays at every larger budget."""
+    exe = programs["crash3"]
+    had_core = False
+    for kib in (2, 2.5, 3, 3.5, 4, 6, 8):
+        d = crasher.crash([exe], embedded(max_dump_size=int(kib * 1024)))
+        files = os.listdir(d)
+        assert dir_bytes(d) <= kib * 1024 and "summary.json" in files, (kib, files)
+        s = summary(d)
+        assert (s["exe"], s["exe_build_id"], s["signal"]) == (exe, build_id(exe), 11), kib
+        assert [f["offset"] for f in s["frames"]] and s["modules"][0]["path"] == exe
+        assert "core.xz" in files or not had_core, kib
+        had_core = "core.xz" in files
+    assert had_core

@@ -1,6 +1,6 @@
 """The summary's readers and its budget rule, without a crash: the package note's
-JSON (against the json module), /proc/PID/cgroup, limits and systemd units
-(docs/FORMATS.md §9)."""
+JSON (against the json module), /proc/PID/cgroup, limits and systemd units, and
+summary.json's forms (docs/FORMATS.md §9)."""
 
 import json
 import random
@@ -95,3 +95,43 @@ def test_parse_limits():
                                     "nofile": [1024, 524288], "nice": [0, 0],
                                     "Max future thing": [5, 6]}
     assert parse_limits(b"") == {} and parse_limits(b"Limit\nMax cpu time\n") == {}
+
+
+def _summary():
+    return {"pid": 7, "tid": 7, "uid": 0, "gid": 0, "time": 1, "time_given": "1",
+            "hostname": "h", "boot_id": "b", "kernel": "6.1", "exe": "/bin/x",
+            "exe_build_id": "ab", "package": {"name": "x", "version": "1"}, "comm": "x",
+            "cmdline": "/bin/x -v", "cgroup": "/", "unit": None, "user_unit": None,
+            "arch": "x86_64", "signal": 11, "signal_name": "SIGSEGV", "code": 1,
+            "fault_address": "0x0", "registers": {"rip": "0x1"},
+            "frames": [{"pc": "0x1", "how": "pc", "module": 0, "offset": "0x1",
+                        "symbol": "main"}],
+            "modules": [{"path": "/bin/x", "build_id": "ab"}], "threads": 1,
+            "rlimits": {"core": [0, "unlimited"]}, "fds": {"0": "/dev/null"},
+            "fds_more": False, "dump": {"core": "core"}}
+
+
+def test_forms_leave_out_groups_and_keep_the_identity():
+    s = _summary()
+    forms = [json.loads(f) for f in W.forms(s)]
+    assert forms[0] == s and "left_out" not in forms[0]
+    assert list(W.forms(s))[-1] == W.smallest_form(s)
+    assert len(forms) == len(W.LEAVE_OUT) + 1
+    identity = {"pid", "tid", "uid", "gid", "time", "time_given", "hostname", "boot_id",
+                "exe", "exe_build_id", "comm", "signal", "signal_name", "code",
+                "fault_address", "frames", "modules", "left_out"}
+    assert set(forms[-1]) == identity
+    assert forms[-1]["frames"] == [{"pc": "0x1", "how": "pc", "module": 0, "offset": "0x1"}]
+    for n, f in enumerate(forms[1:], 1):
+        gone = [k for g in W.LEAVE_OUT[:n] for k in g]
+        assert f["left_out"] == gone
+        assert [k for k in s if k in f] == [k for k in f if k != "left_out"]  # same order
+        assert all(k not in f for k in gone if k != "frames.symbol")
+
+
+def test_smallest_form_does_not_depend_on_symbols_or_the_dump():
+    """Its size is reserved before the core is written and symbols are looked up."""
+    a, b = _summary(), _summary()
+    b["frames"][0]["symbol"] = None
+    b["dump"] = None
+    assert W.smallest_form(a) == W.smallest_form(b)
