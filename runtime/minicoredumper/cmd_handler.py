@@ -49,7 +49,7 @@ def parse_argv(argv, t0=None):
         raise ValueError("expected %%P %%u %%g %%s %%t %%h %%e [CONFIG], got %d arguments"
                          % len(pos))
     return Arrival(pid=int(pos[0]), uid=int(pos[1]), gid=int(pos[2]), signal=int(pos[3]),
-                   time=int(pos[4]), hostname=pos[5], comm=pos[6],
+                   time=int(pos[4]), time_given=pos[4], hostname=pos[5], comm=pos[6],
                    config=pos[7] if len(pos) > 7 else None,
                    pidfd=_int_option(options.get("pidfd")),
                    dump_mode=_int_option(options.get("dump-mode")), stream=0,

@@ -36,7 +36,8 @@ class Arrival:
 
     pid, uid, gid, signal, time (seconds since the epoch), hostname, comm: as
     core_pattern's %P %u %g %s %t %h %e (signal 0: read it from the core's
-    NT_SIGINFO).  config: the main config's path or None (the default).
+    NT_SIGINFO); time_given: %t's text as the kernel gave it (None: no %t).
+    config: the main config's path or None (the default).
     pidfd: the crashed process's pidfd or None; dump_mode: %d or None.
     stream: the fd the core comes on; release(): let the kernel reap the
     process (default: close stream); stream_ready(): called before the first
@@ -45,9 +46,10 @@ class Arrival:
 
     def __init__(self, pid, uid, gid, signal, time, hostname, comm, config=None,
                  pidfd=None, dump_mode=None, stream=0, release=None, stream_ready=None,
-                 t0=None, hard_deadline=True):
+                 t0=None, hard_deadline=True, time_given=None):
         self.pid, self.uid, self.gid, self.signal = pid, uid, gid, signal
         self.time, self.hostname, self.comm, self.config = time, hostname, comm, config
+        self.time_given = time_given
         self.pidfd, self.dump_mode = pidfd, dump_mode
         self.stream, self.release, self.stream_ready = stream, release, stream_ready
         self.t0 = t0

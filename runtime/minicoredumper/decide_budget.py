@@ -11,9 +11,12 @@ one before, so a larger budget never gives a worse backtrace:
   6-9. as 5 with the top of stack cut to 1024, 512, 256, 128 bytes
   10. no core
 
-Side files come around it: summary.txt always; then the core; then the
-external dumps (by dump_scope, lowest first), summary.json, debug.txt and
-proc info while they fit.  Every file also costs its integrity record line.
+Side files come around it: summary.txt always, and the room of summary.json's
+smallest form (the crash's identity), both set aside before the core, which
+gets what is left after them (nothing when the smallest form needs more than
+is left); then the external dumps (by dump_scope, lowest first), summary.json
+in its richest form that fits (write_summary.LEAVE_OUT), debug.txt and proc
+info while they fit.  Every file also costs its integrity record line.
 """
 
 from .write_core import NOTES_ALL, NOTES_CRASHING_THREAD, NOTES_MINIMAL
@@ -55,6 +58,11 @@ class Budget:
     def give_back(self, rel, size):
         """Return bytes reserved for rel but not used."""
         self.used -= size
+
+    def cancel(self, rel, size):
+        """Undo take(rel, size) (nothing when size is 0: nothing was taken)."""
+        if size:
+            self.used -= self.cost(rel, size)
 
 
 def fit_core(plan, segments, render, limit):

@@ -44,6 +44,9 @@ NT_PRFPREG = 2         # floating-point registers (NT_FPREGSET)
 NT_PRPSINFO = 3
 NT_AUXV = 6
 NT_GNU_BUILD_ID = 3    # owner "GNU"
+# owner "FDO": the packaging metadata note (.note.package), a NUL-terminated
+# JSON object (uapi-group.org "Package Metadata for Executable Files")
+NT_FDO_PACKAGING_METADATA = 0xCAFE1A7E
 NT_386_TLS = 0x200     # i386 TLS slots: struct user_desc entries (linux.py)
 NT_X86_XSTATE = 0x202  # x86 extended state (AVX, AVX-512 registers)
 NT_ARM_VFP = 0x400     # ARM VFP/NEON registers

@@ -54,6 +54,20 @@ SIGNALS = {
 SIGNAL_NAMES = {n: name for n, (name, _) in SIGNALS.items()}
 FAULT_SIGNALS = frozenset(n for n, (_, fault) in SIGNALS.items() if fault)
 
+# fs/proc/base.c (lnames, proc_pid_limits): the row names of /proc/PID/limits,
+# in RLIMIT_* order (include/uapi/asm-generic/resource.h), each with its
+# RLIMIT_ name in lower case without the prefix (as prlimit(1) names them).
+# A row is "%-25s %-20s %-20s %-10s": name, soft, hard ("unlimited" or a
+# decimal), units.
+RLIMIT_ROWS = {
+    "Max cpu time": "cpu", "Max file size": "fsize", "Max data size": "data",
+    "Max stack size": "stack", "Max core file size": "core", "Max resident set": "rss",
+    "Max processes": "nproc", "Max open files": "nofile", "Max locked memory": "memlock",
+    "Max address space": "as", "Max file locks": "locks", "Max pending signals": "sigpending",
+    "Max msgqueue size": "msgqueue", "Max nice priority": "nice",
+    "Max realtime priority": "rtprio", "Max realtime timeout": "rttime",
+}
+
 
 class Structs:
     """The kernel structs of one ELF class and byte order."""

@@ -3,8 +3,9 @@
 A Module is an ELF image found in the process's address space (the executable,
 shared libraries, the vDSO): where it is loaded, its program headers as read
 from memory, the ranges that hold its identity (ELF header, program headers,
-build-id note) and its PT_DYNAMIC.  Symbols are looked up in the mapped file on
-disk (.symtab, then .dynsym), defined symbols only.
+notes: the build-id, the FDO package note) and its PT_DYNAMIC.  Symbols are
+looked up in the mapped file on disk (.symtab, then .dynsym), defined symbols
+only.
 """
 
 import os
@@ -33,6 +34,7 @@ class Module:
         first = min((p.vaddr for p in loads), default=0) & ~(E_PAGE - 1)
         self.bias = base - first if ehdr.type == E.ET_DYN else 0
         self.build_id = None
+        self.package = None  # the .note.package desc (bytes), where there is one
         self._symbols = None
 
     def identity_ranges(self):
@@ -120,22 +122,27 @@ def read_module(mem, base, path, procdir, mapping):
         if not os.path.exists(file_path):
             file_path = path
     mod = Module(path, base, L, ehdr, phdrs, file_path, mapping.inode)
-    mod.build_id = _build_id(mem, mod)
+    _identity_notes(mem, mod)
     return mod
 
 
-def _build_id(mem, mod):
-    L = mod.layout
+def _identity_notes(mem, mod):
+    """mod.build_id (hex) and mod.package (the FDO packaging metadata note's
+    desc, raw bytes: write_summary.parse_package reads it) from the notes
+    in the module's PT_NOTE segments, read from memory (each at most 4096
+    bytes, as identity_ranges() dumps them)."""
     for p in mod.phdrs:
         if p.type != E.PT_NOTE or not 0 < p.filesz <= 4096:
             continue
         data = mem.read_exact(mod.bias + p.vaddr, p.filesz)
         if data is None:
             continue
-        for name, ntype, desc in L.iter_notes(data):
-            if name == b"GNU" and ntype == E.NT_GNU_BUILD_ID:
-                return desc.hex()
-    return None
+        for name, ntype, desc in mod.layout.iter_notes(data):
+            if name == b"GNU" and ntype == E.NT_GNU_BUILD_ID and mod.build_id is None:
+                mod.build_id = desc.hex()
+            elif name == b"FDO" and ntype == E.NT_FDO_PACKAGING_METADATA \
+                    and mod.package is None:
+                mod.package = desc
 
 
 class SymbolFile:

@@ -3,11 +3,12 @@
 Split around the release of the crashed process.  before_release() takes
 what still needs the process: the planned memory is copied (at most
 SNAPSHOT_MAX bytes: read_process.SnapshotMemory), the stack walked
-(read_stack), the command line read; a plan too big to copy has its core
-written now, while the process waits, and so have proc info and the fat
-core.  after_release() writes the rest (the core from the copy, external
-dump files, summary, debug log) and leaves publishing to the caller.  With
-a max_dump_size, files are added best-first while they fit (decide_budget.py).
+(read_stack), the command line and the summary's facts (cgroup, rlimits,
+fds ...) read; a plan too big to copy has its core written now, while the
+process waits, and so have proc info and the fat core.  after_release()
+writes the rest (the core from the copy, external dump files, summary,
+debug log) and leaves publishing to the caller.  With a max_dump_size,
+files are added best-first while they fit (decide_budget.py).
 """
 
 from . import decide_budget as B
@@ -15,7 +16,8 @@ from .write_sinks import MemorySink, core_name, core_sink
 from .write_core import CoreImage
 from .read_process import SnapshotMemory
 from .read_stack import return_addresses
-from .write_summary import build as build_summary, text as summary_text, to_json
+from .write_summary import build as build_summary, forms as summary_forms, smallest_form, \
+    text as summary_text
 
 SUMMARY_TXT_MAX = 640
 SNAPSHOT_MAX = 16 << 20  # planned memory copied before the release, at most
@@ -51,10 +53,18 @@ class DumpWriter:
         self.proc = proc
         self.addresses = return_addresses(kc, proc.mem)
         self.cmdline = self._proc_text("cmdline").replace("\0", " ").strip()
+        self.facts = proc.facts()
         # summary.txt is reserved first: the smallest budget still gets it.
         left = self.budget.left_for("summary.txt")
         self.summary_room = SUMMARY_TXT_MAX if left is None else min(SUMMARY_TXT_MAX, left)
         self.budget.take("summary.txt", self.summary_room)
+        # Then the room of summary.json's smallest form, the crash's identity,
+        # also when it is more than is left: a core never comes without it,
+        # and a larger budget never gives a worse core (docs/FORMATS.md §9).
+        self.json_room = 0
+        if self.budget.limit:
+            self.json_room = len(smallest_form(self._summary(symbols=False)))
+            self.budget.take("summary.json", self.json_room)
         # The planned memory is copied now (when it is small) so that the core is
         # rendered and compressed after the release, not while the process waits.
         self.snapshot = self._snapshot()
@@ -86,6 +96,13 @@ class DumpWriter:
         if sum(e - s for s, e in ranges) > SNAPSHOT_MAX:
             return None
         return SnapshotMemory(self.proc.mem, ranges)
+
+    def _summary(self, symbols):
+        """The summary (write_summary.build); symbols False: without symbol
+        lookups and what the dump holds, for the size of its smallest form."""
+        return build_summary(self.kc, self.addresses, self.modules, self.args, self.exe,
+                             self.comm, self.cmdline, self.facts,
+                             self.dumped if symbols else None, symbols)
 
     def _proc_text(self, name):
         try:
@@ -169,15 +186,17 @@ class DumpWriter:
             from .write_externals import write_externals
             write_externals(dd, "dumps/%d/" % args.pid, self.externals, self.kc.layout.word,
                             _kernel_offset(self.kc))
-        s = build_summary(self.kc, self.addresses, self.modules, self.exe, self.comm,
-                          self.cmdline, args.uid, args.gid, args.pid, self.dumped)
+        s = self._summary(symbols=True)
         txt = summary_text(s).encode("utf-8", "replace")[:self.summary_room]
         dd.write_file("summary.txt", txt)
         self.budget.give_back("summary.txt", self.summary_room - len(txt))
-        js = to_json(s).encode("utf-8", "replace") + b"\n"
-        if self.budget.fits("summary.json", len(js)):
-            dd.write_file("summary.json", js)
-            self.budget.take("summary.json", len(js))
+        # The richest form that fits, now that the room set aside is free again.
+        self.budget.cancel("summary.json", self.json_room)
+        for js in summary_forms(s):
+            if self.budget.fits("summary.json", len(js)):
+                dd.write_file("summary.json", js)
+                self.budget.take("summary.json", len(js))
+                break
         if self.recept["write_debug_log"]:
             debug = _debug_text(args, self.exe, self.comm, self.kc, self.plan, self.image,
                                 warnings, self.crash.marks).encode("utf-8", "replace")

@@ -3,30 +3,55 @@
 What a person needs when no gdb is at hand: signal, code and fault address,
 the crashing thread's registers, the PC and return addresses that
 read_stack.return_addresses() found (each as module + offset + build-id, with
-the symbol name when the module's .symtab or .dynsym has it), exe, cmdline,
-uid and gid, and what the dump holds.  JSON is written by hand here: the crash
-path imports no json module.
+the symbol name when the module's .symtab or .dynsym has it), who crashed
+where (pid, uid, gid, time, host, boot id, kernel, exe with its build-id and
+package, cgroup and systemd unit), its rlimits and open fds, and what the
+dump holds.  Under a small budget summary.json leaves keys out in LEAVE_OUT's
+order and never the identity (docs/FORMATS.md §9).  JSON is written by hand
+here, and the package note's JSON read by hand: the crash path imports no
+json module.
 """
+
+import time
 
 from . import elf as E
 from .linux import SIGNAL_NAMES
 
-def symbolize(addresses, modules):
-    """[(address, how, module, offset, symbol or None)]."""
+# What summary.json leaves out, group after group, while the budget cannot
+# hold it (docs/FORMATS.md §9): the smallest form is the identity of the
+# crash (pid, tid, uid, gid, time, host, boot id, exe, its build-id, comm,
+# signal, the frames and their modules).  "frames.symbol": every frame's symbol.
+LEAVE_OUT = [("fds", "fds_more"), ("rlimits",), ("registers",), ("cmdline",),
+             ("cgroup", "unit", "user_unit"), ("package",), ("arch", "kernel", "threads"),
+             ("dump",), ("frames.symbol",)]
+
+# The FDO packaging metadata note (.note.package) is the process's own bytes:
+# read as at most PACKAGE_TEXT characters, PACKAGE_MEMBERS members kept.
+PACKAGE_TEXT = 4096
+PACKAGE_MEMBERS = 16
+PACKAGE_KEY = 64
+PACKAGE_VALUE = 256
+PACKAGE_DEPTH = 8  # nested values are skipped, this deep at most
+
+
+def symbolize(addresses, modules, names=True):
+    """[(address, how, module, offset, symbol or None)]; names False: no
+    symbol lookup (every symbol None)."""
     by_module = {}
     placed = []
     for addr, how in addresses:
         m = _module_for(addr, modules)
         placed.append((addr, how, m))
-        if m is not None and m.symbol_source():
+        if names and m is not None and m.symbol_source():
             by_module.setdefault(m, []).append(addr - m.bias)
-    names = {}
-    from .read_modules import nearest_symbols
-    for m, rel in by_module.items():
-        for r, (name, off) in nearest_symbols(m.symbol_source(), set(rel)).items():
-            names[(m, r)] = "%s+%#x" % (name, off) if off else name
+    found = {}
+    if by_module:
+        from .read_modules import nearest_symbols
+        for m, rel in by_module.items():
+            for r, (name, off) in nearest_symbols(m.symbol_source(), set(rel)).items():
+                found[(m, r)] = "%s+%#x" % (name, off) if off else name
     return [(addr, how, m, addr - m.bias if m else None,
-             names.get((m, addr - m.bias)) if m else None) for addr, how, m in placed]
+             found.get((m, addr - m.bias)) if m else None) for addr, how, m in placed]
 
 
 def _module_for(addr, modules):
@@ -37,20 +62,40 @@ def _module_for(addr, modules):
     return None
 
 
-def build(kc, addresses, modules, exe, comm, cmdline, uid, gid, pid, dumped):
-    """The summary as a dict (what summary.json holds); addresses from
-    read_stack.return_addresses(), read while the process was still there."""
+def exe_module(kc, modules, exe):
+    """The executable's Module: the one whose segments hold the auxv's
+    AT_PHDR, else the one mapped from exe's path; None if neither is found."""
+    phdr = kc.auxv.get(E.AT_PHDR)
+    m = _module_for(phdr, modules) if phdr else None
+    if m is None and exe:
+        m = next((m for m in modules if m.path == exe), None)
+    return m
+
+
+def build(kc, addresses, modules, arrival, exe, comm, cmdline, facts, dumped=None,
+          symbols=True):
+    """The summary as a dict (what summary.json holds), keys in their
+    order; addresses from read_stack.return_addresses() and facts from
+    read_process.Process.facts(), both read while the process was still
+    there; arrival: crash.Arrival.  symbols False: no symbol lookup (each
+    frame's symbol None), for the size of the smallest form."""
     a = kc.arch
     t = kc.crashing_thread
     signo, code, addr = kc.siginfo or (None, None, None)
-    frames = symbolize(addresses, modules)
+    frames = symbolize(addresses, modules, symbols)
     mods = []
     for _, _, m, _, _ in frames:
         if m is not None and m not in mods:
             mods.append(m)
+    em = exe_module(kc, modules, exe)
     return {
-        "pid": pid, "tid": t.tid, "uid": uid, "gid": gid, "exe": exe, "comm": comm,
-        "cmdline": cmdline,
+        "pid": arrival.pid, "tid": t.tid, "uid": arrival.uid, "gid": arrival.gid,
+        "time": arrival.time, "time_given": arrival.time_given,
+        "hostname": arrival.hostname, "boot_id": facts["boot_id"], "kernel": facts["kernel"],
+        "exe": exe, "exe_build_id": em.build_id if em is not None else None,
+        "package": parse_package(em.package) if em is not None else None,
+        "comm": comm, "cmdline": cmdline,
+        "cgroup": facts["cgroup"], "unit": facts["unit"], "user_unit": facts["user_unit"],
         "arch": a.name, "signal": signo, "signal_name": SIGNAL_NAMES.get(signo, ""), "code": code,
         "fault_address": "%#x" % addr if addr is not None else None,
         "registers": dict(zip(a.regs, ("%#x" % v for v in t.regs))),
@@ -60,22 +105,195 @@ def build(kc, addresses, modules, exe, comm, cmdline, uid, gid, pid, dumped):
                     "symbol": f[4]} for f in frames],
         "modules": [{"path": m.path, "build_id": m.build_id} for m in mods],
         "threads": len(kc.threads),
+        "rlimits": facts["rlimits"], "fds": facts["fds"], "fds_more": facts["fds_more"],
         "dump": dumped,
     }
 
 
+def leave_out(s, n):
+    """The summary s without the first n groups of LEAVE_OUT, and a last key
+    "left_out" that lists what is missing (s itself when n is 0)."""
+    if not n:
+        return s
+    gone = [k for group in LEAVE_OUT[:n] for k in group]
+    out = {k: v for k, v in s.items() if k not in gone}
+    if "frames.symbol" in gone:
+        out["frames"] = [{k: v for k, v in f.items() if k != "symbol"} for f in s["frames"]]
+    out["left_out"] = gone
+    return out
+
+
+def forms(s):
+    """summary.json's bytes for s, richest first: whole, then with one more
+    group of LEAVE_OUT left out each time; the last is smallest_form(s)."""
+    for n in range(len(LEAVE_OUT) + 1):
+        yield to_json(leave_out(s, n)).encode("utf-8", "replace") + b"\n"
+
+
+def smallest_form(s):
+    """summary.json's bytes for s with every group of LEAVE_OUT left out."""
+    return to_json(leave_out(s, len(LEAVE_OUT))).encode("utf-8", "replace") + b"\n"
+
+
 def text(s):
     """summary.txt: the few lines a person reads first."""
-    lines = ["%s (pid %s, uid %s) killed by %s%s code %s%s" % (
-        s["exe"] or s["comm"], s["pid"], s["uid"], s["signal_name"] or "signal",
+    lines = ["%s (pid %s, uid %s, gid %s) killed by %s%s code %s%s" % (
+        s["exe"] or s["comm"], s["pid"], s["uid"], s["gid"], s["signal_name"] or "signal",
         "" if s["signal_name"] else " %s" % s["signal"], s["code"],
         ", fault address %s" % s["fault_address"] if s["fault_address"] else "")]
+    where = ["on %s" % (s["hostname"] or "?"), "boot %s" % (s["boot_id"] or "?"),
+             "Linux %s" % s["kernel"], _utc(s["time"])]
+    if s["unit"]:
+        where.append("unit %s" % s["unit"] + (" (%s)" % s["user_unit"] if s["user_unit"] else ""))
+    pkg = s["package"]
+    if pkg:
+        where.append("package %s %s" % (pkg.get("name", "?"), pkg.get("version", "?")))
+    lines.append(", ".join(where))
     for n, f in enumerate(s["frames"]):
         mod = s["modules"][f["module"]] if f["module"] is not None else None
-        where = "%s+%s" % (mod["path"].rsplit("/", 1)[-1], f["offset"]) if mod else "?"
-        lines.append("#%d %s %s (%s)%s" % (n, f["pc"], f["symbol"] or "??", where,
+        at = "%s+%s" % (mod["path"].rsplit("/", 1)[-1], f["offset"]) if mod else "?"
+        lines.append("#%d %s %s (%s)%s" % (n, f["pc"], f["symbol"] or "??", at,
                                            " [%s]" % f["how"] if f["how"] == "scan" else ""))
     return "\n".join(lines) + "\n"
+
+
+def _utc(t):
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+    except (OverflowError, OSError, ValueError):
+        return "time %s" % t  # beyond what gmtime takes: the number itself
+
+
+# --- the package note's JSON, read by hand -----------------------------------
+
+def parse_package(desc):
+    """The FDO packaging metadata note's desc (a NUL-terminated JSON object:
+    "type", "name", "version", ...) as a dict of its members whose values
+    are strings, numbers, true, false or null (nested values are skipped);
+    at most PACKAGE_MEMBERS of them, keys and strings cut at PACKAGE_KEY and
+    PACKAGE_VALUE characters; numbers that are no integers as their text.
+    None when there is no note or it is not such an object (the process's
+    own bytes: nothing in them is trusted, every loop is bounded by their
+    length, cut at PACKAGE_TEXT)."""
+    if not desc:
+        return None
+    t = desc.split(b"\0", 1)[0][:PACKAGE_TEXT].decode("utf-8", "replace")
+    try:
+        i = _ws(t, 0)
+        if t[i] != "{":
+            return None
+        out = {}
+        i = _ws(t, i + 1)
+        if t[i] == "}":
+            i += 1
+        else:
+            while True:
+                key, i = _string(t, _ws(t, i))
+                i = _ws(t, i)
+                if t[i] != ":":
+                    return None
+                i = _ws(t, i + 1)
+                value, keep, i = _value(t, i)
+                if keep and len(out) < PACKAGE_MEMBERS:
+                    out[key[:PACKAGE_KEY]] = value[:PACKAGE_VALUE] if isinstance(value, str) \
+                        else value
+                i = _ws(t, i)
+                if t[i] == "}":
+                    i += 1
+                    break
+                if t[i] != ",":
+                    return None
+                i += 1
+        return out if _ws(t, i) == len(t) else None
+    except (IndexError, ValueError):
+        return None  # cut short or not JSON: no package
+
+
+_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r",
+            "t": "\t"}
+
+
+def _ws(t, i):
+    n = len(t)
+    while i < n and t[i] in " \t\r\n":
+        i += 1
+    return i
+
+
+def _string(t, i):
+    """(the JSON string at t[i], index after it); ValueError if there is none."""
+    if t[i] != '"':
+        raise ValueError("not a string")
+    out = []
+    i += 1
+    while True:
+        c = t[i]
+        if c == '"':
+            return "".join(out), i + 1
+        if c < " ":
+            raise ValueError("control character in a string")
+        if c != "\\":
+            out.append(c)
+            i += 1
+            continue
+        e = t[i + 1]
+        if e in _ESCAPES:
+            out.append(_ESCAPES[e])
+            i += 2
+            continue
+        if e != "u":
+            raise ValueError("bad escape")
+        u = _hex4(t, i + 2)
+        i += 6
+        if 0xD800 <= u < 0xDC00 and t[i:i + 2] == "\\u":
+            low = _hex4(t, i + 2)
+            if 0xDC00 <= low < 0xE000:
+                u = 0x10000 + ((u - 0xD800) << 10) + (low - 0xDC00)
+                i += 6
+        out.append("\ufffd" if 0xD800 <= u < 0xE000 else chr(u))
+
+
+def _hex4(t, i):
+    h = t[i:i + 4]
+    if len(h) != 4 or h.strip("0123456789abcdefABCDEF"):
+        raise ValueError("bad \\u escape")
+    return int(h, 16)
+
+
+def _value(t, i):
+    """(value, kept, index after it): a scalar is kept, a nested object or
+    array skipped (kept False)."""
+    c = t[i]
+    if c == '"':
+        v, i = _string(t, i)
+        return v, True, i
+    for word, v in (("true", True), ("false", False), ("null", None)):
+        if t.startswith(word, i):
+            return v, True, i + len(word)
+    if c == "-" or "0" <= c <= "9":
+        j = i
+        while j < len(t) and t[j] in "+-.eE0123456789":
+            j += 1
+        number = t[i:j]
+        float(number)  # ValueError if it is none
+        return (int(number) if number.lstrip("-").isdigit() else number), True, j
+    if c not in "{[":
+        raise ValueError("not a JSON value")
+    depth = 0
+    while True:
+        c = t[i]
+        if c == '"':
+            _, i = _string(t, i)
+            continue
+        if c in "{[":
+            depth += 1
+            if depth > PACKAGE_DEPTH:
+                raise ValueError("nested too deep")
+        elif c in "}]":
+            depth -= 1
+            if not depth:
+                return None, False, i + 1
+        i += 1
 
 
 def to_json(v, indent=""):
