@@ -140,7 +140,7 @@ def test_runtime_is_a_plain_install(bb_systemd):
     assert {"do_configure", "do_compile"} <= set(v["noexec"])
 
 
-def test_runtime_packages_and_dependencies(bb_systemd):
+def test_runtime_packages_and_dependencies(bb_systemd, bb_sysvinit):
     v = target(bb_systemd, "runtime")
     packages = v["PACKAGES"].split()
     # ptest.bbclass puts ${PN}-ptest first, so that it claims ${PTEST_PATH} before
@@ -149,8 +149,11 @@ def test_runtime_packages_and_dependencies(bb_systemd):
     for pkg in (PN + "-daemon", PN + "-tools"):
         assert packages.index(pkg) < packages.index(PN)
     pk = v["packages"]
+    # python3-io (for _socket: the journald entry) on systemd distros only
     assert words(pk[PN]["RDEPENDS"]) == {"python3-core", "python3-json", "python3-compression",
-                                         "python3-syslog"}
+                                         "python3-syslog", "python3-io"}
+    assert "python3-io" not in words(
+        target(bb_sysvinit, "runtime")["packages"][PN]["RDEPENDS"])
     assert PN in words(pk[PN + "-daemon"]["RDEPENDS"])
     assert PN in words(pk[PN + "-tools"]["RDEPENDS"])
     assert words(pk[PN + "-ptest"]["RDEPENDS"]) == {PN, "minicoredumper-crashtests"}

@@ -90,9 +90,12 @@ CONFFILES:${PN} = "${sysconfdir}/minicoredumper/minicoredumper.cfg.json \
                    ${sysconfdir}/minicoredumper/generic.recept.json \
                    ${sysconfdir}/minicoredumper/embedded.recept.json"
 
-# What the programs import, optional imports included (python3-syslog: log.py's syslog);
+# What the programs import, optional imports included (python3-syslog: log.py's syslog;
+# python3-io where journald runs: its structured entry goes through _socket);
 # tests/layer/test_crashpath_imports.py derives these lists.
-RDEPENDS:${PN} = "python3-compression python3-core python3-json python3-syslog"
+RDEPENDS:${PN} = "python3-compression python3-core \
+                  ${@bb.utils.contains('DISTRO_FEATURES', 'systemd', 'python3-io', '', d)} \
+                  python3-json python3-syslog"
 RDEPENDS:${PN}-daemon = "${PN} python3-core python3-ctypes python3-io"
 RDEPENDS:${PN}-tools = "${PN} python3-core"
 
