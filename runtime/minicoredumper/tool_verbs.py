@@ -276,9 +276,10 @@ def _summary(dump):
     ids, _, killed = rest.partition(") killed by ")
     signal = killed.split(" ", 1)[0]
     out = {"exe": exe if exe.startswith("/") else None, "signal_name": signal}
-    pid, _, uid = ids.partition(", uid ")
-    for key, value in (("pid", pid), ("uid", uid)):
-        if value.isdigit():
+    # "(pid P, uid U, gid G)"; dumps written before gid was added lack ", gid G"
+    for part in ("pid " + ids).split(", "):
+        key, _, value = part.partition(" ")
+        if key in ("pid", "uid", "gid") and value.isdigit():
             out[key] = int(value)
     return out
 

@@ -146,7 +146,7 @@ def row(lab, k, uid, gid, corefile, sig="SIGSEGV", size=None, exe=None):
 
 def test_list_has_coredumpctls_columns(lab):
     rows = [row(lab, "A", "0", "0", "present"), row(lab, "B", "0", "0", "cut"),
-            row(lab, "C", "65534", "65534", "present"), row(lab, "D", "0", "-", "none")]
+            row(lab, "C", "65534", "65534", "present"), row(lab, "D", "0", "0", "none")]
     p = run(lab, "list")
     assert (p.returncode, p.stderr) == (0, "")
     assert p.stdout == table(rows)
@@ -171,7 +171,7 @@ def test_list_json_has_the_time_as_a_number(lab):
     assert (c["uid"], c["gid"], c["exe"]) == (65534, 65534, lab.exes["C"])
     # No summary.json under the smallest budget: what summary.txt says.
     assert {k: d[k] for k in ("uid", "gid", "signal", "signal_name", "exe", "corefile",
-                              "core")} == {"uid": 0, "gid": None, "signal": None,
+                              "core")} == {"uid": 0, "gid": 0, "signal": None,
                                            "signal_name": "SIGSEGV", "exe": lab.exes["D"],
                                            "corefile": "none", "core": None}
 
@@ -182,7 +182,7 @@ def test_field_prints_one_line_per_dump(lab):
     p = run(lab, "list", "-F", "time", "crash3")
     assert p.stdout == "%d\n%d\n" % (epoch(lab.names["A"]), epoch(lab.names["C"]))
     p = run(lab, "list", "-F", "gid")
-    assert p.stdout == "0\n0\n65534\n\n"  # D's summary.json did not fit: no GID
+    assert p.stdout == "0\n0\n65534\n0\n"  # D's from summary.txt (no summary.json)
     p = run(lab, "info", "-F", "build_id", "-r", "crash3")
     assert p.stdout == "%s\n%s\n" % (elf_build_id(lab.exes["C"]), elf_build_id(lab.exes["A"]))
     p = run(lab, "list", "-F", "nosuch")
@@ -337,7 +337,7 @@ def test_info_of_several_dumps_and_of_the_newest(lab):
     p = run(lab, "info")  # no matches: the newest, as coredumpctl info
     assert p.returncode == 0 and p.stdout.startswith("        Dump: %s\n" % lab.names["D"])
     assert p.stdout.count("Dump: ") == 1
-    assert "\n         PID: %d (tiny)\n         UID: 0\n      Signal: SIGSEGV\n" % \
+    assert "\n         PID: %d (tiny)\n         UID: 0\n         GID: 0\n      Signal: SIGSEGV\n" % \
         lab.pids["D"] in p.stdout
     assert "\n    Corefile: none\n" in p.stdout
 
