@@ -65,6 +65,9 @@ class DumpWriter:
         if self.budget.limit:
             self.json_room = len(smallest_form(self._summary(symbols=False)))
             self.budget.take("summary.json", self.json_room)
+        # Then the data the application registered to be kept apart (dumps/PID/),
+        # read with the plan: it asked for it by name, so it comes before the core.
+        self.choose_externals()
         # The planned memory is copied now (when it is small) so that the core is
         # rendered and compressed after the release, not while the process waits.
         self.snapshot = self._snapshot()
@@ -76,12 +79,10 @@ class DumpWriter:
 
     def after_release(self, warnings):
         """What needs no more of the process: the core from the snapshot, the
-        choice of external dumps (after the core in budget order), the plan's
-        warnings in the log, then finish()."""
+        plan's warnings in the log, then finish()."""
         if self.snapshot is not None:
             self.write_core()
             self.crash.mark("core")
-        self.choose_externals()
         log = self.crash.log
         problems = [m for lvl, m in self.plan.log if lvl == "warning"]
         for m in problems[:3]:
@@ -181,15 +182,19 @@ class DumpWriter:
 
     # --- after the release ----------------------------------------------------
     def finish(self, warnings):
+        """After the core: the external dumps chosen before it, summary.txt (the
+        room set aside for it given back but what it needs), summary.json in the
+        richest form that fits (its smallest form was set aside before the core),
+        debug.txt."""
         args, dd = self.args, self.dd
+        s = self._summary(symbols=True)  # s["dump"] is self.dumped: filled in below
+        txt = summary_text(s).encode("utf-8", "replace")[:self.summary_room]
+        dd.write_file("summary.txt", txt)
+        self.budget.give_back("summary.txt", self.summary_room - len(txt))
         if self.externals:
             from .write_externals import write_externals
             write_externals(dd, "dumps/%d/" % args.pid, self.externals, self.kc.layout.word,
                             _kernel_offset(self.kc))
-        s = self._summary(symbols=True)
-        txt = summary_text(s).encode("utf-8", "replace")[:self.summary_room]
-        dd.write_file("summary.txt", txt)
-        self.budget.give_back("summary.txt", self.summary_room - len(txt))
         # The richest form that fits, now that the room set aside is free again.
         self.budget.cancel("summary.json", self.json_room)
         for js in summary_forms(s):

@@ -20,10 +20,12 @@ from .linux import SIGNAL_NAMES
 # What summary.json leaves out, group after group, while the budget cannot
 # hold it (docs/FORMATS.md §9): the smallest form is the identity of the
 # crash (pid, tid, uid, gid, time, host, boot id, exe, its build-id, comm,
-# signal, the frames and their modules).  "frames.symbol": every frame's symbol.
+# signal, the frames and their modules).  "frames.symbol": every frame's symbol;
+# "frames.scan": the frames a stack scan guessed, but for the first KEEP_FRAMES frames.
 LEAVE_OUT = [("fds", "fds_more"), ("rlimits",), ("registers",), ("cmdline",),
              ("cgroup", "unit", "user_unit"), ("package",), ("arch", "kernel", "threads"),
-             ("dump",), ("frames.symbol",)]
+             ("dump",), ("frames.symbol",), ("frames.scan",)]
+KEEP_FRAMES = 4
 
 # The FDO packaging metadata note (.note.package) is the process's own bytes:
 # read as at most PACKAGE_TEXT characters, PACKAGE_MEMBERS members kept.
@@ -112,27 +114,38 @@ def build(kc, addresses, modules, arrival, exe, comm, cmdline, facts, dumped=Non
 
 def leave_out(s, n):
     """The summary s without the first n groups of LEAVE_OUT, and a last key
-    "left_out" that lists what is missing (s itself when n is 0)."""
+    "left_out" that lists what is really missing (s itself when n is 0)."""
     if not n:
         return s
-    gone = [k for group in LEAVE_OUT[:n] for k in group]
-    out = {k: v for k, v in s.items() if k not in gone}
-    if "frames.symbol" in gone:
-        out["frames"] = [{k: v for k, v in f.items() if k != "symbol"} for f in s["frames"]]
+    groups = [k for group in LEAVE_OUT[:n] for k in group]
+    out = {k: v for k, v in s.items() if k not in groups}
+    gone = [k for k in groups if k in s]
+    frames = s["frames"]
+    if "frames.symbol" in groups:
+        frames = [{k: v for k, v in f.items() if k != "symbol"} for f in frames]
+        gone.append("frames.symbol")
+    if "frames.scan" in groups:
+        kept = [f for i, f in enumerate(frames) if i < KEEP_FRAMES or f["how"] != "scan"]
+        if len(kept) < len(frames):
+            gone.append("frames.scan")
+        frames = kept
+    out["frames"] = frames
     out["left_out"] = gone
     return out
 
 
 def forms(s):
-    """summary.json's bytes for s, richest first: whole, then with one more
-    group of LEAVE_OUT left out each time; the last is smallest_form(s)."""
+    """summary.json's bytes for s, richest first: whole and indented, then on
+    one line (compact), whole and with one more group of LEAVE_OUT left out
+    each time; the last is smallest_form(s)."""
+    yield to_json(s).encode("utf-8", "replace") + b"\n"
     for n in range(len(LEAVE_OUT) + 1):
-        yield to_json(leave_out(s, n)).encode("utf-8", "replace") + b"\n"
+        yield to_json(leave_out(s, n), None).encode("utf-8", "replace") + b"\n"
 
 
 def smallest_form(s):
-    """summary.json's bytes for s with every group of LEAVE_OUT left out."""
-    return to_json(leave_out(s, len(LEAVE_OUT))).encode("utf-8", "replace") + b"\n"
+    """summary.json's bytes for s with every group of LEAVE_OUT left out, compact."""
+    return to_json(leave_out(s, len(LEAVE_OUT)), None).encode("utf-8", "replace") + b"\n"
 
 
 def text(s):
@@ -297,15 +310,23 @@ def _value(t, i):
 
 
 def to_json(v, indent=""):
-    """JSON text of dicts, lists, str, int, bool and None."""
-    if isinstance(v, dict):
+    """JSON text of dicts, lists, str, int, bool and None: indented by
+    records, or with indent None on one line without spaces (the compact
+    forms of a small budget)."""
+    if indent is None:
+        if isinstance(v, dict):
+            return "{" + ",".join('"%s":%s' % (_escape(str(k)), to_json(x, None))
+                                  for k, x in v.items()) + "}"
+        if isinstance(v, (list, tuple)):
+            return "[" + ",".join(to_json(x, None) for x in v) + "]"
+    elif isinstance(v, dict):
         if all(not isinstance(x, (dict, list, tuple)) for x in v.values()):
             return "{" + ", ".join('"%s": %s' % (_escape(str(k)), to_json(x)) for k, x in
                                    v.items()) + "}"  # a flat record on one line
         inner = indent + "  "
         items = ['%s"%s": %s' % (inner, _escape(str(k)), to_json(x, inner)) for k, x in v.items()]
         return "{\n" + ",\n".join(items) + "\n" + indent + "}" if items else "{}"
-    if isinstance(v, (list, tuple)):
+    elif isinstance(v, (list, tuple)):
         if all(not isinstance(x, (dict, list, tuple)) for x in v):
             return "[" + ", ".join(to_json(x, indent) for x in v) + "]"
         inner = indent + "  "

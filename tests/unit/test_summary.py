@@ -113,9 +113,14 @@ def _summary():
 
 def test_forms_leave_out_groups_and_keep_the_identity():
     s = _summary()
-    forms = [json.loads(f) for f in W.forms(s)]
-    assert forms[0] == s and "left_out" not in forms[0]
-    assert list(W.forms(s))[-1] == W.smallest_form(s)
+    raw = list(W.forms(s))
+    forms = [json.loads(f) for f in raw]
+    # whole and indented, then the same on one line, then the reduced forms on one line
+    assert forms[0] == forms[1] == s and "left_out" not in forms[0]
+    assert b"\n  " in raw[0] and all(f.count(b"\n") == 1 for f in raw[1:])
+    assert [len(f) for f in raw] == sorted((len(f) for f in raw), reverse=True)
+    assert raw[-1] == W.smallest_form(s)
+    del forms[0]
     assert len(forms) == len(W.LEAVE_OUT) + 1
     identity = {"pid", "tid", "uid", "gid", "time", "time_given", "hostname", "boot_id",
                 "exe", "exe_build_id", "comm", "signal", "signal_name", "code",
@@ -123,7 +128,8 @@ def test_forms_leave_out_groups_and_keep_the_identity():
     assert set(forms[-1]) == identity
     assert forms[-1]["frames"] == [{"pc": "0x1", "how": "pc", "module": 0, "offset": "0x1"}]
     for n, f in enumerate(forms[1:], 1):
-        gone = [k for g in W.LEAVE_OUT[:n] for k in g]
+        # what is really missing: one frame, none scanned, so "frames.scan" drops nothing
+        gone = [k for g in W.LEAVE_OUT[:n] for k in g if k != "frames.scan"]
         assert f["left_out"] == gone
         assert [k for k in s if k in f] == [k for k in f if k != "left_out"]  # same order
         assert all(k not in f for k in gone if k != "frames.symbol")
@@ -135,3 +141,16 @@ def test_smallest_form_does_not_depend_on_symbols_or_the_dump():
     b["frames"][0]["symbol"] = None
     b["dump"] = None
     assert W.smallest_form(a) == W.smallest_form(b)
+
+
+def test_smallest_form_keeps_the_trusted_frames_and_the_first_scanned():
+    """A stack scan's guesses (armhf without frame records gives a dozen) go before any
+    of the identity: the frames found through pc, lr or fp stay, and the first
+    KEEP_FRAMES frames whatever found them."""
+    s = _summary()
+    hows = ["pc", "lr", "scan", "scan", "scan", "fp", "scan", "scan"]
+    s["frames"] = [{"pc": "%#x" % i, "how": h, "module": 0, "offset": "%#x" % i,
+                    "symbol": None} for i, h in enumerate(hows)]
+    small = json.loads(W.smallest_form(s))
+    assert [f["how"] for f in small["frames"]] == ["pc", "lr", "scan", "scan", "fp"]
+    assert small["left_out"][-1] == "frames.scan"
