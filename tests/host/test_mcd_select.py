@@ -36,8 +36,8 @@ XZ = {"compression": {"compressor": "xz", "extension": "xz", "in_tar": False}}
 HEAP = {"buffers": [{"symname": "heap_ptr", "follow_ptr": True, "data_len": 32,
                      "ident": "heap.bin"}]}
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-MAN = os.path.join(ROOT, "docs", "man", "mcd.1")
-COMPLETION = os.path.join(ROOT, "docs", "completion", "mcd")
+MAN = os.path.join(ROOT, "runtime", "man", "mcd.1")
+COMPLETION = os.path.join(ROOT, "runtime", "completion", "mcd")
 
 
 class Lab:
