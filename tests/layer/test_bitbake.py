@@ -204,6 +204,15 @@ def test_runtime_install_tree(bb_systemd):
         "/etc/init.d/minicoredumper-regd", "/usr/lib/systemd/system/minicoredumper-regd.service"}
     assert set(split.get(PN + "-tools", [])) == {p for p in files if p.startswith("/usr/bin/")}
     assert split[PN + "-ptest"] == [PTEST_PATH + "/run-ptest"]
+    # the man pages in ${PN}-doc, section by section; mcd's completion in
+    # ${PN}-bash-completion (bash-completion.bbclass), which needs bash-completion
+    pages = sorted(os.listdir(os.path.join(RUNTIME, "man")))
+    assert split[PN + "-doc"] == sorted(
+        "/usr/share/man/man%s/%s" % (p.rsplit(".", 1)[1], p) for p in pages)
+    assert {"/usr/share/man/man1/mcd.1", "/usr/share/man/man8/minicoredumper.8",
+            "/usr/share/man/man5/minicoredumper.cfg.json.5"} <= set(split[PN + "-doc"])
+    assert split[PN + "-bash-completion"] == ["/usr/share/bash-completion/completions/mcd"]
+    assert words(v["packages"][PN + "-bash-completion"]["RDEPENDS"]) == {"bash-completion"}
 
     for path, (mode, link) in files.items():
         executable = path.startswith(("/usr/bin/", "/usr/sbin/", "/etc/init.d/")) or (

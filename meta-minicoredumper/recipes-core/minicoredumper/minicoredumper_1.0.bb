@@ -24,7 +24,7 @@ SRC_URI = "file://LICENSE \
 S = "${UNPACKDIR}"
 
 # A plain install, not a wheel: see "How the recipes work" in the layer's README.md.
-inherit python3-dir python3native systemd update-rc.d ptest
+inherit python3-dir python3native systemd update-rc.d bash-completion ptest
 
 do_configure[noexec] = "1"
 do_compile[noexec] = "1"
@@ -55,6 +55,12 @@ do_install() {
             -e "s|@MODULE@|$module|" ${S}/runtime/minicoredumper/launcher.in > $dest
         chmod 0755 $dest
     done < ${T}/console-scripts
+
+    # The man pages (to ${PN}-doc) and mcd's bash completion (to ${PN}-bash-completion).
+    for page in ${S}/runtime/man/*.[158]; do
+        install -D -m 0644 $page ${D}${mandir}/man${page##*.}/${page##*/}
+    done
+    install -D -m 0644 ${S}/runtime/completion/mcd ${D}${datadir}/bash-completion/completions/mcd
 
     install -d ${D}${sysconfdir}/minicoredumper
     install -m 0644 ${S}/conf/*.json ${D}${sysconfdir}/minicoredumper/
