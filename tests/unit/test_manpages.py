@@ -38,7 +38,7 @@ def render(page):
 
 
 def test_the_pages():
-    assert PAGES == sorted(["mcd.1", CFG_PAGE, RECEPT_PAGE, "minicoredumper.8",
+    assert PAGES == sorted(["coreinject.1", "mcd.1", CFG_PAGE, RECEPT_PAGE, "minicoredumper.8",
                             "minicoredumper_regd.8", "minicoredumper_sockd.8",
                             "minicoredumper_trigger.8"])
 
@@ -57,7 +57,7 @@ def test_page_renders_without_warnings(page):
     for heading in ("NAME", "SYNOPSIS", "DESCRIPTION", "SEE ALSO"):
         assert re.search(r"^%s$" % heading, text, re.M), (page, heading)
     # every page it cites exists here or is a system page
-    ours = {p.rsplit(".", 1)[0] for p in PAGES} | {"coreinject"}
+    ours = {p.rsplit(".", 1)[0] for p in PAGES}
     cited = re.findall(r"(?<![\w.-])([\w.-]*minicoredumper[\w.-]*|mcd)\((\d)\)", text)
     assert cited and all(n in ours for n, _ in cited), cited
 
@@ -151,7 +151,7 @@ def test_config_page_has_every_key_with_its_default():
 
 
 DATA_FILES = {
-    "share/man/man1": ["mcd.1"],
+    "share/man/man1": ["coreinject.1", "mcd.1"],
     "share/man/man5": [CFG_PAGE, RECEPT_PAGE],
     "share/man/man8": ["minicoredumper.8", "minicoredumper_regd.8", "minicoredumper_sockd.8",
                        "minicoredumper_trigger.8"],
