@@ -21,6 +21,9 @@ from .elf import ELFCLASS32, ELFCLASS64, NT_386_TLS, NT_ARM_TLS, StructType
 # fault signals (_sigfault) its first member is void __user *si_addr.  The
 # NT_SIGINFO note holds the whole siginfo_t (128 bytes); this is its head.
 SIGINFO_FIELDS = ("signo", "errno", "code", "addr")
+# The same union for a signal a process sent (_kill: kill(2), tgkill(2),
+# sigqueue(3)): {pid_t si_pid; uid_t si_uid; ...}.
+SIGINFO_KILL_FIELDS = ("signo", "errno", "code", "pid", "uid")
 # arch/x86/include/uapi/asm/ldt.h (<asm/ldt.h>): struct user_desc {unsigned
 # int entry_number; unsigned int base_addr; unsigned int limit; unsigned int
 # seg_32bit:1, contents:2, ... (bit fields in one word: "flags" here);}.
@@ -32,8 +35,10 @@ USER_DESC_FIELDS = ("entry_number", "base_addr", "limit", "flags")
 ROBUST_LIST_HEAD_FIELDS = ("list", "futex_offset", "list_op_pending")
 
 _FORMATS = {
-    ELFCLASS64: {"siginfo": "iii4xQ", "user_desc": "IIII", "robust_list_head": "QqQ"},
-    ELFCLASS32: {"siginfo": "iiiI", "user_desc": "IIII", "robust_list_head": "IiI"},
+    ELFCLASS64: {"siginfo": "iii4xQ", "siginfo_kill": "iii4xiI", "user_desc": "IIII",
+                 "robust_list_head": "QqQ"},
+    ELFCLASS32: {"siginfo": "iiiI", "siginfo_kill": "iiiiI", "user_desc": "IIII",
+                 "robust_list_head": "IiI"},
 }
 
 # The signals whose default action dumps core (signal(7)), as number: (name,
@@ -53,6 +58,36 @@ SIGNALS = {
 }
 SIGNAL_NAMES = {n: name for n, (name, _) in SIGNALS.items()}
 FAULT_SIGNALS = frozenset(n for n, (_, fault) in SIGNALS.items() if fault)
+
+# si_code (include/uapi/asm-generic/siginfo.h): <= 0 (and SI_KERNEL) for any
+# signal, who raised it; > 0 the reason the kernel raised a fault signal.
+SI_CODES = {0: "SI_USER", 0x80: "SI_KERNEL", -1: "SI_QUEUE", -2: "SI_TIMER", -3: "SI_MESGQ",
+            -4: "SI_ASYNCIO", -5: "SI_SIGIO", -6: "SI_TKILL", -7: "SI_DETHREAD",
+            -8: "SI_ASYNCNL"}
+# The codes whose siginfo names the sender (_kill): kill(2), sigqueue(3), tgkill(2).
+SENDER_CODES = frozenset((0, -1, -6))
+FAULT_CODES = {
+    4: ("ILL_ILLOPC", "ILL_ILLOPN", "ILL_ILLADR", "ILL_ILLTRP", "ILL_PRVOPC", "ILL_PRVREG",
+        "ILL_COPROC", "ILL_BADSTK", "ILL_BADIADDR"),
+    5: ("TRAP_BRKPT", "TRAP_TRACE", "TRAP_BRANCH", "TRAP_HWBKPT", "TRAP_UNK", "TRAP_PERF"),
+    7: ("BUS_ADRALN", "BUS_ADRERR", "BUS_OBJERR", "BUS_MCEERR_AR", "BUS_MCEERR_AO"),
+    8: ("FPE_INTDIV", "FPE_INTOVF", "FPE_FLTDIV", "FPE_FLTOVF", "FPE_FLTUND", "FPE_FLTRES",
+        "FPE_FLTINV", "FPE_FLTSUB", None, None, None, None, None, "FPE_FLTUNK",
+        "FPE_CONDTRAP"),
+    11: ("SEGV_MAPERR", "SEGV_ACCERR", "SEGV_BNDERR", "SEGV_PKUERR", "SEGV_ACCADI",
+         "SEGV_ADIDERR", "SEGV_ADIPERR", "SEGV_MTEAERR", "SEGV_MTESERR", "SEGV_CPERR"),
+    31: ("SYS_SECCOMP", "SYS_USER_DISPATCH"),
+}
+
+
+def si_code_name(signo, code):
+    """The name of si_code for signal signo ("SEGV_MAPERR", "SI_USER"), or None."""
+    if code is None:
+        return None
+    if code > 0 and code != 0x80:
+        names = FAULT_CODES.get(signo, ())
+        return names[code - 1] if code <= len(names) else None
+    return SI_CODES.get(code)
 
 # fs/proc/base.c (lnames, proc_pid_limits): the row names of /proc/PID/limits,
 # in RLIMIT_* order (include/uapi/asm-generic/resource.h), each with its
@@ -76,6 +111,7 @@ class Structs:
         f = _FORMATS[layout.elfclass]
         bo = layout.byteorder
         self.siginfo = StructType(bo + f["siginfo"], SIGINFO_FIELDS)
+        self.siginfo_kill = StructType(bo + f["siginfo_kill"], SIGINFO_KILL_FIELDS)
         self.user_desc = StructType(bo + f["user_desc"], USER_DESC_FIELDS)
         self.robust_list_head = StructType(bo + f["robust_list_head"], ROBUST_LIST_HEAD_FIELDS)
 

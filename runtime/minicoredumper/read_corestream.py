@@ -56,6 +56,7 @@ class KernelCore:
         self.files = []  # NT_FILE entries: (start, end, page_offset, path)
         self.file_page_size = 4096
         self.siginfo = None  # (signo, code, fault address or None)
+        self.sender = None  # (pid, uid) of a process that sent the signal, or None
         self._decode_notes()
 
     def _decode_notes(self):
@@ -85,8 +86,13 @@ class KernelCore:
                 self._decode_files(desc)
             elif ntype == E.NT_SIGINFO and len(desc) >= K.siginfo.size:
                 si = K.siginfo.unpack(desc)
-                self.siginfo = (si.signo, si.code,
-                                si.addr if si.signo in linux.FAULT_SIGNALS else None)
+                # A fault address only where the kernel raised a fault signal (code > 0);
+                # for a signal sent by a process the union holds its pid and uid.
+                fault = si.signo in linux.FAULT_SIGNALS and 0 < si.code < 0x80
+                self.siginfo = (si.signo, si.code, si.addr if fault else None)
+                kill = (K.siginfo_kill.unpack(desc) if si.code in linux.SENDER_CODES
+                        and len(desc) >= K.siginfo_kill.size else None)
+                self.sender = (kill.pid, kill.uid) if kill else None
         if not self.threads:
             raise CoreFormatError("core has no NT_PRSTATUS note")
         if a.tp_note is not None:

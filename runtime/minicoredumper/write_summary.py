@@ -15,7 +15,7 @@ json module.
 import time
 
 from . import elf as E
-from .linux import SIGNAL_NAMES
+from .linux import SIGNAL_NAMES, si_code_name
 
 # What summary.json leaves out, group after group, while the budget cannot
 # hold it (docs/FORMATS.md §9): the smallest form is the identity of the
@@ -99,7 +99,10 @@ def build(kc, addresses, modules, arrival, exe, comm, cmdline, facts, dumped=Non
         "comm": comm, "cmdline": cmdline,
         "cgroup": facts["cgroup"], "unit": facts["unit"], "user_unit": facts["user_unit"],
         "arch": a.name, "signal": signo, "signal_name": SIGNAL_NAMES.get(signo, ""), "code": code,
+        "code_name": si_code_name(signo, code),
         "fault_address": "%#x" % addr if addr is not None else None,
+        "sender": ({"pid": kc.sender[0], "uid": kc.sender[1]} if kc.sender is not None
+                   else None),
         "registers": dict(zip(a.regs, ("%#x" % v for v in t.regs))),
         "frames": [{"pc": "%#x" % f[0], "how": f[1],
                     "module": mods.index(f[2]) if f[2] is not None else None,
@@ -150,10 +153,13 @@ def smallest_form(s):
 
 def text(s):
     """summary.txt: the few lines a person reads first."""
-    lines = ["%s (pid %s, uid %s, gid %s) killed by %s%s code %s%s" % (
+    sender = s.get("sender")
+    lines = ["%s (pid %s, uid %s, gid %s) killed by %s%s code %s%s%s%s" % (
         s["exe"] or s["comm"], s["pid"], s["uid"], s["gid"], s["signal_name"] or "signal",
         "" if s["signal_name"] else " %s" % s["signal"], s["code"],
-        ", fault address %s" % s["fault_address"] if s["fault_address"] else "")]
+        " (%s)" % s["code_name"] if s.get("code_name") else "",
+        ", fault address %s" % s["fault_address"] if s["fault_address"] else "",
+        ", sent by pid %s uid %s" % (sender["pid"], sender["uid"]) if sender else "")]
     where = ["on %s" % (s["hostname"] or "?"), "boot %s" % (s["boot_id"] or "?"),
              "Linux %s" % s["kernel"], _utc(s["time"])]
     if s["unit"]:

@@ -82,7 +82,7 @@ def test_summary(crasher, programs):
     assert mod["path"] == programs["crash3"] and len(mod["build_id"]) == 40
     assert s["dump"]["core"] == "core.xz" and s["dump"]["core_ranges"] > 0
     txt = open(os.path.join(d, "summary.txt")).read()
-    assert "killed by SIGSEGV code 1, fault address 0x0" in txt.splitlines()[0]
+    assert "killed by SIGSEGV code 1 (SEGV_MAPERR), fault address 0x0" in txt.splitlines()[0]
     assert FRAMES["crash3"][0] in txt and len(txt) <= 640
 
 

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import resource
+import signal
 import subprocess
 import time
 
@@ -381,3 +382,31 @@ def test_small_budgets_keep_summary_json_before_the_core(crasher, programs):
         assert "core.xz" in files or not had_core, kib
         had_core = "core.xz" in files
     assert had_core
+
+
+def test_a_signal_sent_by_a_process_names_the_sender_not_a_fault_address(crasher, tmp_path):
+    """kill(2) gives SIGSEGV si_code SI_USER and si_pid/si_uid where a fault has si_addr:
+    the summary names the sender and gives no fault address (Debian's own sleep)."""
+    base = crasher.configure({})
+    p = subprocess.Popen(["sleep", "30"], preexec_fn=lambda: resource.setrlimit(
+        resource.RLIMIT_CORE, (resource.RLIM_INFINITY,) * 2))
+    time.sleep(0.3)
+    os.kill(p.pid, signal.SIGSEGV)
+    assert p.wait(timeout=20) == -signal.SIGSEGV
+    crasher.wait_idle()
+    d = crasher.dump_of(base, p.pid)
+    s = summary(d)
+    assert (s["signal_name"], s["code"], s["code_name"]) == ("SIGSEGV", 0, "SI_USER")
+    assert s["fault_address"] is None
+    assert s["sender"] == {"pid": os.getpid(), "uid": os.getuid()}
+    first = open(os.path.join(d, "summary.txt")).readline()
+    assert "killed by SIGSEGV code 0 (SI_USER), sent by pid %d uid %d" % (
+        os.getpid(), os.getuid()) in first
+    assert "fault address" not in first
+
+
+def test_a_fault_has_its_code_named(crasher, programs):
+    d = crasher.crash([programs["crash3"]], {})
+    s = summary(d)
+    assert (s["code"], s["code_name"], s["fault_address"], s["sender"]) == (
+        1, "SEGV_MAPERR", "0x0", None)

@@ -571,7 +571,10 @@ def test_siginfo_and_tls_notes_read_through_the_tables(machine, elfclass):
     kc.notes.pop()
     kc.threads = []
     kc._decode_notes()
-    assert kc.siginfo == (11, -6, 0xdead0)
+    # SI_TKILL: sent by a process, so no fault address; the union is its pid and uid
+    assert kc.siginfo == (11, -6, None)
+    kw = K.siginfo_kill.unpack(si + bytes(128 - len(si)))
+    assert kc.sender == (kw.pid, kw.uid)
 
 
 def test_i386_thread_pointer_from_user_desc():

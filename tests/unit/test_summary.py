@@ -103,7 +103,8 @@ def _summary():
             "exe_build_id": "ab", "package": {"name": "x", "version": "1"}, "comm": "x",
             "cmdline": "/bin/x -v", "cgroup": "/", "unit": None, "user_unit": None,
             "arch": "x86_64", "signal": 11, "signal_name": "SIGSEGV", "code": 1,
-            "fault_address": "0x0", "registers": {"rip": "0x1"},
+            "code_name": "SEGV_MAPERR", "fault_address": "0x0", "sender": None,
+            "registers": {"rip": "0x1"},
             "frames": [{"pc": "0x1", "how": "pc", "module": 0, "offset": "0x1",
                         "symbol": "main"}],
             "modules": [{"path": "/bin/x", "build_id": "ab"}], "threads": 1,
@@ -124,7 +125,7 @@ def test_forms_leave_out_groups_and_keep_the_identity():
     assert len(forms) == len(W.LEAVE_OUT) + 1
     identity = {"pid", "tid", "uid", "gid", "time", "time_given", "hostname", "boot_id",
                 "exe", "exe_build_id", "comm", "signal", "signal_name", "code",
-                "fault_address", "frames", "modules", "left_out"}
+                "fault_address", "code_name", "sender", "frames", "modules", "left_out"}
     assert set(forms[-1]) == identity
     assert forms[-1]["frames"] == [{"pc": "0x1", "how": "pc", "module": 0, "offset": "0x1"}]
     for n, f in enumerate(forms[1:], 1):
