@@ -24,3 +24,4 @@ bench:
 	$(VPY) tests/bench/bench_live.py
 	$(VPY) tests/bench/bench_registered.py
 	$(VPY) tests/bench/bench_modes.py
+	$(VPY) tests/bench/bench_mappings.py

@@ -125,18 +125,34 @@ class KernelCore:
         out += [p + b"\0" for _, _, _, p in entries]
         return b"".join(out)
 
-    def load_for(self, addr):
-        """The kernel's PT_LOAD (a VMA) containing addr, or None (a binary search:
-        VMAs do not overlap and the kernel lists them in address order)."""
+    def _by_address(self):
+        """(PT_LOADs sorted by vaddr, their vaddrs), made once."""
         if self._starts is None:
             self._sorted = sorted(self.loads, key=lambda p: p.vaddr)
             self._starts = [p.vaddr for p in self._sorted]
-        i = bisect_right(self._starts, addr) - 1
-        if i >= 0:
-            p = self._sorted[i]
-            if addr < p.vaddr + p.memsz:
-                return p
+        return self._sorted, self._starts
+
+    def load_for(self, addr):
+        """The kernel's PT_LOAD (a VMA) containing addr, or None (a binary search:
+        VMAs do not overlap and the kernel lists them in address order)."""
+        loads, starts = self._by_address()
+        i = bisect_right(starts, addr) - 1
+        if i >= 0 and addr < loads[i].vaddr + loads[i].memsz:
+            return loads[i]
         return None
+
+    def loads_in(self, start, end):
+        """The kernel's PT_LOADs that overlap [start, end), in address order: a
+        binary search, then only the overlapping ones (one per VMA a file
+        mapping spans), so a check per mapping stays linear in the mappings."""
+        loads, starts = self._by_address()
+        i = max(0, bisect_right(starts, start) - 1)
+        out = []
+        while i < len(loads) and loads[i].vaddr < end:
+            if start < loads[i].vaddr + loads[i].memsz:
+                out.append(loads[i])
+            i += 1
+        return out
 
     @property
     def crashing_thread(self):

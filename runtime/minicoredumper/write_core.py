@@ -146,13 +146,12 @@ class CoreImage:
         dumps of every ELF mapping at file offset 0.
         """
         start, end, pgoff = entry[0], entry[1], entry[2]
-        for p in self.kc.loads:
-            if p.vaddr < end and start < p.vaddr + p.memsz:
-                if p.flags & E.PF_W:
-                    return True
-                if p.filesz and p.filesz == p.memsz and not (
-                        pgoff == 0 and p.filesz == self.kc.file_page_size):
-                    return True
+        for p in self.kc.loads_in(start, end):
+            if p.flags & E.PF_W:
+                return True
+            if p.filesz and p.filesz == p.memsz and not (
+                    pgoff == 0 and p.filesz == self.kc.file_page_size):
+                return True
         return False
 
     def _compact_phdrs(self, notes_off, notes_size):

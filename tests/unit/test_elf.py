@@ -620,3 +620,23 @@ def test_core_file_reads_our_cores_headers_and_sections(tmp_path, machine, elfcl
         assert [p.type for p in core.phdrs] == [E.PT_NOTE, E.PT_LOAD]
     finally:
         core.close()
+
+
+def test_loads_in_is_the_brute_force_overlap():
+    """KernelCore.loads_in (the binary search that keeps NT_FILE's per-mapping check
+    linear in the mappings) finds exactly the PT_LOADs a scan over all of them finds."""
+    import random
+    rng = random.Random(7)
+    loads, addr = [], 0x10000
+    for _ in range(300):
+        addr += rng.choice((0, 0x1000, 0x5000))
+        size = rng.choice((0x1000, 0x3000, 0x10000))
+        loads.append((addr, size, size if rng.random() < 0.5 else 0, E.PF_R))
+        addr += size
+    kc = _read_core(fake_kernel_core(EM_X86_64, E.ELFCLASS64, loads))
+    for _ in range(2000):
+        start = rng.randrange(0x8000, addr + 0x8000)
+        end = start + rng.choice((1, 0x1000, 0x20000, 0x200000))
+        brute = [p for p in sorted(kc.loads, key=lambda p: p.vaddr)
+                 if p.vaddr < end and start < p.vaddr + p.memsz]
+        assert kc.loads_in(start, end) == brute
