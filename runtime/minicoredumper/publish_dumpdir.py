@@ -17,9 +17,12 @@ PART = ".part."  # .<name>.part.<handler pid>: a directory under construction
 
 
 def safe_name(text, limit=64):
-    """A name usable as one path component."""
+    """A name usable as one path component that is not hidden: a leading "." (a
+    comm like ".hidden", or "..") gets a "_" before it, since names starting
+    with "." are this directory's own (.part directories, the rate-limit state)
+    and are not dumps to mcd or the storage policy."""
     out = "".join(c if c.isprintable() and c not in "/\\" else "_" for c in text[:limit])
-    return out if out.strip(".") else "_" + out
+    return "_" + out if out.startswith(".") or not out else out
 
 
 def dump_name(comm, timestamp, pid):

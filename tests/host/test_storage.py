@@ -2,6 +2,7 @@
 storage policy, rate limit, crash summary, privacy and the mcd verbs."""
 
 import json
+import shutil
 import os
 import random
 import subprocess
@@ -248,3 +249,18 @@ def test_mcd_list_info_extract_gdb_and_ids(crasher, programs, tmp_path):
     assert_frames(FRAMES["crash3"], frames(p.stdout))
     p = mcd("info", "--base-dir", base, "nosuchthing")
     assert p.returncode == 1 and "`mcd list` shows what there is" in p.stderr
+
+
+def test_a_comm_that_starts_with_a_dot_is_a_visible_dump(crasher, programs, tmp_path):
+    """A program called ".hidden" once gave a dump directory starting with ".", which mcd
+    and the storage policy take for the base_dir's own hidden files: it was never listed,
+    verified or counted."""
+    prog = tmp_path / ".hidden"
+    shutil.copy(programs["crash3"], prog)
+    base = crasher.configure({})
+    _, _, pid = crasher.run([str(prog)])
+    d = crasher.dump_of(base, pid)
+    assert os.path.basename(d).startswith("_.hidden.")
+    listed = json.loads(mcd("list", "--json", "--base-dir", base).stdout)
+    assert [r["pid"] for r in listed] == [pid]
+    assert mcd("verify", "--base-dir", base).returncode == 0
