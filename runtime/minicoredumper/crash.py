@@ -163,6 +163,9 @@ class Crash:
             try:
                 os.makedirs(base, 0o700)
                 self.log.info("created base_dir %s" % base)
+            except FileExistsError:
+                if not os.path.isdir(base):  # else made by a crash beside us (a storm)
+                    raise NotDumped("base_dir %s exists and is no directory" % base) from None
             except OSError as e:
                 raise NotDumped("base_dir %s cannot be created (%s)" % (base, e.strerror)) \
                     from None
@@ -170,7 +173,7 @@ class Crash:
         if cfg.storage_limits:  # imported only when there is a limit to keep
             from .decide_storage import StoragePolicy
             policy = StoragePolicy(cfg, self.log.info)
-            admitted, why = policy.admit(exe)
+            admitted, why = policy.admit(exe, self.deadline)
             if not admitted:  # nothing written, released at once
                 raise NotDumped(why, level="warning", status=0)
             if why:

@@ -16,6 +16,7 @@ import time
 
 
 RATE_FILE = ".rate-limit"
+LOCK_POLL = 0.005  # seconds between two tries of the rate-limit lock
 
 
 def _boot_id():
@@ -67,11 +68,14 @@ class StoragePolicy:
                 keep.append(ev)
         return keep
 
-    def admit(self, exe):
+    def admit(self, exe, deadline=None):
         """(True, "") or (False, why): may this executable dump now?  An
         admitted crash takes its place in the history at once, under a lock,
         so crashes arriving together cannot all slip through.  A refused one
-        writes nothing."""
+        writes nothing.  The lock is waited for until deadline (time.monotonic();
+        None: as long as it takes): a crash that cannot take its place in time
+        is refused, so a burst of crashes queued on the lock never keeps a
+        handler past its deadline."""
         if not self.rate:
             return True, ""
         try:
@@ -81,7 +85,9 @@ class StoragePolicy:
             # the caller logs why: a dump is worth more than a rate limit
             return True, "rate limit not checked: %s" % (e.strerror or e)
         try:
-            os.lockf(fd, os.F_LOCK, 0)
+            if not _lock(fd, deadline):
+                return False, ("rate limit not checked before the deadline (the rate-limit "
+                               "state stayed locked by other crashes)")
             self._history = None
             recent = self._recent(exe)
             if len(recent) >= self.rate["count"]:
@@ -143,3 +149,18 @@ class StoragePolicy:
             self.log("evicted %s (storage policy)" % dump.name)
         except OSError as e:
             self.log("could not evict %s: %s" % (dump.name, e.strerror or e))
+
+
+def _lock(fd, deadline):
+    """Take the POSIX lock on fd, waiting at most until deadline; True if taken."""
+    if deadline is None:
+        os.lockf(fd, os.F_LOCK, 0)
+        return True
+    while True:
+        try:
+            os.lockf(fd, os.F_TLOCK, 0)
+            return True
+        except (BlockingIOError, PermissionError):  # EAGAIN or EACCES: another holds it
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(LOCK_POLL)
