@@ -14,17 +14,17 @@ import marshal
 import os
 import time
 
+from .read_process import boot_id
+
 
 RATE_FILE = ".rate-limit"
 LOCK_POLL = 0.005  # seconds between two tries of the rate-limit lock
 
 
 def _boot_id():
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return ""  # no boot id: events compare by wall clock only
+    """This boot's id for the history ("" when there is none: events then compare
+    by wall clock only)."""
+    return boot_id() or ""
 
 
 class StoragePolicy:

@@ -3,6 +3,8 @@ proc/PID/ in the dump directory, per-task files, the cwd and fd links as text.""
 
 import os
 
+from .read_process import read_small
+
 PROC_FILES = ("cmdline", "environ", "io", "maps", "smaps", "stack", "stat", "statm", "status")
 TASK_FILES = ("io", "maps", "smaps", "stack", "stat", "statm")
 PROC_FILE_LIMIT = 4 << 20
@@ -13,13 +15,6 @@ def write_proc_info(dd, procdir, pid, omit_environ=False):
     (environ left out when the recept keeps the environment private).  What
     the process no longer has is left out; an error writing the dump (a full
     disk) is raised.  Link targets are bytes, as the kernel gives them."""
-    def read(src):
-        try:
-            with open(src, "rb") as f:
-                return f.read(PROC_FILE_LIMIT)
-        except OSError:
-            return None  # gone with the process, or not there on this kernel
-
     def readlink(path):
         try:
             return os.readlink(os.fsencode(path))
@@ -35,7 +30,7 @@ def write_proc_info(dd, procdir, pid, omit_environ=False):
     base = "proc/%d" % pid
     for name in PROC_FILES:
         if not (omit_environ and name == "environ"):
-            data = read("%s/%s" % (procdir, name))
+            data = read_small("%s/%s" % (procdir, name), PROC_FILE_LIMIT)
             if data is not None:
                 dd.write_file("%s/%s" % (base, name), data)
     cwd = readlink(procdir + "/cwd")
@@ -47,6 +42,6 @@ def write_proc_info(dd, procdir, pid, omit_environ=False):
                                           for fd, t in targets if t is not None))
     for tid in sorted((t for t in listdir(procdir + "/task") if t.isdigit()), key=int):
         for name in TASK_FILES:
-            data = read("%s/task/%s/%s" % (procdir, tid, name))
+            data = read_small("%s/task/%s/%s" % (procdir, tid, name), PROC_FILE_LIMIT)
             if data is not None:
                 dd.write_file("%s/task/%s/%s" % (base, tid, name), data)
