@@ -35,6 +35,9 @@ class DumpDir:
     """A dump directory under construction: files, their integrity record, and
     the rename that publishes it whole."""
 
+    live_dumps = True  # a live dumper may write into it beside the handler
+    room = 0  # no limit of its own: the recept's max_dump_size is the budget
+
     def __init__(self, base_dir, name):
         self.base_dir = base_dir
         self.name = name

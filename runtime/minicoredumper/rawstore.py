@@ -36,8 +36,9 @@ SEQ_HALF = 1 << 31
 DEFAULT_SLOT_SIZE = 4096
 
 
-class StoreError(Exception):
-    """A store that cannot be used: the device, its geometry, a record too big."""
+class StoreError(OSError):
+    """A store that cannot be used: the device, its geometry, a record too big
+    (an OSError, as the device's own errors are, with the message as its text)."""
 
 
 def newer(a, b):
