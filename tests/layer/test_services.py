@@ -24,7 +24,7 @@ import pytest
 from layertest import LAYER, need_tool, read
 
 FILES = os.path.join(LAYER, "recipes-core", "minicoredumper", "files")
-SCRIPTS = ["minicoredumper.init", "minicoredumper-regd.init"]
+SCRIPTS = ["minicoredumper.init", "minicoredumper-regd.init", "minicoredumper-store-import.init"]
 # Run on the target only (it crashes programs under the kernel's core_pattern): checked
 # here by shellcheck, run by the QEMU guests (tests/qemu).
 PTEST_SCRIPT = "run-ptest"
@@ -36,6 +36,21 @@ def test_shellcheck_init_scripts():
     proc = subprocess.run([shellcheck, "-s", "sh", *SCRIPTS, PTEST_SCRIPT], cwd=FILES,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_systemd_analyze_verify_store_import(tmp_path):
+    """The raw store's import unit, verified as the registry daemon's is (below)."""
+    analyze = need_tool("systemd-analyze", "systemd")
+    standin = tmp_path / "mcd"
+    standin.write_text("#!/bin/sh\nexit 0\n")
+    standin.chmod(0o755)
+    unit = tmp_path / "minicoredumper-store-import.service"
+    unit.write_text(read(os.path.join(FILES, "minicoredumper-store-import.service"))
+                    .replace("@BINDIR@", str(tmp_path)))
+    proc = subprocess.run([analyze, "verify", "--man=no", str(unit)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.returncode == 0, proc.stdout
+    assert [line for line in proc.stdout.splitlines() if str(tmp_path) in line] == []
 
 
 def test_systemd_analyze_verify(tmp_path):
@@ -96,7 +111,7 @@ class Tree:
         (self.procsys / "kernel" / "core_pipe_limit").write_text("0\n")
 
     def fill(self, text):
-        return (text.replace("@SBINDIR@", str(self.sbin))
+        return (text.replace("@SBINDIR@", str(self.sbin)).replace("@BINDIR@", str(self.sbin))
                 .replace("@SYSCONFDIR@", str(self.etc))
                 .replace("@SYSCTLDIR@", str(self.sysctldir))
                 .replace("@RUNDIR@", str(self.run))
@@ -197,3 +212,18 @@ def test_regd_script_starts_and_stops_the_daemon(tmp_path, shell):
                 os.kill(pid, 9)
             except ProcessLookupError:
                 pass
+
+
+def test_store_import_script_runs_mcd_store_import(tmp_path, shell):
+    t = Tree(tmp_path, shell)
+    script = t.install("minicoredumper-store-import.init", t.root / "store-import")
+    assert t(script, "start").returncode == 5, "no mcd installed"
+    mcd = t.sbin / "mcd"
+    said = t.root / "argv"
+    mcd.write_text("#!/bin/sh\necho \"$@\" > %s\nexit 3\n" % said)
+    mcd.chmod(0o755)
+    res = t(script, "start")
+    assert res.returncode == 3, res.stdout  # mcd's status is the script's
+    assert said.read_text() == "store import\n"
+    assert t(script, "stop").returncode == 0 and t(script, "status").returncode == 0
+    assert t(script, "bogus").returncode == 2
