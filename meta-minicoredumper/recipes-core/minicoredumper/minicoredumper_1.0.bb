@@ -44,6 +44,7 @@ MINICOREDUMPER_PKGDIR = "${PYTHON_SITEPACKAGES_DIR}/minicoredumper"
 MINICOREDUMPER_STORE_DEVICE ?= ""
 MINICOREDUMPER_STORE_SLOT_SIZE ?= "0"
 MINICOREDUMPER_STORE_SLOTS ?= "0"
+# nooelint: oelint.vars.mispell.unknown - our own variable (not a misspelt oe-core one)
 MINICOREDUMPER_STORE_IMPORT ?= "0"
 
 do_install() {
