@@ -155,3 +155,11 @@ def test_a_slot_too_small_for_a_core_still_keeps_the_summary(crasher, programs, 
         files = dict(R.unpack_payload(payload)[1])
     assert "summary.txt" in files and "core.xz" not in files, (sorted(files), handler_log(pid))
     assert len(payload) <= s.room == 512 - 48
+
+
+def test_a_store_that_cannot_be_opened_gives_one_log_line(crasher, programs, tmp_path):
+    device = str(tmp_path / "missing.img")
+    base, pid = crash_into_store(crasher, programs["crash3"], device, tmp_path)
+    assert not os.path.exists(base) and not os.path.exists(device)
+    assert any("not dumped: raw store %s: No such file or directory" % device in line
+               for line in handler_log(pid)), handler_log(pid)
