@@ -2,7 +2,8 @@
 
 Everything that differs between the guests is here: the Debian architecture and its
 GNU triplet, the kernel package, the cross compiler and the C library it links against,
-how QEMU boots it and which kernel modules the init script loads.
+how QEMU boots it, which kernel modules the init script loads and which ones the raw
+store's job loads itself (store_modules).
 """
 
 import os
@@ -29,6 +30,7 @@ ARCHS = {
         "console": "ttyS0",
         "disk_device": "virtio-blk-pci",
         "modules": ["virtio_pci", "virtio_blk"],
+        "store_modules": [],  # the cloud kernel has no MTD
         "gdb_arch": "i386:x86-64",
         "elf_machine": "EM_X86_64",
     },
@@ -44,6 +46,8 @@ ARCHS = {
         "console": "ttyAMA0",
         "disk_device": "virtio-blk-device",
         "modules": ["virtio_mmio", "virtio_blk"],
+        # in the image, loaded by the raw store's job: a simulated NAND flash
+        "store_modules": ["nandsim"],
         "gdb_arch": "arm",
         "elf_machine": "EM_ARM",
     },
@@ -58,6 +62,7 @@ ARCHS = {
         "console": "ttyAMA0",
         "disk_device": "virtio-blk-device",
         "modules": ["virtio_mmio", "virtio_blk"],
+        "store_modules": [],  # the cloud kernel has no MTD
         "gdb_arch": "aarch64",
         "elf_machine": "EM_AARCH64",
     },
