@@ -149,8 +149,13 @@ def test_crash_reboot_import_and_backtrace(store_guest, tmp_path):
     assert [(l[1], l[3]) for l in lines] == [(p, "dumped=1") for p in PROGRAMS], lines
     records, _ = host_records(g.store)
     assert sorted(s for _, s in records) == [0, 1, 2]
+    sizes = []
     for payload in records.values():
         assert len(payload) <= SLOT - 48
+        name, files = R.unpack_payload(payload)
+        sizes.append("%s: %d (%s)" % (name.split(".")[0], len(payload),
+                                      ", ".join("%s %d" % (r, len(d)) for r, d in files)))
+    print("%s records: %s" % (g.arch, "; ".join(sorted(sizes))))
     res = g.boot("import")
     with open(os.path.join(res, "import.txt")) as f:
         text = f.read()
