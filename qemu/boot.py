@@ -46,11 +46,20 @@ def make_job(path, job, script="run.sh"):
         f.write(data + b"\0" * ((1 << 20) - len(data) % (1 << 20)))
 
 
-def qemu_command(arch, image_dir, job_img, results_img, console, drives=()):
-    """QEMU's argv; drives: more (serial, raw image path) disks (the raw store's)."""
+def qemu_command(arch, image_dir, job_img, results_img, console, drives=(), eeprom=None):
+    """QEMU's argv; drives: more (serial, raw image path) disks (the raw store's);
+    eeprom: an EEPROM's image file, on the arch's eeprom machine (guests.py)."""
     a = ARCHS[arch]
     append = "console=%s panic=-1 quiet loglevel=4" % a["console"]
-    cmd = [a["qemu"], *a["machine"], "-accel", "tcg", "-smp", "1", "-m", "512",
+    machine = a["machine"]
+    if eeprom:
+        e = a["eeprom"]
+        machine = e["machine"] + [
+            "-dtb", os.path.join(image_dir, e["dtb"]),
+            "-drive", "file=%s,format=raw,if=none,id=mcdeeprom" % eeprom,
+            "-device", "at24c-eeprom,address=%#x,rom-size=%d,drive=mcdeeprom"
+            % (e["address"], e["bytes"])]
+    cmd = [a["qemu"], *machine, "-accel", "tcg", "-smp", "1", "-m", "512",
            "-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
            "-monitor", "none", "-serial", "file:" + console, "-nic", "none",
            "-kernel", os.path.join(image_dir, "vmlinuz"),
@@ -68,10 +77,10 @@ def qemu_command(arch, image_dir, job_img, results_img, console, drives=()):
 
 
 def boot(arch, outdir, image_dir=None, timeout=DEFAULT_TIMEOUT, script="run.sh", drives=(),
-         job_extra=None):
+         job_extra=None, eeprom=None):
     """Boot once; returns the boot record (also written to OUTDIR/boot.json).
     script: the job (qemu/guest/SCRIPT); drives: more (serial, raw image) disks;
-    job_extra: more keys for job.json."""
+    job_extra: more keys for job.json; eeprom: an EEPROM image (qemu_command)."""
     image_dir = image_dir or os.path.join(cache_dir(), "images", arch)
     if os.path.exists(outdir):
         shutil.rmtree(outdir)
@@ -86,7 +95,7 @@ def boot(arch, outdir, image_dir=None, timeout=DEFAULT_TIMEOUT, script="run.sh",
     with open(results_img, "wb") as f:
         f.truncate(RESULTS_DISK_MB << 20)
     console = os.path.join(outdir, "console.log")
-    cmd = qemu_command(arch, image_dir, job_img, results_img, console, drives)
+    cmd = qemu_command(arch, image_dir, job_img, results_img, console, drives, eeprom)
     record = {"arch": arch, "command": cmd, "job_id": job["id"], "timeout": timeout}
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -137,7 +137,8 @@ def kernel_stage(arch, deb):
     modules.builtin says which wanted drivers need no module at all."""
     stage = os.path.join(cache_dir(), "stage", arch, "kernel-" + os.path.basename(deb)[:-4])
     info_path = os.path.join(stage, "info.json")
-    every = ARCHS[arch]["modules"] + ARCHS[arch]["store_modules"]
+    every = ARCHS[arch]["modules"] + ARCHS[arch]["store_modules"] + [
+        e["dtb"] for e in [ARCHS[arch].get("eeprom")] if e]  # a new one: stage again
     if os.path.exists(info_path):
         with open(info_path) as f:
             info = json.load(f)
@@ -146,19 +147,24 @@ def kernel_stage(arch, deb):
     if os.path.exists(stage):
         shutil.rmtree(stage)
     os.makedirs(stage)
-    wanted = set(every)
+    wanted = set(ARCHS[arch]["modules"] + ARCHS[arch]["store_modules"])
+    # the device tree of the eeprom machine (guests.py), if the arch has one
+    dtbs = tuple("/" + e["dtb"] for e in [ARCHS[arch].get("eeprom")] if e)
     meta, kos = {}, {}
     # Pass 1: the kernel, the module lists, and every module whose name may be wanted
     # (the wanted ones and those in the same directories: their usual dependencies).
     dirs = ("/kernel/drivers/virtio/", "/kernel/drivers/block/")
     for m, data in debfetch.stream_members(
-            deb, lambda n: n.startswith("./boot/vmlinuz-") or n.endswith(
+            deb, lambda n: n.startswith("./boot/vmlinuz-") or n.endswith(dtbs) or n.endswith(
                 ("/modules.order", "/modules.builtin")) or (n.endswith(".ko") and any(d in n for d in dirs))):
         if data is None:
             continue
         if m.name.startswith("./boot/vmlinuz-"):
             meta["release"] = m.name[len("./boot/vmlinuz-"):]
             with open(os.path.join(stage, "vmlinuz"), "wb") as f:
+                f.write(data)
+        elif m.name.endswith(dtbs):
+            with open(os.path.join(stage, os.path.basename(m.name)), "wb") as f:
                 f.write(data)
         elif m.name.endswith(".ko"):
             kos[m.name.split("/kernel/", 1)[1]] = data
@@ -230,6 +236,9 @@ def kernel_and_modules(arch, deb, rootfs, outdir):
     raw store's job)."""
     stage, info = kernel_stage(arch, deb)
     shutil.copy(os.path.join(stage, "vmlinuz"), os.path.join(outdir, "vmlinuz"))
+    eeprom = ARCHS[arch].get("eeprom")
+    if eeprom:
+        shutil.copy(os.path.join(stage, eeprom["dtb"]), os.path.join(outdir, eeprom["dtb"]))
     moddir = os.path.join(rootfs, "usr/lib/modules", info["release"])
     for path in info["load_order"] + info["store_load_order"]:
         copy_into(os.path.join(stage, "modules", path), moddir, path)

@@ -46,8 +46,17 @@ ARCHS = {
         "console": "ttyAMA0",
         "disk_device": "virtio-blk-device",
         "modules": ["virtio_mmio", "virtio_blk"],
-        # in the image, loaded by the raw store's job: a simulated NAND flash
-        "store_modules": ["nandsim"],
+        # in the image, loaded by the raw store's job: a simulated NAND flash, and the
+        # I2C controller and EEPROM driver of the eeprom machine
+        "store_modules": ["nandsim", "i2c_versatile", "at24"],
+        # An emulated I2C EEPROM for the raw store: `virt` has no I2C bus; vexpress-a15
+        # has the motherboard's versatile I2C controller (the DVI bus, at 0x1c160000,
+        # with QEMU's DDC device at 0x50), which the kernel's vexpress device tree names;
+        # the EEPROM (QEMU's at24c-eeprom, 8 KiB, backed by an image file) sits at 0x57
+        # and is made known to Linux through the bus's new_device.
+        "eeprom": {"machine": ["-M", "vexpress-a15", "-cpu", "cortex-a15"],
+                   "dtb": "vexpress-v2p-ca15-tc1.dtb", "address": 0x57, "bytes": 8192,
+                   "model": "24c64"},
         "gdb_arch": "arm",
         "elf_machine": "EM_ARM",
     },
