@@ -23,8 +23,6 @@ class RawDump:
         self.store = Store(store["device"], store.get("slot_size", 0), store.get("slots", 0),
                            write=True)
         self.name = name
-        self.path = None  # no directory
-        self.final = store["device"]
         self.files = []
         self.records = {}  # rel -> (size, crc32), as DumpDir's
         self.room = self.store.room - entry_size("", len(name.encode("utf-8",
@@ -34,9 +32,6 @@ class RawDump:
         data = bytes(data)
         self.files.append((rel, data))
         self.records[rel] = (len(data), zlib.crc32(data))
-
-    def size(self):
-        return sum(n for n, _ in self.records.values())
 
     def publish(self):
         """Write the record (StoreError if it does not fit a slot, OSError from
@@ -48,8 +43,7 @@ class RawDump:
             slot, seq = self.store.write(pack_payload(self.name, files))
         finally:
             self.store.close()
-        self.final = "%s slot %d record %d" % (self.store.device, slot, seq)
-        return self.final
+        return "%s slot %d record %d" % (self.store.device, slot, seq)
 
     def discard(self):
         """Nothing was written: the store is left as it is."""

@@ -38,37 +38,24 @@ def test_shellcheck_init_scripts():
     assert proc.returncode == 0, proc.stdout
 
 
-def test_systemd_analyze_verify_store_import(tmp_path):
-    """The raw store's import unit, verified as the registry daemon's is (below)."""
+@pytest.mark.parametrize("unit_name, placeholder, program", [
+    ("minicoredumper-regd.service", "@SBINDIR@", "minicoredumper_regd"),
+    ("minicoredumper-store-import.service", "@BINDIR@", "mcd")])
+def test_systemd_analyze_verify(tmp_path, unit_name, placeholder, program):
+    """verify refuses a unit whose ExecStart binary is missing, and the programs are not
+    installed on this host: so each unit is verified as a copy whose @SBINDIR@ or
+    @BINDIR@ is a scratch directory holding an executable stand-in. --man=no:
+    Documentation= names a man page that needs not be installed here. Warnings count as
+    failures. A transaction for this unit alone never queues basic.target, so an
+    ordering cycle through it cannot show here: test_systemd_boot.py verifies the boot."""
     analyze = need_tool("systemd-analyze", "systemd")
-    standin = tmp_path / "mcd"
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    standin = bindir / program
     standin.write_text("#!/bin/sh\nexit 0\n")
     standin.chmod(0o755)
-    unit = tmp_path / "minicoredumper-store-import.service"
-    unit.write_text(read(os.path.join(FILES, "minicoredumper-store-import.service"))
-                    .replace("@BINDIR@", str(tmp_path)))
-    proc = subprocess.run([analyze, "verify", "--man=no", str(unit)],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.returncode == 0, proc.stdout
-    assert [line for line in proc.stdout.splitlines() if str(tmp_path) in line] == []
-
-
-def test_systemd_analyze_verify(tmp_path):
-    """verify refuses a unit whose ExecStart binary is missing, and the daemon is not
-    installed on this host: so the unit is verified as a copy whose @SBINDIR@ is a
-    scratch directory holding an executable stand-in. --man=no: Documentation= names a
-    man page that needs not be installed here. Warnings count as failures. A transaction
-    for this unit alone never queues basic.target, so an ordering cycle through it cannot
-    show here: test_systemd_boot.py verifies the boot."""
-    analyze = need_tool("systemd-analyze", "systemd")
-    sbin = tmp_path / "sbin"
-    sbin.mkdir()
-    standin = sbin / "minicoredumper_regd"
-    standin.write_text("#!/bin/sh\nexit 0\n")
-    standin.chmod(0o755)
-    unit = tmp_path / "minicoredumper-regd.service"
-    unit.write_text(read(os.path.join(FILES, "minicoredumper-regd.service"))
-                    .replace("@SBINDIR@", str(sbin)))
+    unit = tmp_path / unit_name
+    unit.write_text(read(os.path.join(FILES, unit_name)).replace(placeholder, str(bindir)))
     proc = subprocess.run([analyze, "verify", "--man=no", str(unit)],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.returncode == 0, proc.stdout
