@@ -16,7 +16,8 @@ import sys
 from . import __version__, elf as E
 from .files import iter_exact
 from .tool_corefile import CoreFile, parse_symbol_map
-from .write_core import _align, dumplist_note, tail_bytes
+from .write_core import (_align, cover_start, dumplist_note, section_fields, tail_bytes,
+                         tail_layout)
 from .read_corestream import CoreFormatError
 
 CHUNK = 64 << 10
@@ -105,7 +106,8 @@ def _rewrite_tail(core, appended, injected):
     f = core.f
     old_notes = core.dumplist_notes()
     dl = core.sections.get(E.DUMPLIST_SECTION)
-    # Our cores end with dumplist, .shstrtab and section headers: rebuild them.
+    # Our cores (and the original's) end with the dumplist, .shstrtab and the
+    # section headers: rebuild them.
     pos = dl.offset if dl is not None and dl.offset >= max(
         [p.offset + p.filesz for p in core.phdrs] + [0]) else core.size
     f.truncate(pos)
@@ -127,12 +129,10 @@ def _rewrite_tail(core, appended, injected):
     dumplist_off = _align(pos, 4)
     notes = old_notes + dumplist_note(L, injected)
     f.seek(dumplist_off)
-    tail = tail_bytes(L, dumplist_off, notes)
-    f.write(tail)
-    shoff = dumplist_off + len(tail) - 3 * L.shdr.size
+    _, shoff, _ = tail_layout(L, dumplist_off, len(notes))
+    f.write(tail_bytes(L, cover_start(ehdr), dumplist_off, notes))
     f.seek(0)
-    f.write(L.ehdr.pack(ehdr.replace(shoff=shoff, shnum=3, shstrndx=2,
-                                     shentsize=L.shdr.size)))
+    f.write(L.ehdr.pack(section_fields(L, ehdr, shoff)))
     f.flush()
     os.fsync(f.fileno())
 
