@@ -101,6 +101,22 @@ def test_original_library_under_our_handler(crasher, mycrasher_original):
     assert '"my string"' in gdb(mycrasher_original, os.path.join(d, "core"), "print s")
 
 
+def _readers_agree(core):
+    """readelf, eu-readelf and pyelftools read the core without a warning: our
+    four sections, and the notes of its PT_NOTE."""
+    for tool in (["readelf", "-a", "-W"], ["eu-readelf", "-a"]):
+        r = subprocess.run(tool + [core], capture_output=True, text=True)
+        assert r.returncode == 0 and "warning" not in (r.stdout + r.stderr).lower(), r.stderr
+    from elftools.elf.elffile import ELFFile
+    with open(core, "rb") as f:
+        elf = ELFFile(f)
+        assert [s.name for s in elf.iter_sections()] == [
+            "", E.DUMPLIST_SECTION.decode(), ".shstrtab", E.COVER_SECTION.decode()]
+        notes = [n["n_type"] for seg in elf.iter_segments() if seg["p_type"] == "PT_NOTE"
+                 for n in seg.iter_notes()]
+        assert notes[0] == "NT_PRSTATUS" and "NT_FILE" in notes
+
+
 def _rest_unchanged(before, after, lo, hi, injected=()):
     """The bytes [lo, hi) of two versions of a core are the same, but for the
     (offset, size) ranges injected."""
@@ -157,9 +173,7 @@ def test_original_coreinject_on_our_cores(crasher, programs, original, tmp_path,
         assert pairs[-1][1] == 4 and int(line.split()[1], 16) == pairs[-1][0]
     finally:
         c.close()
-    for tool in (["readelf", "-a", "-W"], ["eu-readelf", "-a"]):
-        r = subprocess.run(tool + [core], capture_output=True, text=True)
-        assert r.returncode == 0 and "warning" not in (r.stdout + r.stderr).lower(), r.stderr
+    _readers_agree(core)
 
 
 def test_our_coreinject_on_the_originals_dump(crasher, programs, original, tmp_path):
@@ -190,3 +204,34 @@ def test_our_coreinject_on_the_originals_dump(crasher, programs, original, tmp_p
     assert p.returncode == 0, p.stdout + p.stderr
     assert_frames(FRAMES["mycrasher"], backtrace(exe, core))
     assert "$1 = 42" in gdb(exe, core, "print *i")
+
+
+def test_original_coreinject_after_ours_on_a_compact_core(crasher, programs, original,
+                                                         tmp_path):
+    """Our coreinject adds a segment to a compact core and keeps the program header
+    table right after the ELF header (the notes move to the end): the original's
+    coreinject, which zeroes whatever lies between the two, keeps the core whole."""
+    exe = programs["mycrasher"]
+    d = crasher.crash([exe], {})
+    pid = d.rsplit(".", 1)[1]
+    core = str(tmp_path / "core")
+    shutil.copy(os.path.join(d, "core"), core)
+    argv = [core, os.path.join(d, "symbol.map"), os.path.join(d, "dumps", pid, "i.bin")]
+    p = subprocess.run([sys.executable, "-m", "minicoredumper.cmd_coreinject"] + argv,
+                       capture_output=True, text=True, env=ENV)
+    assert p.returncode == 0, p.stderr
+    c = CoreFile(core)
+    try:
+        assert c.ehdr.phoff == c.ehdr.ehsize
+        assert len(c.loads) == len([p for p in c.phdrs if p.type == E.PT_LOAD])
+    finally:
+        c.close()
+    assert "$1 = 42" in gdb(exe, core, "print *i")
+    _readers_agree(core)
+    p = subprocess.run([os.path.join(original, "bin", "coreinject")] + argv,
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert_frames(FRAMES["mycrasher"], backtrace(exe, core))
+    out = gdb(exe, core, "print *i", "print s")
+    assert "$1 = 42" in out and '"my string"' in out
+    _readers_agree(core)
