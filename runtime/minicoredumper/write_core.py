@@ -21,9 +21,8 @@ chunks; a range that turns out unreadable (or is cut by the deadline) is padded
 with zeros and the dumplist note records only what was really read.
 """
 
-from bisect import bisect_right
-
 from . import elf as E
+from .read_process import bisect_right  # the C function, imported there once
 
 CHUNK = 64 << 10
 # Which notes a compact core keeps: all, the crashing thread's, or only what
