@@ -47,7 +47,7 @@ class ReadBudget:
     that it is spent."""
 
     def __init__(self, limit=MAX_READ, deadline=None, warn=None):
-        self.left = limit
+        self.limit = self.left = limit
         self.deadline = deadline
         self.warn = warn or (lambda message: None)
         self.spent = None  # why no more is read
@@ -58,7 +58,7 @@ class ReadBudget:
             if self.deadline is not None and time.monotonic() > self.deadline:
                 self.spent = "the deadline passed"
             elif n > self.left:
-                self.spent = "%d MiB were read" % ((MAX_READ - self.left) >> 20)
+                self.spent = "the %d-byte cap was reached" % self.limit
             if self.spent is not None:
                 self.warn("reads of mapped files (symbols) stopped: %s" % self.spent)
                 return False
@@ -150,6 +150,16 @@ class Modules(list):
         list.__init__(self)
         self.budget = budget
         self.files = {}  # (dev, ino) -> MappedFile or None
+        self._exe = None
+
+    def exe_path(self, procdir):
+        """readlink(/proc/PID/exe) (which asks nothing of the file), once."""
+        if self._exe is None:
+            try:
+                self._exe = os.readlink(procdir + "/exe")
+            except OSError:
+                self._exe = ""  # gone or unreadable: no mapping is the exe
+        return self._exe
 
     def close(self):
         for f in self.files.values():
@@ -243,8 +253,9 @@ def _open_file(modules, procdir, mapping):
         return None
     name = mapping.path
     f = open_mapped("%s/map_files/%x-%x" % (procdir, mapping.start, mapping.end),
-                    mapping.inode, modules.budget, name) or \
-        open_mapped(procdir + "/exe", mapping.inode, modules.budget, name)
+                    mapping.inode, modules.budget, name)
+    if f is None and name == modules.exe_path(procdir):  # no map_files: the exe at least
+        f = open_mapped(procdir + "/exe", mapping.inode, modules.budget, name)
     modules.files[key] = f
     return f
 
