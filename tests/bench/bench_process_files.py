@@ -117,8 +117,7 @@ def main():
                     results.append(crash(c, [progs["procfiles"], "map", m.path], recept,
                                          before_crash=m.freeze, abort=m.close))
                 finally:
-                    if not m.stopping.is_set():
-                        m.close()
+                    m.close()
             report("FUSE mapping, daemon stopped answering", results)
     finally:
         c.restore()

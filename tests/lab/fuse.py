@@ -77,7 +77,9 @@ class FuseMount:
         self.frozen.set()
 
     def close(self):
-        """Abort the connection (what waits for it fails) and unmount."""
+        """Abort the connection (what waits for it fails) and unmount (once)."""
+        if self.stopping.is_set():
+            return
         self.stopping.set()
         self.libc.umount2(self.mountpoint.encode(), MNT_FORCE)  # aborts the connection
         self.libc.umount2(self.mountpoint.encode(), MNT_DETACH)
