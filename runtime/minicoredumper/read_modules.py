@@ -35,7 +35,7 @@ from . import elf as E
 MAX_PHNUM_IN_MEMORY = 256
 CHUNK = 64 << 10
 E_PAGE = 4096
-MAX_FILES = 128  # mapped files kept open per process (the same file once)
+MAX_FILES = 512  # mapped files kept open per process (the same file once)
 MAX_TABLE = 64 << 20  # bytes of one symbol or string table, beyond: no symbols from it
 MAX_FILE_READ = 96 << 20  # bytes read from one file per crash
 MAX_READ = 256 << 20  # bytes read from all mapped files per crash
