@@ -159,3 +159,23 @@ def test_unreadable_pages_are_skipped_and_the_rest_kept(tmp_path):
 
 def test_mapping_dataclass_default_device():
     assert Mapping(0, 1, "r--p", 0, 0, "").dev == (0, 0)
+
+
+def test_modules_files_are_the_mapped_files_once_each_and_closed():
+    """find_modules on this very process: every module with a file has the
+    file of its mapping (same inode), one fd per file, all closed by close()."""
+    from minicoredumper.read_modules import find_modules
+    with Process(os.getpid()) as proc:
+        modules = find_modules(proc, proc.mem)
+        with_files = [m for m in modules if m.file is not None]
+        assert with_files and all(m.file.pread(0, 4) == b"\x7fELF" for m in with_files)
+        by_start = {mp.start: mp for mp in proc.maps}
+        for m in with_files:
+            assert m.file.ino == by_start[m.base].inode
+        fds = [f.fd for f in modules.files.values() if f is not None]
+        assert len(fds) == len({(by_start[m.base].dev, m.file.ino) for m in with_files})
+        assert os.readlink("/proc/self/fd/%d" % fds[0]) == with_files[0].path
+        modules.close()
+        for fd in fds:
+            with pytest.raises(OSError):
+                os.fstat(fd)
