@@ -302,6 +302,7 @@ class Process:
         self.pidfd = pidfd
         self.dir = "%s/%d" % (proc_root, pid)
         self._maps = None
+        self._mount_tables = None
         self.mem = None
         if not self.check_identity():
             raise ProcessGone("PID %d is not the process of pidfd %d" % (pid, pidfd))
@@ -335,14 +336,17 @@ class Process:
         (stalling_mappings: through the process's mount table, then ours)
         and where all mappings are.  Called when the process is opened, and
         by a live dump once the process is stopped (its mappings may have
-        changed since)."""
+        changed since; the mount tables are not read again: a device mounted
+        since is in none of them, and counts as stalling when anonymous)."""
         self._maps = None
-        tables = []
-        for path in (self.dir + "/mountinfo", "/proc/self/mountinfo"):
-            raw = read_small(path, MAX_MOUNTINFO)
-            if raw is not None:
-                tables.append(raw.decode("utf-8", "replace"))
-        self.mem.guard(self.maps, stalling_mappings(self.maps, tables), self.dir + "/pagemap")
+        if self._mount_tables is None:
+            self._mount_tables = []
+            for path in (self.dir + "/mountinfo", "/proc/self/mountinfo"):
+                raw = read_small(path, MAX_MOUNTINFO)
+                if raw is not None:
+                    self._mount_tables.append(raw.decode("utf-8", "replace"))
+        self.mem.guard(self.maps, stalling_mappings(self.maps, self._mount_tables),
+                       self.dir + "/pagemap")
 
     def exe(self):
         try:
