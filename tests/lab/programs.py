@@ -19,6 +19,9 @@ BUILDS = {
     "bigheap": ["gcc", "-g", "-O0", "bigheap.c"],
     "robust": ["gcc", "-g", "-O0", "-pthread", "robust.c"],
     "secret": ["gcc", "-g", "-O0", "secret.c"],
+    "overflow": ["gcc", "-g", "-O0", "-pthread", "overflow.c"],
+    "altstack": ["gcc", "-g", "-O0", "altstack.c"],
+    "altstack_i386": ["i686-linux-gnu-gcc", "-static", "-g", "-O0", "altstack.c"],
 }
 # Programs linked with libminicoredumper (built into outdir/lib first).
 LINKED = {
