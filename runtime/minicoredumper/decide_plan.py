@@ -19,7 +19,7 @@ PRIO_THREADS = 3       # other threads
 PRIO_DATA = 4          # buffers, maps, registered data
 
 TOP_OF_STACK = 2048
-MAX_FRAME_RECORDS = 16
+MAX_FRAME_RECORDS = 8
 MAX_LINK_MAPS = 1024
 MAX_ROBUST = 1024
 PTHREAD_DESC_SIZE = 4096
