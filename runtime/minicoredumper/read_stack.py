@@ -159,7 +159,7 @@ def _sigcontexts(kc, mem, raw, base, anchor, check):
 
 def _context(kc, sc, address, check):
     """The Interrupted in the bytes sc of a struct sigcontext at address, or None
-    when a check fails, its PC is not in code [(start, end)] or its SP on no stack."""
+    when a check fails, its PC is not in executable memory or its SP on no stack."""
     sf = kc.arch.sigframe
     for o, n, want in check:
         if sc[o:o + n] != want:

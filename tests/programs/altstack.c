@@ -13,14 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include "crashstamp.h"
+#include "overflowing.h"
 
 #define ALTSTACK_SIZE (256 << 10)
-#define FRAME 16384
 
 static volatile int sink;
-static volatile int stop = -1; /* never reached: the recursion is unbounded */
 static int overflow;
 
 static void handler(int sig, siginfo_t *si, void *uc)
@@ -29,17 +27,6 @@ static void handler(int sig, siginfo_t *si, void *uc)
 	(void)si;
 	(void)uc;
 	abort();
-}
-
-__attribute__((noinline)) static int recurse(int depth)
-{
-	volatile char buf[FRAME];
-
-	if (depth == stop)
-		return 0;
-	buf[0] = (char)depth;
-	buf[FRAME - 1] = (char)depth;
-	return recurse(depth + 1) + buf[FRAME / 2];
 }
 
 __attribute__((noinline)) static void level3(int *p)

@@ -13,28 +13,14 @@
 #include <string.h>
 #include <sys/resource.h>
 #include "crashstamp.h"
-
-#define FRAME 16384
+#include "overflowing.h"
 
 static volatile int sink;
-static volatile int stop = -1; /* never reached: the recursion is unbounded */
-
-__attribute__((noinline)) static int recurse(int depth)
-{
-	volatile char buf[FRAME];
-
-	if (depth == stop)
-		return 0;
-	buf[0] = (char)depth;
-	buf[FRAME - 1] = (char)depth;
-	if (depth == 1)
-		stamp();
-	return recurse(depth + 1) + buf[FRAME / 2];
-}
 
 static void *thread_main(void *arg)
 {
 	(void)arg;
+	stamp();
 	sink = recurse(1);
 	return NULL;
 }
@@ -57,6 +43,7 @@ int main(int argc, char **argv)
 	}
 	rl.rlim_cur = rl.rlim_max = 1 << 20;
 	setrlimit(RLIMIT_STACK, &rl); /* the main stack grows up to this */
+	stamp();
 	sink = recurse(1);
 	return 1;
 }
