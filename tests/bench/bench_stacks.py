@@ -5,8 +5,11 @@ the frames gdb gets from our core, per program and recept (not part of `make tes
     python3 tests/bench/bench_stacks.py [--runs N] [--runtime DIR]
 
 --runtime DIR measures another checkout's runtime (e.g. main's, for a before/after
-figure) with this checkout's programs.  Needs root; restores core_pattern (through
-lab.crash's lock).
+figure) with this checkout's programs.  Then, with this checkout's runtime, what the
+search for signal frames (read_stack.interrupted_contexts) costs on the kernel's own
+core of the 3-deep crash and of the sigaltstack handler: the work the handler does
+for every crash that it did not do before.  Needs root; restores core_pattern
+(through lab.crash's lock).
 """
 
 import argparse
@@ -74,6 +77,54 @@ def main():
         print("| %s | %s | %.0f (%d-%d) | %d B | %d |" % r)
     print("\nruntime %s, %d runs, kernel %s, %d CPUs" % (args.runtime, args.runs,
                                                       os.uname().release, os.cpu_count()))
+    search_cost(c, programs)
+
+
+class CoreMemory:
+    """A process's memory as a kernel core file holds it (its PT_LOADs' data)."""
+
+    def __init__(self, path, kc):
+        self.f = open(path, "rb")
+        self.loads = [p for p in kc.loads if p.filesz]
+
+    def read(self, addr, size):
+        for p in self.loads:
+            if p.vaddr <= addr < p.vaddr + p.filesz:
+                self.f.seek(p.offset + addr - p.vaddr)
+                return self.f.read(min(size, p.vaddr + p.filesz - addr))
+        return b""
+
+    def read_exact(self, addr, size):
+        data = self.read(addr, size)
+        return data if len(data) == size else None
+
+
+def search_cost(c, programs):
+    """interrupted_contexts on the kernel's cores: its time, median of 200 calls."""
+    sys.path.insert(0, os.path.join(ROOT, "runtime"))
+    for mod in [m for m in sys.modules if m.startswith("minicoredumper")]:
+        del sys.modules[mod]  # this checkout's runtime, whatever --runtime said
+    from minicoredumper.read_corestream import read_kernel_core
+    from minicoredumper.read_stack import interrupted_contexts
+    print()
+    c.install()
+    try:
+        for label, argv in (("3-deep crash", [programs["crash3"]]),
+                            ("sigaltstack handler", [programs["altstack"]])):
+            path = c.kernel_core(argv)
+            with open(path, "rb") as f:
+                kc = read_kernel_core(f.fileno())
+            mem = CoreMemory(path, kc)
+            times = []
+            for _ in range(200):
+                t = time.perf_counter()
+                found = interrupted_contexts(kc, mem, kc.crashing_thread)
+                times.append(time.perf_counter() - t)
+            print("signal frame search, %s: %.3f ms (median of 200), %d found"
+                  % (label, statistics.median(times) * 1e3, len(found)))
+            os.unlink(path)
+    finally:
+        c.restore()
 
 
 if __name__ == "__main__":
