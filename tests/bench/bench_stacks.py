@@ -80,31 +80,12 @@ def main():
     search_cost(c, programs)
 
 
-class CoreMemory:
-    """A process's memory as a kernel core file holds it (its PT_LOADs' data)."""
-
-    def __init__(self, path, kc):
-        self.f = open(path, "rb")
-        self.loads = [p for p in kc.loads if p.filesz]
-
-    def read(self, addr, size):
-        for p in self.loads:
-            if p.vaddr <= addr < p.vaddr + p.filesz:
-                self.f.seek(p.offset + addr - p.vaddr)
-                return self.f.read(min(size, p.vaddr + p.filesz - addr))
-        return b""
-
-    def read_exact(self, addr, size):
-        data = self.read(addr, size)
-        return data if len(data) == size else None
-
-
 def search_cost(c, programs):
     """interrupted_contexts on the kernel's cores: its time, median of 200 calls."""
     sys.path.insert(0, os.path.join(ROOT, "runtime"))
     for mod in [m for m in sys.modules if m.startswith("minicoredumper")]:
         del sys.modules[mod]  # this checkout's runtime, whatever --runtime said
-    from minicoredumper.read_corestream import read_kernel_core
+    from lab.cores import kernel_core
     from minicoredumper.read_stack import interrupted_contexts
     print()
     c.install()
@@ -112,9 +93,7 @@ def search_cost(c, programs):
         for label, argv in (("3-deep crash", [programs["crash3"]]),
                             ("sigaltstack handler", [programs["altstack"]])):
             path = c.kernel_core(argv)
-            with open(path, "rb") as f:
-                kc = read_kernel_core(f.fileno())
-            mem = CoreMemory(path, kc)
+            kc, mem = kernel_core(path)
             times = []
             for _ in range(200):
                 t = time.perf_counter()

@@ -15,11 +15,14 @@ same program (core_pattern to a file, Crasher.kernel_core):
 
 import json
 import os
+import re
 
 import pytest
 
 from lab import ROOT
-from lab.gdb import backtrace, extract_core
+from lab.cores import kernel_core
+from lab.gdb import backtrace, extract_core, gdb
+from minicoredumper.read_stack import interrupted_contexts
 
 CONF = os.path.join(ROOT, "conf")
 EEPROM = 4096  # the embedded recept's max_dump_size
@@ -135,3 +138,36 @@ def test_signal_handler_on_a_sigaltstack_i386(crasher, programs, kernel_bt, tmp_
     assert kernel[-5:] == ["handler", "level3", "level2", "level1", "main"], kernel.gdb_text
     bt, _ = ours(crasher, argv, "generic", tmp_path)
     assert list(bt) == list(kernel), show(kernel, bt)
+
+
+# --- the signal frame as the kernel wrote it ----------------------------------------------
+
+@pytest.mark.parametrize("prog", ["altstack", "altstack_i386"])
+def test_the_sigcontext_found_in_the_kernels_core_is_gdbs_signal_frame(
+        crasher, programs, prog):
+    """read_stack.interrupted_contexts on the kernel's own core: one context, whose SP
+    and PC are what gdb says of level3 (the frame the signal interrupted), in a
+    struct rt_sigframe laid out as linux.SigFrame says: x86_64's pretcode (its first
+    word) is the restorer, in code; i386's sig, pinfo and puc follow it and point
+    into the frame."""
+    if prog not in programs:
+        pytest.skip("i686-linux-gnu-gcc missing")
+    path = crasher.kernel_core([programs[prog]])
+    try:
+        kc, mem = kernel_core(path)
+        found = interrupted_contexts(kc, mem, kc.crashing_thread)
+        level = re.search(r"^#(\d+) .* in level3 ", gdb(programs[prog], path, "bt"), re.M)
+        out = gdb(programs[prog], path, "frame %s" % level.group(1), "p/x $sp", "p/x $pc")
+    finally:
+        os.unlink(path)
+    assert len(found) == 1
+    ctx = found[0]
+    sp, pc = [int(v, 16) for v in re.findall(r"^\$\d+ = (0x[0-9a-f]+)$", out, re.M)]
+    assert (ctx.sp, ctx.pc) == (sp, pc), out
+    sf = kc.arch.sigframe
+    frame = ctx.address - sf.uc_mcontext - sf.rt_ucontext
+    L = kc.layout
+    words = L.words(4).unpack(mem.read_exact(frame, 4 * L.wordsize))
+    assert kc.is_code(words[0])  # pretcode: the restorer, __restore_rt
+    if kc.arch.name == "i386":
+        assert words[1:] == (11, frame + 16, frame + sf.rt_ucontext)  # SIGSEGV, &info, &uc
