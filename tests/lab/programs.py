@@ -19,6 +19,7 @@ BUILDS = {
     "bigheap": ["gcc", "-g", "-O0", "bigheap.c"],
     "robust": ["gcc", "-g", "-O0", "-pthread", "robust.c"],
     "secret": ["gcc", "-g", "-O0", "secret.c"],
+    "robustring": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "robustring.c"],
 }
 # Programs linked with libminicoredumper (built into outdir/lib first).
 LINKED = {
@@ -26,6 +27,7 @@ LINKED = {
     "hostile": ["gcc", "-g", "-O0", "hostile.c"],
     "regloop": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "regloop.c"],
     "benchcrash": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "benchcrash.c"],
+    "regflood": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "regflood.c"],
 }
 
 # The crashing thread's frames in gdb's "bt", innermost first: the program's own
