@@ -14,6 +14,7 @@ json module.
 
 import time
 
+from . import deadline
 from . import elf as E
 from .linux import SIGNAL_NAMES, si_code_name
 
@@ -50,6 +51,8 @@ def symbolize(addresses, modules, names=True):
     if by_module:
         from .read_modules import nearest_symbols
         for m, rel in by_module.items():
+            if deadline.expired():
+                break  # past the deadline the frames keep module + offset, without names
             for r, (name, off) in nearest_symbols(m.symbol_source(), set(rel)).items():
                 found[(m, r)] = "%s+%#x" % (name, off) if off else name
     return [(addr, how, m, addr - m.bias if m else None,
