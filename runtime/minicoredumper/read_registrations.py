@@ -34,6 +34,7 @@ ELEM_FORMATS = {
 MAX_ELEMS = 256
 MAX_STRING = 1 << 16  # bytes read of one %s string
 MAX_VALUES = 16384  # values of text registrations formatted in all (each one read)
+TOTAL_REACHED = "registered data over max_total_size"
 
 
 class Item:
@@ -110,7 +111,8 @@ class Room:
         self.warn = warn
         self.said = set()
 
-    def _reached(self, node, what):
+    def reached(self, node, what):
+        """Log that a limit cut registration node (once per limit)."""
         if what not in self.said:
             self.said.add(what)
             self.warn("registration %#x: %s: cut here, the rest left out" % (node, what))
@@ -120,13 +122,13 @@ class Room:
         got = min(want, self.left)
         self.left -= got
         if got < want:
-            self._reached(node, "registered data over max_total_size")
+            self.reached(node, TOTAL_REACHED)
         return got
 
     def take_values(self, node, n):
         """True if n more text values may be formatted (then counted)."""
         if n > self.values:
-            self._reached(node, "more than %d text values" % MAX_VALUES)
+            self.reached(node, "more than %d text values" % MAX_VALUES)
             return False
         self.values -= n
         return True
@@ -209,12 +211,15 @@ def _text_item(mem, L, arch, n, node, ident, elems, limits, room, warn):
     # Formatted only as far as it is kept: a %s string is read up to its
     # precision and to what is left of the item's room plus the most padding
     # could shift (MAX_WIDTH): the bytes kept are those of the whole string's.
+    by_total = room.left + 1 < limits["max_item_size"]
     cap = min(limits["max_item_size"], room.left + 1)  # the byte taken to look
+    whole = min(limits["max_item_size"], MAX_STRING)  # what a %s may be
     out = []
     size = 0
     values = iter(elems)
     for p in parts:
         if size >= cap:
+            size += 1  # more would follow: the text is cut
             break
         if isinstance(p, bytes):
             out.append(p)
@@ -222,17 +227,18 @@ def _text_item(mem, L, arch, n, node, ident, elems, limits, room, warn):
             continue
         e = next(values)
         if p.conv == "s":
-            limit = min(cap, MAX_STRING, cap - size + write_textformat.MAX_WIDTH + 1,
-                        MAX_STRING if p.precision is None else p.precision + 1)
+            limit = min(whole, cap - size + write_textformat.MAX_WIDTH + 1,
+                        whole if p.precision is None else p.precision + 1)
             s = mem.read_cstring(e.data_ptr, limit) if e.data_ptr else b"(null)"
-            if s is None and limit < min(cap, MAX_STRING):  # longer than what is kept
+            if s is None and limit < whole:  # longer than what is kept of it
                 s = mem.read(e.data_ptr, limit) or None
             value = s if s is not None else b"<unreadable>"
         else:
-            size = p.value_size(L.wordsize, arch.long_double[1])
-            raw = mem.read_exact(e.data_ptr, size)
+            nbytes = p.value_size(L.wordsize, arch.long_double[1])
+            raw = mem.read_exact(e.data_ptr, nbytes)
             if raw is None:
                 out.append(b"<unreadable>")
+                size += len(out[-1])
                 continue
             value = write_textformat.decode_value(p, raw, L.byteorder, arch.long_double)
         out.append(write_textformat.render(p, value))
@@ -240,4 +246,6 @@ def _text_item(mem, L, arch, n, node, ident, elems, limits, room, warn):
     item = Item(node, "text", ident, n.dump_scope)
     item.text = b"".join(out)[:cap]
     room.take(node, len(item.text) - 1)
+    if by_total and size > cap:
+        room.reached(node, TOTAL_REACHED)
     return item
