@@ -61,7 +61,7 @@ def nobody(programs):
         if f.startswith("libminicoredumper.so"):
             shutil.copy(os.path.join(lib, f), d, follow_symlinks=False)
     out = {}
-    for name in ("robustring", "regflood", "crash3"):
+    for name in ("robustring", "regflood", "benchcrash"):
         shutil.copy(programs[name], d)
         os.chmod(os.path.join(d, name), 0o755)
         out[name] = NOBODY + ["env", "LD_LIBRARY_PATH=" + d, os.path.join(d, name)]
@@ -157,6 +157,21 @@ def test_registered_data_total_cap(crasher, programs, nobody, mode, kind, tmp_pa
         assert len(files) == 1 + 16 and "good.bin" in files  # 16 of 1 MiB
     _, rss = dumped_line(lines)
     assert rss < RSS_BOUND_KB, lines
+    next_crash_on_time(crasher, programs, tmp_path)
+
+
+@pytest.mark.parametrize("mode", MODES, indirect=True)
+def test_proc_info_of_many_threads(crasher, programs, nobody, mode, tmp_path):
+    """write_proc_info on a process of 1,000 threads: each task's maps and smaps are
+    the whole process's, so copying them per task made the cost threads x mappings.
+    Per-task files for the first 64 tasks, and proc/PID/omitted says so."""
+    _, reaped, pid, d, lines = crash(crasher, nobody["benchcrash"] + ["1000", "0"],
+                                     {"write_proc_info": True})
+    assert_on_time(reaped, d, lines)
+    proc = os.path.join(d, "proc", str(pid))
+    assert len(os.listdir(os.path.join(proc, "task"))) == 64
+    with open(os.path.join(proc, "omitted")) as f:
+        assert f.read() == "task files of 936 tasks after the first 64\n"
     next_crash_on_time(crasher, programs, tmp_path)
 
 
