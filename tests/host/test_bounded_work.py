@@ -174,9 +174,12 @@ def test_proc_info_of_many_threads(crasher, programs, nobody, mode, tmp_path):
                                      {"write_proc_info": True})
     assert_on_time(reaped, d, lines)
     proc = os.path.join(d, "proc", str(pid))
-    assert len(os.listdir(os.path.join(proc, "task"))) == 16
     with open(os.path.join(proc, "omitted")) as f:
-        assert f.read() == "task files of 984 tasks after the first 16\n"
+        omitted = f.read().splitlines()
+    assert "task files of 984 tasks after the first 16" in omitted
+    # on a busy machine the copy may stop at half the deadline: those are listed too
+    cut = {line.split("/")[1] for line in omitted if line.startswith("task/")}
+    assert len(set(os.listdir(os.path.join(proc, "task"))) | cut) == 16, omitted
     next_crash_on_time(crasher, programs, tmp_path)
 
 
