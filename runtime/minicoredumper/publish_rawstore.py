@@ -28,6 +28,16 @@ class RawDump:
         self.room = self.store.room - entry_size("", len(name.encode("utf-8",
                                                                      "surrogateescape")))
 
+    def create(self, rel):
+        """A sink for rel (write_external's pieces), kept in memory (at most the
+        room: write_sinks.OverBudget beyond it) and added when closed."""
+        from .write_sinks import MemorySink
+
+        class Member(MemorySink):
+            def close(sink):
+                self.write_file(rel, sink.getvalue())
+        return Member(self.room)
+
     def write_file(self, rel, data):
         data = bytes(data)
         self.files.append((rel, data))
