@@ -17,6 +17,24 @@ gets what is left after them (nothing when the smallest form needs more than
 is left); then the external dumps (by dump_scope, lowest first), summary.json
 in its richest form that fits (write_summary.LEAVE_OUT), debug.txt and proc
 info while they fit.  Every file also costs its integrity record line.
+
+Climbing the ladder (fit): the size of a compressed rung is known only by
+compressing it, and a rung of a big process is big (4,000 threads' notes are
+about 14 MB), so the rungs are not tried richest first.  The smallest rung is
+rendered first, whatever the time, so a core is in hand early; then the rungs
+between it and the richest are bisected (each holds less than the one before,
+so their sizes shrink down the ladder): with the 9 steps, at most 4 renders
+more, none started after the deadline, one cut by it; the richest rung that
+fitted is kept.  Steps that would hold the same as the one before them are
+not rendered twice (rungs()).  The interface is the same for any artefact
+that must fit a number of bytes:
+
+    index, artefact = fit(candidates, render, limit, expired)
+
+candidates, richest first; render(candidate, limit, cut) returns the artefact
+(whatever the caller keeps: bytes, an image and its bytes ...) or raises
+write_sinks.OverBudget past limit bytes, and calls cut() now and then, which
+raises Expired once the deadline has passed; expired() says it has.
 """
 
 from .write_core import NOTES_ALL, NOTES_CRASHING_THREAD, NOTES_MINIMAL
@@ -65,16 +83,55 @@ class Budget:
             self.used -= self.cost(rel, size)
 
 
-def fit_core(plan, segments, render, limit):
-    """The first ladder step whose rendered core fits in limit bytes.
+class Expired(Exception):
+    """The deadline passed during a trial render: that rung is given up."""
 
-    render(ranges, notes, limit) returns the artefact's bytes or raises
-    OverBudget.  Returns (label, bytes) or (None, None) when nothing fits.
-    """
-    from .write_sinks import OverBudget
+
+def rungs(plan, segments):
+    """The LADDER's distinct steps for plan (decide_plan.Plan) and the kernel's
+    segments [(start, end)]: [(label, ranges, notes)], richest first.  A step that
+    would hold the same ranges and notes as the one before it is left out (the
+    richer label stays: the core holds everything that step planned)."""
+    out = []
     for label, prio, notes, top in LADDER:
+        ranges = plan.ranges(segments, prio, top)
+        if out and out[-1][1:] == (ranges, notes):
+            continue
+        out.append((label, ranges, notes))
+    return out
+
+
+def fit(candidates, render, limit, expired):
+    """The richest candidate whose rendered artefact fits in limit bytes.
+
+    candidates: richest first, each holding less than the one before.
+    render(candidate, limit, cut): the artefact, or write_sinks.OverBudget when it
+    needs more than limit bytes; it calls cut() between pieces of work, and cut()
+    raises Expired once expired() is true.  The smallest candidate is rendered
+    first and never cut; the others are bisected, none started after expired().
+    Returns (index into candidates, artefact), or (None, None) when not even the
+    smallest fits."""
+    from .write_sinks import OverBudget
+
+    def cut():
+        if expired():
+            raise Expired()
+
+    def never():
+        pass
+
+    good = len(candidates) - 1  # the smallest: rendered first, whatever the time
+    try:
+        best = render(candidates[good], limit, never)
+    except OverBudget:
+        return None, None
+    bad = -1  # richer than the richest: taken not to fit
+    while good - bad > 1 and not expired():
+        mid = (good + bad) // 2
         try:
-            return label, render(plan.ranges(segments, prio, top), notes, limit)
+            best, good = render(candidates[mid], limit, cut), mid
         except OverBudget:
-            continue  # this rung is over the budget: try the next, smaller one
-    return None, None
+            bad = mid
+        except Expired:
+            break  # the deadline: the best that fitted so far
+    return good, best

@@ -113,7 +113,10 @@ class CoreImage:
             if self.private and ntype in PRIVATE_NOTES:
                 continue
             if self.compact and name == b"CORE" and ntype == E.NT_FILE:
-                desc = kc.encode_files([f for f in kc.files if not self._written(f)])
+                if kc.compact_file_note is None:  # once per crash, not per ladder rung
+                    kc.compact_file_note = kc.encode_files(
+                        [f for f in kc.files if not self._written(f)])
+                desc = kc.compact_file_note
             out.append(L.note(name, ntype, desc))
         return b"".join(out)
 
@@ -198,7 +201,9 @@ class CoreImage:
         Returns the list of (start, length) really read from memory.
         """
         head = self._ehdr() + self._head
-        sink.write(head)
+        view = memoryview(head)
+        for off in range(0, len(head), CHUNK):  # a compressor's output comes per piece:
+            sink.write(view[off:off + CHUNK])   # a budget's sink can stop an oversize core early
         pos = len(head)
         lengths = []
         for off, s, e in self.placement:
