@@ -8,8 +8,9 @@ one before, so a larger budget never gives a worse backtrace:
   3. the crashing thread's whole stack, its notes only (priority 2)
   4. its top of stack, registers, module identities, so list (priority 1)
   5. as 4 with only the notes a backtrace needs
-  6-9. as 5 with the top of stack cut to 1024, 512, 256, 128 bytes
-  10. no core
+  6. as 5 with NT_FILE cut to the files that have code mapped (ELF objects)
+  7-10. as 6 with the top of stack cut to 1024, 512, 256, 128 bytes
+  11. no core
 
 Side files come around it: summary.txt always, and the room of summary.json's
 smallest form (the crash's identity), both set aside before the core, which
@@ -23,7 +24,7 @@ compressing it, and a rung of a big process is big (4,000 threads' notes are
 about 14 MB), so the rungs are not tried richest first.  The smallest rung is
 rendered first, whatever the time, so a core is in hand early; then the rungs
 between it and the richest are bisected (each holds less than the one before,
-so their sizes shrink down the ladder): with the 9 steps, at most 4 renders
+so their sizes shrink down the ladder): with the 10 steps, at most 4 renders
 more, none started after the deadline, one cut by it; the richest rung that
 fitted is kept.  Steps that would hold the same as the one before them are
 not rendered twice (rungs()).  The interface is the same for any artefact
@@ -37,7 +38,7 @@ write_sinks.OverBudget past limit bytes, and calls cut() now and then, which
 raises Expired once the deadline has passed; expired() says it has.
 """
 
-from .write_core import NOTES_ALL, NOTES_CRASHING_THREAD, NOTES_MINIMAL
+from .write_core import NOTES_ALL, NOTES_CODE_FILES, NOTES_CRASHING_THREAD, NOTES_MINIMAL
 
 LADDER = [
     ("everything", 4, NOTES_ALL, None),
@@ -45,7 +46,9 @@ LADDER = [
     ("crashing thread", 2, NOTES_CRASHING_THREAD, None),
     ("top of stack", 1, NOTES_CRASHING_THREAD, None),
     ("top of stack, minimal notes", 1, NOTES_MINIMAL, None),
-] + [("%d bytes of stack, minimal notes" % n, 1, NOTES_MINIMAL, n) for n in (1024, 512, 256, 128)]
+    ("top of stack, minimal notes, code files", 1, NOTES_CODE_FILES, None),
+] + [("%d bytes of stack, minimal notes, code files" % n, 1, NOTES_CODE_FILES, n)
+     for n in (1024, 512, 256, 128)]
 
 RECORD_LINE = 21  # integrity record line: "%08x %d %s\n" with up to 10 size digits, less the path
 

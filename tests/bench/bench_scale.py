@@ -5,7 +5,7 @@ the cost must not grow faster than the process"); not part of `make test`.
                                        [--recepts generic,embedded]
 
 Series (each a program of tests/programs crashing three calls deep in main):
-  mappings  manymaps N FILE: N file mappings of a data file that do not merge (100 ... 60,000;
+  mappings  bigthreads 1 0 N FILE: N file mappings of a data file that do not merge (100 ... 60,000;
             vm.max_map_count, 65530 by default, bounds N: larger points are left out)
   threads   bigthreads N 0: N threads, N-1 of them blocked (10 ... 4,000)
   rss       bigthreads 80 MIB: 80 threads sharing MIB MiB of touched heap (50 ... 350)
@@ -45,13 +45,13 @@ RECEPTS = {"generic": os.path.join(ROOT, "conf", "generic.recept.json"),
            "embedded": os.path.join(ROOT, "conf", "embedded.recept.json")}
 # series -> (program, argv for size n, sizes, unit, unit size)
 SERIES = {
-    "mappings": ("manymaps", lambda n: [str(n), DATA_FILE], [100, 1000, 10000, 60000], "1,000 mappings",
+    "mappings": ("bigthreads", lambda n: ["1", "0", str(n), DATA_FILE], [100, 1000, 10000, 60000], "1,000 mappings",
                  1000),
     "threads": ("bigthreads", lambda n: [str(n), "0"], [10, 100, 1000, 4000], "1,000 threads",
                 1000),
     "rss": ("bigthreads", lambda n: ["80", str(n)], [50, 100, 350], "100 MiB", 100),
 }
-DATA_FILE = "/tmp/mcd-bench-scale.data"  # manymaps' file (one page), removed at the end
+DATA_FILE = "/tmp/mcd-bench-scale.data"  # the mapped file (one page), removed at the end
 SLACK = 1.5  # allowed: time(largest)/time(smallest) <= SLACK * largest/smallest
 DUMPED = re.compile(r"dumped \S+ to (\S+) in (\d+) ms, peak RSS (\d+) kB")
 
@@ -125,7 +125,7 @@ def main():
     args = ap.parse_args()
     sizes = {k: [int(x) for x in v.split(",")] for k, v in
              (s.split("=") for s in args.sizes.split(";") if s)}
-    work, progs = workspace("mcds.", ["manymaps", "bigthreads"])
+    work, progs = workspace("mcds.", ["bigthreads"])
     c = Crasher(work)
     rows, problems = [], []
     limit = max_map_count() - 1000  # the program's own mappings besides

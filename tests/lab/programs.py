@@ -20,7 +20,6 @@ BUILDS = {
     "robust": ["gcc", "-g", "-O0", "-pthread", "robust.c"],
     "secret": ["gcc", "-g", "-O0", "secret.c"],
     "bigthreads": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "bigthreads.c"],
-    "manymaps": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "manymaps.c"],
 }
 # Programs linked with libminicoredumper (built into outdir/lib first).
 LINKED = {
