@@ -5,8 +5,9 @@ the cost must not grow faster than the process"); not part of `make test`.
                                        [--recepts generic,embedded]
 
 Series (each a program of tests/programs crashing three calls deep in main):
-  mappings  bigthreads 1 0 N FILE: N file mappings of a data file that do not merge (100 ... 60,000;
-            vm.max_map_count, 65530 by default, bounds N: larger points are left out)
+  mappings  bigthreads 1 0 N FILE: N file mappings of a data file that do not merge
+            (100 ... 60,000; vm.max_map_count, 65530 by default, bounds N: larger
+            points are left out)
   threads   bigthreads N 0: N threads, N-1 of them blocked (10 ... 4,000)
   rss       bigthreads 80 MIB: 80 threads sharing MIB MiB of touched heap (50 ... 350)
 for the generic and the embedded recept (conf/), pipe mode, the default deadline
@@ -43,15 +44,14 @@ from minicoredumper.config import DEFAULT_DEADLINE  # noqa: E402
 
 RECEPTS = {"generic": os.path.join(ROOT, "conf", "generic.recept.json"),
            "embedded": os.path.join(ROOT, "conf", "embedded.recept.json")}
-# series -> (program, argv for size n, sizes, unit, unit size)
+# series -> (program, its arguments for size n and the work directory, sizes, unit, unit size)
 SERIES = {
-    "mappings": ("bigthreads", lambda n: ["1", "0", str(n), DATA_FILE], [100, 1000, 10000, 60000], "1,000 mappings",
-                 1000),
-    "threads": ("bigthreads", lambda n: [str(n), "0"], [10, 100, 1000, 4000], "1,000 threads",
-                1000),
-    "rss": ("bigthreads", lambda n: ["80", str(n)], [50, 100, 350], "100 MiB", 100),
+    "mappings": ("bigthreads", lambda n, work: ["1", "0", str(n), os.path.join(work, "data")],
+                 [100, 1000, 10000, 60000], "1,000 mappings", 1000),
+    "threads": ("bigthreads", lambda n, work: [str(n), "0"], [10, 100, 1000, 4000],
+                "1,000 threads", 1000),
+    "rss": ("bigthreads", lambda n, work: ["80", str(n)], [50, 100, 350], "100 MiB", 100),
 }
-DATA_FILE = "/tmp/mcd-bench-scale.data"  # the mapped file (one page), removed at the end
 SLACK = 1.5  # allowed: time(largest)/time(smallest) <= SLACK * largest/smallest
 DUMPED = re.compile(r"dumped \S+ to (\S+) in (\d+) ms, peak RSS (\d+) kB")
 
@@ -140,7 +140,7 @@ def main():
                         print("%s %s %d: left out (vm.max_map_count %d)"
                               % (recept, series, n, limit + 1))
                         continue
-                    runs = crash_point(c, RECEPTS[recept], [progs[prog]] + argv(n), args.runs)
+                    runs = crash_point(c, RECEPTS[recept], [progs[prog]] + argv(n, work), args.runs)
                     ok = [r for r in runs if r is not None]
                     ms = statistics.median(r[0] for r in ok) if ok else None
                     kb = statistics.median(r[1] for r in ok) if ok else None
@@ -166,8 +166,6 @@ def main():
     finally:
         c.restore()
         shutil.rmtree(work, ignore_errors=True)
-        if os.path.exists(DATA_FILE):
-            os.unlink(DATA_FILE)
     print()
     print("| recept | series | size | handler ms: median (runs) | per unit | handler peak RSS "
           "| dump size | cores |")
