@@ -22,11 +22,12 @@ info while they fit.  Every file also costs its integrity record line.
 Climbing the ladder (fit): the size of a compressed rung is known only by
 compressing it, and a rung of a big process is big (4,000 threads' notes are
 about 14 MB), so the rungs are not tried richest first.  The smallest rung is
-rendered first, whatever the time, so a core is in hand early; then the rungs
-between it and the richest are bisected (each holds less than the one before,
-so their sizes shrink down the ladder): with the 10 steps, at most 4 renders
-more, none started after the deadline, one cut by it; the richest rung that
-fitted is kept.  Steps that would hold the same as the one before them are
+rendered first, whatever the time, so a core is in hand early; then the
+richest (a small process's whole plan fits: two renders); then the rungs
+between are bisected (each holds less than the one before, so their sizes
+shrink down the ladder): with the 10 steps, at most 5 renders in all, none
+started after the deadline, one cut by it; the richest rung that fitted is
+kept.  A render stops as soon as its compressed output passes the limit.  Steps that would hold the same as the one before them are
 not rendered twice (rungs()).  The interface is the same for any artefact
 that must fit a number of bytes:
 
@@ -111,7 +112,8 @@ def fit(candidates, render, limit, expired):
     render(candidate, limit, cut): the artefact, or write_sinks.OverBudget when it
     needs more than limit bytes; it calls cut() between pieces of work, and cut()
     raises Expired once expired() is true.  The smallest candidate is rendered
-    first and never cut; the others are bisected, none started after expired().
+    first and never cut, the richest next; the others are bisected, none started
+    after expired().
     Returns (index into candidates, artefact), or (None, None) when not even the
     smallest fits."""
     from .write_sinks import OverBudget
@@ -129,12 +131,13 @@ def fit(candidates, render, limit, expired):
     except OverBudget:
         return None, None
     bad = -1  # richer than the richest: taken not to fit
+    mid = 0  # the richest next: it fits whenever the process is small
     while good - bad > 1 and not expired():
-        mid = (good + bad) // 2
         try:
             best, good = render(candidates[mid], limit, cut), mid
         except OverBudget:
             bad = mid
         except Expired:
             break  # the deadline: the best that fitted so far
+        mid = (good + bad) // 2
     return good, best

@@ -35,7 +35,8 @@ class Renders:
 
 def test_fit_finds_the_richest_rung_that_fits_with_few_renders():
     """Any shrinking ladder, any limit: the richest rung that fits, as trying them all
-    richest first would find, in at most 1 + ceil(log2(n)) renders, the smallest first."""
+    richest first would find, the smallest rendered first, the richest second, then a
+    bisection: at most 2 + ceil(log2(n - 1)) renders."""
     for n in range(1, 12):
         sizes = [1000 - 50 * i for i in range(n)]  # richest first, shrinking
         for limit in range(sizes[-1] - 60, sizes[0] + 60, 7):
@@ -45,7 +46,9 @@ def test_fit_finds_the_richest_rung_that_fits_with_few_renders():
             assert i == richest, (n, limit)
             assert art == (None if i is None else "artefact of %d" % sizes[i])
             assert r.done[0] == sizes[-1]
-            assert len(r.done) <= 1 + (n - 1).bit_length(), (n, limit, r.done)
+            if i is not None and n > 1:
+                assert r.done[1] == sizes[0]
+            assert len(r.done) <= min(n, 2 + max(n - 2, 0).bit_length()), (n, limit, r.done)
 
 
 def test_fit_keeps_the_smallest_rung_at_the_deadline():
@@ -71,13 +74,15 @@ def test_fit_gives_up_a_render_the_deadline_cuts():
 
     def render(size, limit, cut):
         late.append(size)
-        if len(late) == 3:
+        if len(late) == 4:
             late.append("deadline")
         cut()
+        if size > limit:
+            raise OverBudget(size)
         return size
 
-    i, art = B.fit(sizes, render, 10000, lambda: "deadline" in late)
-    assert late == [50, 500, 800, "deadline"] and (i, art) == (4, 500)
+    i, art = B.fit(sizes, render, 650, lambda: "deadline" in late)
+    assert late == [50, 900, 500, 700, "deadline"] and (i, art) == (4, 500)
 
 
 def test_fit_without_room_for_the_smallest_renders_it_alone():
