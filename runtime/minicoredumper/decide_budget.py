@@ -31,12 +31,14 @@ kept.  A render stops as soon as its compressed output passes the limit.  Steps 
 not rendered twice (rungs()).  The interface is the same for any artefact
 that must fit a number of bytes:
 
-    index, artefact = fit(candidates, render, limit, expired)
+    index, artefact = fit(candidates, render, limit, expired, cheap)
 
 candidates, richest first; render(candidate, limit, cut) returns the artefact
 (whatever the caller keeps: bytes, an image and its bytes ...) or raises
 write_sinks.OverBudget past limit bytes, and calls cut() now and then, which
-raises Expired once the deadline has passed; expired() says it has.
+raises Expired once the deadline has passed; expired() says it has; cheap
+says the richest candidate is small (a 3-deep crash: its raw core is a few
+KiB), and it is then rendered first, alone when it fits.
 """
 
 from .write_core import NOTES_ALL, NOTES_CODE_FILES, NOTES_CRASHING_THREAD, NOTES_MINIMAL
@@ -105,7 +107,7 @@ def rungs(plan, segments):
     return out
 
 
-def fit(candidates, render, limit, expired):
+def fit(candidates, render, limit, expired, cheap=False):
     """The richest candidate whose rendered artefact fits in limit bytes.
 
     candidates: richest first, each holding less than the one before.
@@ -113,7 +115,8 @@ def fit(candidates, render, limit, expired):
     needs more than limit bytes; it calls cut() between pieces of work, and cut()
     raises Expired once expired() is true.  The smallest candidate is rendered
     first and never cut, the richest next; the others are bisected, none started
-    after expired().
+    after expired().  cheap: the richest is small enough to render at once (a
+    small process: most often it fits, and one render is all there is).
     Returns (index into candidates, artefact), or (None, None) when not even the
     smallest fits."""
     from .write_sinks import OverBudget
@@ -125,13 +128,18 @@ def fit(candidates, render, limit, expired):
     def never():
         pass
 
+    if cheap:
+        try:
+            return 0, render(candidates[0], limit, never)
+        except OverBudget:
+            pass  # the climb below, which tries it again only if it is the smallest
     good = len(candidates) - 1  # the smallest: rendered first, whatever the time
     try:
         best = render(candidates[good], limit, never)
     except OverBudget:
         return None, None
-    bad = -1  # richer than the richest: taken not to fit
-    mid = 0  # the richest next: it fits whenever the process is small
+    bad = 0 if cheap else -1  # the richest did not fit, or richer than the richest
+    mid = (good + bad) // 2 if cheap else 0  # else the richest next: small plans fit
     while good - bad > 1 and not expired():
         try:
             best, good = render(candidates[mid], limit, cut), mid

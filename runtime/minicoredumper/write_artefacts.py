@@ -21,6 +21,9 @@ from .write_summary import build as build_summary, forms as summary_forms, small
 
 SUMMARY_TXT_MAX = 640
 SNAPSHOT_MAX = 16 << 20  # planned memory copied before the release, at most
+# A core of at most this many bytes before compression (its memory and at most the
+# kernel's headers and notes) is cheap to render: under a budget it is tried first.
+CHEAP_CORE = 256 << 10
 
 
 class DumpWriter:
@@ -137,7 +140,9 @@ class DumpWriter:
             label = "everything"
         else:
             ladder = B.rungs(self.plan, segments)
-            i, done = B.fit(ladder, self._render(mem), left, self.crash.expired)
+            richest = sum(e - s for s, e in ladder[0][1]) + len(kc.header_bytes)
+            i, done = B.fit(ladder, self._render(mem), left, self.crash.expired,
+                            cheap=richest <= CHEAP_CORE)
             self.crash.mark("ladder: %d of %d rungs rendered" % (self.renders, len(ladder)))
             if done is None:
                 self.dumped["core"] = "none: not even the smallest core fits %d bytes" % left

@@ -85,6 +85,19 @@ def test_fit_gives_up_a_render_the_deadline_cuts():
     assert late == [50, 900, 500, 700, "deadline"] and (i, art) == (4, 500)
 
 
+def test_fit_renders_a_cheap_richest_rung_first():
+    """cheap: the richest alone when it fits; else the smallest and the bisection."""
+    sizes = [900, 800, 700, 600, 500, 400, 300, 200, 100, 50]
+    r = Renders()
+    assert B.fit(sizes, r, 1000, r.expired, cheap=True) == (0, "artefact of 900")
+    assert r.done == [900]
+    for limit in range(40, 1000, 10):
+        r = Renders()
+        i, _ = B.fit(sizes, r, limit, r.expired, cheap=True)
+        assert i == next((k for k, s in enumerate(sizes) if s <= limit), None), limit
+        assert len(r.done) <= 2 + (len(sizes) - 2).bit_length() and r.done.count(900) == 1
+
+
 def test_fit_without_room_for_the_smallest_renders_it_alone():
     r = Renders()
     assert B.fit([300, 200, 100], r, 99, r.expired) == (None, None)
