@@ -135,11 +135,20 @@ class Crash:
             raise NotDumped("/proc/%d: %s" % (self.arrival.pid, e.strerror)) from None
 
     def choose_recept(self, cfg, recept, proc, warnings):
-        """(exe, comm, recept): the watch rule that matches the process decides."""
+        """(exe, comm, recept): a process whose RLIMIT_CORE forbids a core (the
+        main config's rlimit_core says which limit counts) gets none; else the
+        watch rule that matches the process decides."""
         from .config import ConfigError, fallback_recept, load_recept
         exe = proc.exe()
         comm = self.arrival.comm or proc.comm()
+        limits = (proc.rlimits() or {}).get("core") if cfg.rlimit_core != "ignore" else None
         self.check_identity(proc, "after reading exe and comm")
+        if limits:
+            limit = limits[cfg.rlimit_core == "hard"]  # [soft, hard], each int or "unlimited"
+            if isinstance(limit, int) and limit < os.sysconf("SC_PAGE_SIZE"):
+                raise NotDumped("the %s RLIMIT_CORE of %s is %d, less than a page: no core "
+                                "wanted (rlimit_core in the main config)"
+                                % (cfg.rlimit_core, exe or comm, limit), level="info", status=0)
         if recept is None:
             recept_path = cfg.match(exe, comm)
             if recept_path is None:
@@ -218,10 +227,15 @@ class Crash:
         returns the published path.  dd is discarded if anything fails."""
         from .write_artefacts import DumpWriter
         live = None
+        modules = None
         try:
-            modules, plan = self.plan_dump(recept, proc, kc)               # READ, DECIDE
+            modules = self.find_modules(proc)                              # READ
+            plan = self.plan_dump(recept, proc, kc, modules)               # DECIDE
             writer = DumpWriter(self, recept, kc, dd, exe, comm, plan, modules)
             writer.before_release(proc)                                    # READ (+ WRITE)
+            skipped = proc.mem.skip_report()
+            if skipped:
+                self.log.warning(skipped)
             self.cmdline = writer.cmdline
             if cfg.on_dump:
                 self.hook_crashed = from_hook(proc)
@@ -248,17 +262,24 @@ class Crash:
                 raise NotDumped("writing %s failed (%s): nothing kept"
                                 % (dd.name, e.strerror or e)) from None
             raise
+        finally:
+            if modules is not None:
+                modules.close()
 
-    def plan_dump(self, recept, proc, kc):
-        """(modules, plan): the ELF objects the process has mapped
-        (read_modules.Module list) and what to dump of it (decide_plan.Plan)."""
-        from .decide_plan import Planner
+    def find_modules(self, proc):
+        """The ELF objects the process has mapped (read_modules.Modules), their
+        files opened now, while the process is held; closed by write_dump."""
         from .read_modules import find_modules
-        modules = find_modules(proc, proc.mem)
+        modules = find_modules(proc, proc.mem, self.deadline, self.log.warning)
         self.mark("modules")
+        return modules
+
+    def plan_dump(self, recept, proc, kc, modules):
+        """What to dump of the process (decide_plan.Plan)."""
+        from .decide_plan import Planner
         plan = Planner(kc, proc, modules, recept).build()
         self.mark("plan")
-        return modules, plan
+        return plan
 
     def after_publish(self, final, policy, exe, comm):
         """Root-only artefacts for a process that is not dumpable; the storage
