@@ -35,14 +35,18 @@ def crash(crasher, argv, recept, **config):
 
 
 def check_dump(d, exe, tmp_path, frames=LEVELS):
-    """summary.txt naming the crash and its frames, core.xz with gdb's frames (the
-    innermost of them only when frames is shorter), all within 4 KiB."""
+    """summary.txt naming the crash and its frames (their symbols too when the whole
+    backtrace is expected: past the deadline none are looked up), core.xz with gdb's
+    frames (the innermost of them only when frames is shorter), all within 4 KiB."""
     files = sorted(os.listdir(d))
     assert "summary.txt" in files and "core.xz" in files, files
     with open(os.path.join(d, "summary.txt")) as f:
         text = f.read()
     assert "killed by SIGSEGV" in text.splitlines()[0]
-    assert re.findall(r"^#\d+ 0x[0-9a-f]+ (\w+)\+", text, re.M)[:4] == LEVELS, text
+    listed = re.findall(r"^#\d+ 0x[0-9a-f]+ (\S+) \((\w+)\+0x", text, re.M)[:4]
+    assert [m for _, m in listed] == ["bigthreads"] * 4, text
+    if frames == LEVELS:
+        assert [f.split("+")[0] for f, _ in listed] == LEVELS, text
     assert dir_bytes(d) <= 4096
     assert_frames(frames, backtrace(exe, extract_core(d, str(tmp_path))),
                   whole=frames == LEVELS)
