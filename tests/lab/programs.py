@@ -25,6 +25,8 @@ BUILDS = {
     "overflow": ["gcc", "-g", "-O0", "-pthread", "overflow.c"],
     "altstack": ["gcc", "-g", "-O0", "altstack.c"],
     "altstack_i386": ["i686-linux-gnu-gcc", "-static", "-g", "-O0", "altstack.c"],
+    # threads whose thread pointer is a forged descriptor (test_bounded_work)
+    "robustring": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "robustring.c"],
 }
 # Programs linked with libminicoredumper (built into outdir/lib first).
 LINKED = {
@@ -32,6 +34,7 @@ LINKED = {
     "hostile": ["gcc", "-g", "-O0", "hostile.c"],
     "regloop": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "regloop.c"],
     "benchcrash": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "benchcrash.c"],
+    "regflood": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "regflood.c"],
 }
 
 # The crashing thread's frames in gdb's "bt", innermost first: the program's own
