@@ -16,19 +16,24 @@ daemon's own user; a request of any other kind gets no reply.
 
 The list is the file pidlist.STATE (format in live_pidlist.py), rewritten
 atomically after every change.  Datagrams are taken in batches: what is
-queued (at most BATCH) is read at once, the list is pruned and rewritten once
-for the whole batch, then every request of it is answered, so a reply still
-means the list on disk says so, and the work per datagram does not grow with
-the list.  Each batch with a change, and every --prune-interval seconds,
-drops processes that died without unregistering.
+queued (at most BATCH) is read at once, the list is rewritten once for the
+whole batch, then every request of it is answered, so a reply still means
+the list on disk says so, and the work per datagram does not grow with the
+list.  Processes that died without unregistering are dropped by every batch
+of registrations (PRUNE_STEP of them, in turn) and every --prune-interval
+seconds (all).
 
-One user cannot deny registration to the others: a user other than root may
-have at most --max-per-user processes registered (default MAX_PER_USER) and
-send at most --max-rate requests per second (a bucket of that many that
-refills at that rate; default MAX_RATE); a request beyond either is not
-acted on and gets no reply (the library's registration then fails, as
-without a daemon), and is logged once per user per prune interval.  A daemon started after one
-was killed (-9) takes over the live entries of the list it left: clients
+One user cannot deny registration to the others.  The socket's queue holds
+QUEUE requests (not the kernel's default 10, which a flood of blocked senders
+keeps full, so that a library's send, which never waits, fails); a user
+other than root may have at most --max-per-user processes registered
+(default MAX_PER_USER) and send at most --max-rate requests per second (a
+bucket of that many that refills at that rate; default MAX_RATE); a request
+beyond either is not acted on and gets no reply (the library's registration
+then fails, as without a daemon), and is logged once per user per prune
+interval.
+
+A daemon started after one was killed (-9) takes over the live entries of the list it left: clients
 register once per process and would not tell a new daemon again.  SIGTERM or
 SIGINT (or an allowed shutdown request) stops it cleanly and removes the list.
 Only one daemon can own the abstract name (per network namespace): a second
@@ -56,6 +61,9 @@ MESSAGE = struct.Struct("=II")
 REGISTER, UNREGISTER, SHUTDOWN = 1, 2, 3
 PRUNE_INTERVAL = 10.0
 BATCH = 256  # datagrams read before the list is written and they are answered
+QUEUE = 1024  # datagrams the daemon's socket holds (the kernel's default: 10)
+QLEN_SYSCTL = "/proc/sys/net/unix/max_dgram_qlen"
+PRUNE_STEP = 32  # processes a batch looks at for prune (the interval's prune: all)
 MAX_PER_USER = 256  # registered processes of one user other than root
 MAX_RATE = 200  # requests per second of one user other than root (and the burst)
 
@@ -69,6 +77,7 @@ class PidList:
         self.entries = {}
         self.owners = {}
         self.per_user = {}  # uid -> how many of entries are theirs
+        self.cursor = 0  # where prune(most) goes on
 
     def adopt(self):
         """Take over the live entries of a list a killed daemon left; returns how many."""
@@ -112,9 +121,16 @@ class PidList:
             del self.per_user[uid]
         return True
 
-    def prune(self):
-        """Drop processes that are gone; returns their PIDs."""
-        dead = [pid for pid, start in self.entries.items() if not pidlist.alive(pid, start)]
+    def prune(self, most=None):
+        """Drop processes that are gone; returns their PIDs.  most: look at no
+        more than this many, those looked at longest ago (a round robin),
+        else at all."""
+        pids = list(self.entries)
+        if most is not None and len(pids) > most:
+            at = self.cursor % len(pids)
+            pids = (pids[at:] + pids[:at])[:most]
+            self.cursor = at + most
+        dead = [pid for pid in pids if not pidlist.alive(pid, self.entries[pid])]
         for pid in dead:
             self.unregister(pid)
         return dead
@@ -208,7 +224,8 @@ def handle(registry, limits, log, data, ancdata, now):
 def serve_batch(sock, registry, limits, log, first):
     """Act on the datagram first (recvmsg's result) and on what else is queued
     (at most BATCH in all); then, if any was a register or unregister, prune
-    once and rewrite the list if it changed; then answer.  Raises Stop for an allowed shutdown (after the
+    (PRUNE_STEP processes of the list) and rewrite the list if it changed;
+    then answer.  Raises Stop for an allowed shutdown (after the
     answers)."""
     room = socket.CMSG_SPACE(linux.UCRED.size)
     answers, acted, changed, stop = [], False, False, None
@@ -231,7 +248,7 @@ def serve_batch(sock, registry, limits, log, first):
         except (BlockingIOError, InterruptedError):
             break  # nothing more queued
     if acted:
-        dead = registry.prune()
+        dead = registry.prune(PRUNE_STEP)
         for gone in dead:
             log.info("pid %d died without unregistering: dropped" % gone)
         if changed or dead:
@@ -291,10 +308,36 @@ def build_parser():
     return p
 
 
+def datagram_socket(queue, log):
+    """An AF_UNIX datagram socket whose queue holds `queue` datagrams.  The kernel
+    gives a socket the queue length net.unix.max_dgram_qlen says when it is
+    created (10 by default): that sysctl is raised for that moment and put back.
+    Where it cannot be written, the socket keeps the system's (logged)."""
+    try:
+        with open(QLEN_SYSCTL) as f:
+            old = f.read().strip()
+    except OSError:
+        old = None  # no such sysctl here: nothing to raise
+    if old is None or not old.isdigit() or int(old) >= queue:
+        return socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        with open(QLEN_SYSCTL, "w") as f:
+            f.write(str(queue))
+    except OSError as e:
+        log.warning("%s cannot be raised to %d (%s): the daemon's queue holds %s requests, "
+                    "which a flood fills" % (QLEN_SYSCTL, queue, e.strerror or e, old))
+        return socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        return socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    finally:
+        with open(QLEN_SYSCTL, "w") as f:
+            f.write(old)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     log = Logger("minicoredumper_regd")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock = datagram_socket(QUEUE, log)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     try:
         sock.bind(ADDRESS)
