@@ -207,7 +207,7 @@ def exchange(sock, req, data=MAGIC, timeout=2.0, flags=0):
     try:
         sock.sendto(struct.pack("=II", req, data), flags, ADDRESS)
         return struct.unpack("=II", sock.recv(64))
-    except (socket.timeout, BlockingIOError):
+    except OSError:  # socket.timeout, BlockingIOError (EAGAIN) and the like
         return None
 
 
