@@ -23,7 +23,8 @@ list.  Processes that died without unregistering are dropped by every batch
 of registrations (PRUNE_STEP of them, in turn) and every --prune-interval
 seconds (all).
 
-One user cannot deny registration to the others.  The socket's queue holds
+One user cannot deny registration to the others.  The daemon runs at
+niceness NICE (when started at 0); the socket's queue holds
 QUEUE requests (not the kernel's default 10, which a flood of blocked senders
 keeps full, so that a library's send, which never waits, fails); a user
 other than root may have at most --max-per-user processes registered
@@ -61,6 +62,7 @@ MESSAGE = struct.Struct("=II")
 REGISTER, UNREGISTER, SHUTDOWN = 1, 2, 3
 PRUNE_INTERVAL = 10.0
 BATCH = 256  # datagrams read before the list is written and they are answered
+NICE = -10  # the daemon's niceness when started with the default 0: its answers are waited for
 QUEUE = 1024  # datagrams the daemon's socket holds (the kernel's default: 10)
 QLEN_SYSCTL = "/proc/sys/net/unix/max_dgram_qlen"
 PRUNE_STEP = 32  # processes a batch looks at for prune (the interval's prune: all)
@@ -334,6 +336,18 @@ def datagram_socket(queue, log):
             f.write(old)
 
 
+def raise_priority(log):
+    """Run at NICE when started at the default niceness (0), so that a flood of
+    another user's processes competing for the CPUs does not delay the answers
+    that libraries wait for (100 ms); a niceness set by whoever started the
+    daemon (systemd's Nice=) is left alone."""
+    try:
+        if os.getpriority(os.PRIO_PROCESS, 0) == 0:
+            os.setpriority(os.PRIO_PROCESS, 0, NICE)
+    except OSError as e:
+        log.info("niceness not raised to %d: %s" % (NICE, e.strerror or e))
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     log = Logger("minicoredumper_regd")
@@ -350,6 +364,7 @@ def main(argv=None):
         print("minicoredumper_regd: " + msg, file=sys.stderr)
         log.error(msg)
         return 1
+    raise_priority(log)
     registry = PidList(args.state)
     try:
         stop = StopOnSignals()
