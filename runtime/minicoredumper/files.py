@@ -1,6 +1,6 @@
 """File and stream primitives every program of the package uses: replace a file
-in one rename, remove a tree, fsync a directory, read exactly n bytes from a
-stream, open a directory whose path nobody but root can change.  Nothing here
+in one rename, remove a tree, read exactly n bytes from a stream, open a
+directory whose path nobody but root can change.  Nothing here
 follows a symbolic link where it writes or removes: with dir_fd, names are
 resolved relative to that directory's fd (openat(2), unlinkat(2), renameat(2)),
 so a link planted in the directory never redirects the operation."""
@@ -128,15 +128,6 @@ def replace_file(path, data, mode=0o600, dir_fd=None):
     except BaseException:
         os.unlink(tmp, dir_fd=dir_fd)
         raise
-
-
-def fsync_dir(path):
-    """fsync the directory path (its entries reach the disk)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def remove_tree(name, dir_fd=None, _depth=0):
