@@ -36,13 +36,13 @@ def run(n):
     try:
         lab.start(state=os.path.join(work, "regd.pids"))
         others = [Client(lab, uid=1, library=True) for _ in range(OTHERS)]
-        marker = Client(lab)
         flood = Flood(lab, n)
         failed = 0
         for c in others:
             time.sleep(0.1)
             failed += c.send(REGISTER) is None
         _, answered = flood.answered()
+        marker = Client(lab)  # now: a client waits at most 60 s for its first command
         end = time.monotonic() + MARKER_WAIT
         while marker.send(REGISTER) is None and time.monotonic() < end:
             pass  # each try waits 2 s for the answer

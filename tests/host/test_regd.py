@@ -229,7 +229,7 @@ def test_a_flood_of_one_user_denies_nobody_else(regd, state):
     from minicoredumper.cmd_regd import MAX_PER_USER
     d = regd.start(state=state)
     others = [Client(regd, uid=1, library=True) for _ in range(10)]
-    marker = Client(regd)
+    marker = None
     flood = Flood(regd, FLOOD_N)
     try:
         failed, slowest = 0, 0
@@ -239,6 +239,7 @@ def test_a_flood_of_one_user_denies_nobody_else(regd, state):
             failed += c.send(REGISTER) is None  # not answered within LIBRARY_TIMEOUT
             slowest = max(slowest, time.monotonic() - t)  # and our pipes' round trip
         forked, answered = flood.answered()
+        marker = Client(regd)
         assert marker.send(REGISTER) is not None  # after every flood request
         worked_through = time.monotonic() - flood.t0
         assert failed == 0, failed
@@ -252,6 +253,5 @@ def test_a_flood_of_one_user_denies_nobody_else(regd, state):
                                                         answered, slowest * 1000))
     finally:
         flood.stop()
-        marker.close()
-        for c in others:
+        for c in [c for c in others + [marker] if c is not None]:
             c.close()
