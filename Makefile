@@ -25,4 +25,6 @@ bench:
 	$(VPY) tests/bench/bench_registered.py
 	$(VPY) tests/bench/bench_modes.py
 	$(VPY) tests/bench/bench_mappings.py
+	$(VPY) tests/bench/bench_stacks.py
+	$(VPY) tests/bench/bench_hostile.py
 	$(VPY) tests/bench/bench_regd.py

@@ -16,6 +16,8 @@ import time
 
 import _signal  # the C module: `signal` would import enum on the crash path
 
+from . import deadline
+
 HARD_GRACE = 1.0  # seconds past the deadline before the pipe handler exits
 SUID_SAFE = 2  # dump mode (%d) of a process that is not dumpable, fs.suid_dumpable = 2
 HOOK_ENV = "MINICOREDUMPER_ON_DUMP"  # in the environment of on_dump hooks (publish_hook)
@@ -66,6 +68,8 @@ class Crash:
         self.log = log
         self.t0 = time.monotonic() if arrival.t0 is None else arrival.t0
         self.deadline = self.t0 + DEFAULT_DEADLINE
+        deadline.start(self.t0, DEFAULT_DEADLINE)
+        self.late = None  # the stage in which the deadline passed
         self.released = False
         self.marks = []  # (stage, ms since arrival) for debug.txt
         self.cmdline = ""  # the crashed process's, once read (the journal entry)
@@ -240,10 +244,15 @@ class Crash:
         returns the published path.  dd is discarded if anything fails."""
         from .write_artefacts import DumpWriter
         live = None
+        modules = None
         try:
-            modules, plan = self.plan_dump(recept, proc, kc)               # READ, DECIDE
+            modules = self.find_modules(proc)                              # READ
+            plan = self.plan_dump(recept, proc, kc, modules)               # DECIDE
             writer = DumpWriter(self, recept, kc, dd, exe, comm, plan, modules)
             writer.before_release(proc)                                    # READ (+ WRITE)
+            skipped = proc.mem.skip_report()
+            if skipped:
+                self.log.warning(skipped)
             self.cmdline = writer.cmdline
             if cfg.on_dump:
                 self.hook_crashed = from_hook(proc)
@@ -270,17 +279,24 @@ class Crash:
                 raise NotDumped("writing %s failed (%s): nothing kept"
                                 % (dd.name, e.strerror or e)) from None
             raise
+        finally:
+            if modules is not None:
+                modules.close()
 
-    def plan_dump(self, recept, proc, kc):
-        """(modules, plan): the ELF objects the process has mapped
-        (read_modules.Module list) and what to dump of it (decide_plan.Plan)."""
-        from .decide_plan import Planner
+    def find_modules(self, proc):
+        """The ELF objects the process has mapped (read_modules.Modules), their
+        files opened now, while the process is held; closed by write_dump."""
         from .read_modules import find_modules
-        modules = find_modules(proc, proc.mem)
+        modules = find_modules(proc, proc.mem, self.deadline, self.log.warning)
         self.mark("modules")
+        return modules
+
+    def plan_dump(self, recept, proc, kc, modules):
+        """What to dump of the process (decide_plan.Plan)."""
+        from .decide_plan import Planner
         plan = Planner(kc, proc, modules, recept).build()
         self.mark("plan")
-        return modules, plan
+        return plan
 
     def after_publish(self, final, policy, exe, comm):
         """Root-only artefacts for a process that is not dumpable; the storage
@@ -292,7 +308,8 @@ class Crash:
             root_only(final, self.log)
         if policy is not None:
             policy.enforce_total(final)
-        cut = " (deadline cut the dump)" if self.expired() else ""
+        self.mark("published")
+        cut = " (deadline cut the dump: passed in stage %s)" % self.late if self.late else ""
         a = self.arrival
         fields = [("MESSAGE_ID", DUMP_MESSAGE_ID), ("COREDUMP_PID", a.pid),
                   ("COREDUMP_UID", a.uid), ("COREDUMP_GID", a.gid),
@@ -319,13 +336,18 @@ class Crash:
 
     # --- helpers of the stages ---------------------------------------------
     def mark(self, stage):
+        """Stage done: its time for debug.txt; the first stage that ends past the
+        deadline is the one the "dumped" line names."""
         self.marks.append((stage, (time.monotonic() - self.t0) * 1000))
+        if self.late is None and deadline.expired():
+            self.late = stage
 
     def expired(self):
-        return time.monotonic() > self.deadline
+        return deadline.expired()
 
     def set_deadline(self, seconds):
         self.deadline = self.t0 + seconds
+        deadline.start(self.t0, seconds)
         if self.arrival.hard_deadline:
             _signal.signal(_signal.SIGALRM, self._hard_deadline)
             _signal.setitimer(_signal.ITIMER_REAL,

@@ -3,14 +3,19 @@
 Nothing here writes a byte.  The plan lists every range with the reason it is
 dumped and a priority (1 = needed for the crashing thread's backtrace, larger
 numbers are less essential), plus the external dumps that go to dumps/PID/.
-Everything read from the crashed process is bounded and checked.
+Everything read from the crashed process is bounded and checked: every walk
+has a cap on its own and on its work in total (over all threads), and the
+steps after the essential ones stop once deadline.PLAN_SHARE of the deadline
+has gone (a warning says which were left out).
 """
 
+from . import deadline
 from . import elf as E
 from . import linux
 from .config import glob_match
 from .config import valid_ident
 from .read_modules import MAX_PHNUM_IN_MEMORY, find_symbol
+from .read_stack import frame_records, interrupted_contexts
 
 PRIO_ESSENTIAL = 1     # crashing thread's top of stack, module identity, so list
 PRIO_CRASH_STACK = 2   # the rest of the crashing thread's stack
@@ -18,8 +23,13 @@ PRIO_THREADS = 3       # other threads
 PRIO_DATA = 4          # buffers, maps, registered data
 
 TOP_OF_STACK = 2048
+MAX_FRAME_RECORDS = 8
 MAX_LINK_MAPS = 1024
 MAX_ROBUST = 1024
+# Robust list nodes read in all, over every thread and every candidate head: a
+# forged thread pointer makes each descriptor word a candidate (issue 17: 32
+# threads, 4 s); a real process holds few robust mutexes per thread.
+MAX_ROBUST_WORK = 8192
 PTHREAD_DESC_SIZE = 4096
 MAX_BUFFER = 64 << 20
 MUTEX_SIZE = {True: 40, False: 24}  # pthread_mutex_t, LP64 and ILP32
@@ -62,6 +72,7 @@ class Plan:
         self.regions = []
         self.externals = Externals()
         self.log = []  # (level, message)
+        self.unreadable = []  # sorted (start, end) found unreadable when read: left out
 
     def add(self, start, size, why, prio, stack_top=False):
         if size > 0 and start >= 0:
@@ -77,7 +88,8 @@ class Plan:
         """Merged (start, end) ranges, clipped to `segments` [(start, end)], sorted.
 
         Only regions up to max_prio; the crashing thread's top of stack cut to
-        stack_top bytes.  Ranges closer than MERGE_GAP bytes become one."""
+        stack_top bytes.  Ranges closer than MERGE_GAP bytes become one; what
+        was found unreadable (self.unreadable) is cut out of them."""
         spans = sorted((r.start, r.start + (min(r.size, stack_top) if r.stack_top and stack_top
                                             is not None else r.size))
                        for r in self.regions if max_prio is None or r.prio <= max_prio)
@@ -88,11 +100,19 @@ class Plan:
                     merged[-1][1] = e
             else:
                 merged.append([s, e])
-        return clip(merged, segments)
+        return clip(clip(merged, segments), self.unreadable, outside=True)
 
 
-def clip(ranges, segments):
-    """Intersect sorted ranges with sorted, non-overlapping segments."""
+def clip(ranges, segments, outside=False):
+    """Intersect sorted ranges with sorted, non-overlapping segments (outside:
+    with what lies outside the segments)."""
+    if outside:
+        gaps, pos = [], 0
+        for s, e in sorted(segments):
+            if s > pos:
+                gaps.append((pos, s))
+            pos = max(pos, e)
+        segments = gaps + [(pos, 1 << 64)]
     out = []
     i = 0
     segs = sorted(segments)
@@ -125,6 +145,7 @@ class Planner:
         self.plan = Plan()
         self._desc_size = None
         self._robust_offset = None
+        self._robust_work = MAX_ROBUST_WORK  # node reads left (robust_lists)
 
     def build(self):
         r = self.recept
@@ -133,16 +154,25 @@ class Planner:
             self.stacks()
         if r["dump_auxv_so_list"]:
             self.so_list()
-        if r["dump_pthread_list"]:
-            self.pthread_list()
-        if r["dump_robust_mutex_list"]:
-            self.robust_lists()
-        if r["maps"]["dump_by_name"]:
-            self.maps_by_name()
-        if r["buffers"]:
-            self.buffers()
-        self.registered_data()
+        # What the backtrace does not need stops at the planning share of the deadline.
+        for wanted, step in ((r["dump_pthread_list"], self.pthread_list),
+                             (r["dump_robust_mutex_list"], self.robust_lists),
+                             (r["maps"]["dump_by_name"], self.maps_by_name),
+                             (r["buffers"], self.buffers),
+                             (True, self.registered_data)):
+            if wanted and self.out_of_time(step.__name__):
+                break
+            if wanted:
+                step()
         return self.plan
+
+    def out_of_time(self, what):
+        """True (and a warning) once planning has used its share of the deadline."""
+        if not deadline.expired(deadline.PLAN_SHARE):
+            return False
+        self.plan.warn("deadline: planning stopped at %s (%.0f%% of the deadline gone)"
+                       % (what, deadline.PLAN_SHARE * 100))
+        return True
 
     def threads(self):
         t = self.kc.threads
@@ -156,23 +186,56 @@ class Planner:
 
     # --- stacks --------------------------------------------------------------
     def stacks(self):
-        cap = self.recept["stacks"]["max_stack_size"]
+        """Each thread's stack from its SP; for the crashing thread also the stacks
+        of the contexts its signal handlers interrupted (read_stack.interrupted_contexts:
+        a handler on a sigaltstack), with the same priorities."""
         for n, t in enumerate(self.threads()):
-            seg = self.kc.load_for(t.sp) or self.kc.load_for(t.sp - self.arch.red_zone)
-            if seg is None:
-                self.plan.warn("thread %d: SP %#x is in no mapping" % (t.tid, t.sp))
-                continue
-            start = max(seg.vaddr, t.sp - self.arch.red_zone)
-            end = seg.vaddr + seg.memsz
-            if cap:
-                end = min(end, t.sp + cap)
             why = "stack of thread %d (SP %#x)" % (t.tid, t.sp)
+            fp = t.regs[self.arch.fp_index] if self.arch.fp_index is not None else None
+            if not self.stack(t.tid, t.sp, why, crashing=n == 0, fp=fp):
+                continue
             if n == 0:
-                top = min(end, t.sp + TOP_OF_STACK)
-                self.plan.add(start, top - start, why + ", top", PRIO_ESSENTIAL, stack_top=True)
-                self.plan.add(top, end - top, why, PRIO_CRASH_STACK)
-            else:
-                self.plan.add(start, end - start, why, PRIO_THREADS)
+                fp_name = self.arch.regs[self.arch.fp_index] if fp is not None else None
+                for ctx in interrupted_contexts(self.kc, self.mem, t):
+                    self.plan.note("thread %d: a signal handler interrupted SP %#x PC %#x "
+                                   "(sigcontext at %#x)" % (t.tid, ctx.sp, ctx.pc, ctx.address))
+                    self.stack(t.tid, ctx.sp, "stack of thread %d interrupted by a signal "
+                               "(SP %#x)" % (t.tid, ctx.sp), crashing=True,
+                               fp=ctx.regs.get(fp_name))
+
+    def stack(self, tid, sp, why, crashing, fp=None):
+        """Plan the stack from sp (less the red zone) to the end of its mapping, at
+        most max_stack_size bytes; for an SP below its stack (an overflow:
+        KernelCore.stack_for) from the mapping's start.  The crashing thread's
+        first TOP_OF_STACK bytes are essential, and so are the frame records on
+        its frame-pointer chain from fp beyond them (at most MAX_FRAME_RECORDS:
+        a backtrace through frames larger than the top of stack).  False when sp
+        is on no stack."""
+        seg = self.kc.stack_for(sp)
+        if seg is None:
+            self.plan.warn("thread %d: SP %#x is in no mapping" % (tid, sp))
+            return False
+        if sp < seg.vaddr:
+            self.plan.note("thread %d: SP %#x is %d bytes below its stack at %#x: a stack "
+                           "overflow" % (tid, sp, seg.vaddr - sp, seg.vaddr))
+        base = max(sp, seg.vaddr)
+        start = max(seg.vaddr, sp - self.arch.red_zone)
+        end = seg.vaddr + seg.memsz
+        cap = self.recept["stacks"]["max_stack_size"]
+        if cap:
+            end = min(end, base + cap)
+        if crashing:
+            top = min(end, base + TOP_OF_STACK)
+            self.plan.add(start, top - start, why + ", top", PRIO_ESSENTIAL, stack_top=True)
+            self.plan.add(top, end - top, why, PRIO_CRASH_STACK)
+            if fp is not None:
+                w = self.L.wordsize
+                for rec, _ in frame_records(self.kc, self.mem, sp, fp, MAX_FRAME_RECORDS):
+                    if rec + 2 * w > top:
+                        self.plan.add(rec, 2 * w, why + ", frame record", PRIO_ESSENTIAL)
+        else:
+            self.plan.add(start, end - start, why, PRIO_THREADS)
+        return True
 
     # --- shared object list (what gdb reads to find PIE and libraries) -------
     def so_list(self):
@@ -302,7 +365,12 @@ class Planner:
         L = self.L
         w = L.wordsize
         rlh = linux.structs(L).robust_list_head
-        for t in self.kc.threads:
+        for n, t in enumerate(self.kc.threads):
+            if self._robust_work <= 0 or self.out_of_time("robust list of thread %d" % t.tid):
+                self.plan.warn("robust lists: %d node reads done, %d of %d threads looked "
+                               "at: the rest left out" % (MAX_ROBUST_WORK - self._robust_work,
+                                                          n, len(self.kc.threads)))
+                break
             head = self._robust_head(t) if t.tp else None
             if head is None:
                 self.plan.note("thread %d: no robust list head found" % t.tid)
@@ -322,12 +390,14 @@ class Planner:
                               "robust mutex of %d" % t.tid, PRIO_THREADS)
 
     def _robust_chain(self, first, head):
-        """(entries, True if the chain returned to head) following next pointers."""
+        """(entries, True if the chain returned to head) following next pointers;
+        each node read counts against MAX_ROBUST_WORK."""
         entries, seen = [], set()
         nxt = first
         while nxt != head:
-            if not nxt or nxt in seen or len(entries) >= MAX_ROBUST:
+            if not nxt or nxt in seen or len(entries) >= MAX_ROBUST or self._robust_work <= 0:
                 return entries, False
+            self._robust_work -= 1
             seen.add(nxt)
             entries.append(nxt)
             raw = self.mem.read_exact(nxt, self.L.wordsize)
@@ -346,6 +416,8 @@ class Planner:
         n = len(raw) // w  # a head may start at any word of the descriptor
         offsets = [self._robust_offset] if self._robust_offset is not None else range(n - 2)
         for i in offsets:
+            if self._robust_work <= 0:
+                return None
             if i * w + rlh.size > len(raw):
                 continue
             addr = start + i * w
@@ -452,8 +524,7 @@ def registration_symbols(lookup):
 def registered_items(mem, layout, arch, symbols, limits, scope, warn):
     """The registrations with a dump_scope up to scope, in registration order."""
     from .read_registrations import read_registrations
-    return [it for it in read_registrations(mem, layout, arch, symbols[0], symbols[1],
-                                            limits, warn) if it.scope <= scope]
+    return read_registrations(mem, layout, arch, symbols[0], symbols[1], limits, warn, scope)
 
 
 def registered_external(it, mem, ident=None):

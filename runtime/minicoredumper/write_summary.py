@@ -44,14 +44,12 @@ def symbolize(addresses, modules, names=True):
     for addr, how in addresses:
         m = _module_for(addr, modules)
         placed.append((addr, how, m))
-        if names and m is not None and m.symbol_source():
+        if names and m is not None and m.file is not None:
             by_module.setdefault(m, []).append(addr - m.bias)
     found = {}
-    if by_module:
-        from .read_modules import nearest_symbols
-        for m, rel in by_module.items():
-            for r, (name, off) in nearest_symbols(m.symbol_source(), set(rel)).items():
-                found[(m, r)] = "%s+%#x" % (name, off) if off else name
+    for m, rel in by_module.items():
+        for r, (name, off) in m.nearest_symbols(set(rel)).items():
+            found[(m, r)] = "%s+%#x" % (name, off) if off else name
     return [(addr, how, m, addr - m.bias if m else None,
              found.get((m, addr - m.bias)) if m else None) for addr, how, m in placed]
 
