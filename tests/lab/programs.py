@@ -19,6 +19,7 @@ BUILDS = {
     "bigheap": ["gcc", "-g", "-O0", "bigheap.c"],
     "robust": ["gcc", "-g", "-O0", "-pthread", "robust.c"],
     "secret": ["gcc", "-g", "-O0", "secret.c"],
+    "bigthreads": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "bigthreads.c"],
     # crash3's frames after waiting on stdin, or with a file mapped (test_process_files)
     "procfiles": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "procfiles.c"],
     "overflow": ["gcc", "-g", "-O0", "-pthread", "overflow.c"],
