@@ -4,6 +4,7 @@ and `mcd store import` writes them into base_dir and marks them imported.
 """
 
 import os
+import stat
 
 from .publish_dumpdir import DumpDir, clean_leftovers
 from .rawstore import Store, StoreError, unpack_payload
@@ -33,10 +34,11 @@ def read_records(setting, warn):
         return out
 
 
-def write_dump(base_dir, name, files):
-    """The dump directory name in base_dir with files, published whole with
-    its integrity record (publish_dumpdir.DumpDir); returns its path."""
-    dd = DumpDir(base_dir, name)
+def write_dump(base_dir, name, files, dir_fd=None):
+    """The dump directory name in base_dir (whose fd is dir_fd, if open) with
+    files, published whole with its integrity record (publish_dumpdir.DumpDir);
+    returns its path."""
+    dd = DumpDir(base_dir, name, dir_fd)
     try:
         for rel, data in files:
             dd.write_file(rel, data)
@@ -59,37 +61,53 @@ def import_records(setting, base_dir, warn):
     """The records not yet imported written into base_dir, then marked
     imported (IMPORTED, replaced in one rename once they are on disk; pruned
     to the records still in the store).  A record whose directory is there
-    already (an import cut short before its mark) is only marked.  Returns
-    ([new directory paths], number already imported)."""
-    from .files import fsync_dir, replace_file
-    os.makedirs(base_dir, 0o700, exist_ok=True)
-    clean_leftovers(base_dir, warn)
-    marks = read_marks(base_dir)
-    records = read_records(setting, warn)
-    kept, new, before = {}, [], 0
-    for slot, name, files in records:
-        key = (slot.sequence, slot.crc)
-        if key in marks:
-            before += 1
-        elif not os.path.isdir(os.path.join(base_dir, name)):
-            new.append(write_dump(base_dir, name, files))
-        kept[key] = marks.get(key, name)
-    if kept != marks:
-        fsync_dir(base_dir)
-        text = "".join("%08x %08x %s\n" % (q, c, n) for (q, c), n in sorted(kept.items()))
-        replace_file(os.path.join(base_dir, IMPORTED), text.encode("utf-8", "surrogateescape"))
-        fsync_dir(base_dir)
-    return new, before
+    already (an import cut short before its mark) is only marked.  base_dir is
+    opened as the handler opens it (publish_dumpdir.open_base_dir: created
+    0700 if missing, files.Untrusted if someone other than root could change
+    it) and used through its fd.  Returns ([new directory paths], number
+    already imported)."""
+    from .files import replace_file
+    from .publish_dumpdir import open_base_dir
+    base_fd, _ = open_base_dir(base_dir)
+    try:
+        clean_leftovers(base_fd, warn)
+        marks = read_marks(base_fd)
+        records = read_records(setting, warn)
+        kept, new, before = {}, [], 0
+        for slot, name, files in records:
+            key = (slot.sequence, slot.crc)
+            if key in marks:
+                before += 1
+            elif not _is_dir(name, base_fd):
+                new.append(write_dump(base_dir, name, files, base_fd))
+            kept[key] = marks.get(key, name)
+        if kept != marks:
+            os.fsync(base_fd)
+            text = "".join("%08x %08x %s\n" % (q, c, n) for (q, c), n in sorted(kept.items()))
+            replace_file(IMPORTED, text.encode("utf-8", "surrogateescape"), dir_fd=base_fd)
+            os.fsync(base_fd)
+        return new, before
+    finally:
+        os.close(base_fd)
 
 
-def read_marks(base_dir):
-    """{(sequence, payload crc32): directory name} of the records imported into base_dir."""
+def _is_dir(name, dir_fd):
+    try:
+        return stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def read_marks(base_fd):
+    """{(sequence, payload crc32): directory name} of the records imported into
+    the base_dir whose fd is base_fd."""
     marks = {}
     try:
-        with open(os.path.join(base_dir, IMPORTED), "rb") as f:
-            lines = f.read(1 << 20).decode("utf-8", "surrogateescape").splitlines()
+        fd = os.open(IMPORTED, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=base_fd)
     except FileNotFoundError:
         return marks
+    with open(fd, "rb") as f:
+        lines = f.read(1 << 20).decode("utf-8", "surrogateescape").splitlines()
     for line in lines:
         parts = line.split(" ", 2)
         try:
@@ -145,11 +163,15 @@ def cmd_store_import(args):
     """mcd store import: the store's new records into base_dir (one line each)."""
     from .tool_verbs import UserError, base_dir
     setting = store_setting(args)
+    from .files import Untrusted
     base = base_dir(args)
     try:
         new, before = import_records(setting, base, _warn)
     except StoreError as e:
         raise UserError("raw store %s" % e) from None
+    except Untrusted as e:
+        raise UserError("base_dir %s refused: %s (it and every directory above it must be "
+                        "root's and writable by nobody else)" % (base, e)) from None
     for path in new:
         print("imported %s" % path)
     print("%d record%s imported from %s into %s, %d imported before" % (
