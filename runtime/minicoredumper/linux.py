@@ -155,11 +155,17 @@ class Arch:
     fp: frame pointer register whose frame record (saved fp, return address)
     sits at fp (x86, aarch64; on arm gcc's records differ between ARM and
     Thumb code, so none is used).  lr: link register, if the arch has one.
+    dwarf: the pr_reg name of each DWARF register number, in that order (None
+    where pr_reg has none; the psABI's DWARF register mapping).
+    sigreturn: the signal return trampolines' code [bytes, ...] and
+    sigcontext (offset of the saved registers from the SP the trampoline runs
+    with, their pr_reg names in the kernel's order): SIGRETURNS below.
     """
 
     def __init__(self, name, machine, prstatus_pid, prstatus_reg, regs, sp, pc,
                  red_zone=0, tp_reg=None, tp_note=None, pthread_below_tp=False,
-                 gdb_arch=None, long_double=("double", 8), fp=None, lr=None):
+                 gdb_arch=None, long_double=("double", 8), fp=None, lr=None, dwarf=(),
+                 sigreturn=((), 0, ())):
         self.name = name
         self.machine = machine
         self.prstatus_pid = prstatus_pid
@@ -175,6 +181,10 @@ class Arch:
         self.long_double = long_double
         self.fp_index = regs.index(fp) if fp else None
         self.lr_index = regs.index(lr) if lr else None
+        self.dwarf = tuple(regs.index(r) if r else None for r in dwarf)
+        self.dwarf_sp = dwarf.index(sp) if sp in dwarf else None
+        self.sigreturn_code, self.sigcontext_offset, names = sigreturn
+        self.sigcontext_regs = tuple(regs.index(r) if r else None for r in names)
 
 
 _X86_64_REGS = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8",
@@ -185,17 +195,62 @@ _I386_REGS = ("ebx", "ecx", "edx", "esi", "edi", "ebp", "eax", "ds", "es", "fs",
 _ARM_REGS = tuple("r%d" % i for i in range(13)) + ("sp", "lr", "pc", "cpsr", "orig_r0")
 _AARCH64_REGS = tuple("x%d" % i for i in range(31)) + ("sp", "pc", "pstate")
 
+# DWARF register numbers (each psABI's "DWARF Register Number Mapping").
+_X86_64_DWARF = ("rax", "rdx", "rcx", "rbx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10",
+                 "r11", "r12", "r13", "r14", "r15", "rip")
+_I386_DWARF = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eip")
+_ARM_DWARF = tuple("r%d" % i for i in range(13)) + ("sp", "lr", "pc")
+_AARCH64_DWARF = tuple("x%d" % i for i in range(31)) + ("sp",)
+
+# The kernel's signal frames, as a signal handler's return finds them: the
+# trampoline's code (x86: glibc's __restore_rt, mov $__NR_rt_sigreturn then
+# syscall / int $0x80; arm, arm64: the vDSO's or sigpage's, mov r7/x8 then
+# svc 0; arm in ARM and Thumb code) and where its SP points.
+#  x86_64 (arch/x86/include/asm/sigframe.h): struct rt_sigframe {char
+#   *pretcode; struct ucontext uc; ...}, pretcode popped by the handler's ret:
+#   SP = &uc.  struct ucontext {unsigned long uc_flags; struct ucontext
+#   *uc_link; stack_t uc_stack (24 bytes); struct sigcontext uc_mcontext;},
+#   sigcontext (uapi/asm/sigcontext.h) starts r8 ... r15, di, si, bp, bx, dx,
+#   ax, cx, sp, ip: registers at SP + 40.
+#  i386: struct rt_sigframe {char *pretcode; int sig; siginfo *pinfo; void
+#   *puc; siginfo_t info (128); struct ucontext uc;}, SP = frame + 4; uc of
+#   i386: flags, link, stack_t (12 bytes), then sigcontext_32: gs, fs, es, ds,
+#   di, si, bp, sp, bx, dx, cx, ax, trapno, err, ip: at SP + 140 + 20.
+#  arm (arch/arm/kernel/signal.h): struct rt_sigframe {siginfo_t info; struct
+#   ucontext uc;}, SP = frame; uc: flags, link, stack_t (12 bytes), then
+#   sigcontext: trap_no, error_code, oldmask, r0 ... r10, fp, ip, sp, lr, pc:
+#   at SP + 128 + 20 + 12.
+#  aarch64 (arch/arm64/kernel/signal.c): struct rt_sigframe {siginfo_t info;
+#   struct ucontext uc;}, SP = frame; uc: flags, link, stack_t (24 bytes),
+#   sigset_t and its padding to 128 bytes, then (16-aligned, at 176)
+#   sigcontext: fault_address, regs[31], sp, pc: at SP + 128 + 176 + 8.
+SIGRETURNS = {
+    EM_X86_64: ([bytes.fromhex("48c7c00f0000000f05")], 40,
+                ("r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rdi", "rsi", "rbp",
+                 "rbx", "rdx", "rax", "rcx", "rsp", "rip")),
+    EM_386: ([bytes.fromhex("b8ad000000cd80")], 160,
+             ("gs", "fs", "es", "ds", "edi", "esi", "ebp", "esp", "ebx", "edx", "ecx", "eax",
+              None, None, "eip")),
+    EM_ARM: ([bytes.fromhex("ad70a0e3000000ef"), bytes.fromhex("ad2700df")], 160,
+             _ARM_DWARF),
+    EM_AARCH64: ([bytes.fromhex("681180d2010000d4")], 312, _AARCH64_DWARF + ("pc",)),
+}
+
 ARCHES = {
     EM_X86_64: Arch("x86_64", EM_X86_64, 32, 112, _X86_64_REGS, "rsp", "rip",
                     red_zone=128, tp_reg="fs_base", gdb_arch="i386:x86-64",
-                    long_double=("x87", 16), fp="rbp"),
+                    long_double=("x87", 16), fp="rbp", dwarf=_X86_64_DWARF,
+                    sigreturn=SIGRETURNS[EM_X86_64]),
     EM_386: Arch("i386", EM_386, 24, 72, _I386_REGS, "esp", "eip",
-                 tp_note=NT_386_TLS, gdb_arch="i386", long_double=("x87", 12), fp="ebp"),
+                 tp_note=NT_386_TLS, gdb_arch="i386", long_double=("x87", 12), fp="ebp",
+                 dwarf=_I386_DWARF, sigreturn=SIGRETURNS[EM_386]),
     EM_ARM: Arch("arm", EM_ARM, 24, 72, _ARM_REGS, "sp", "pc",
-                 tp_note=NT_ARM_TLS, pthread_below_tp=True, lr="lr"),
+                 tp_note=NT_ARM_TLS, pthread_below_tp=True, lr="lr", dwarf=_ARM_DWARF,
+                 sigreturn=SIGRETURNS[EM_ARM]),
     EM_AARCH64: Arch("aarch64", EM_AARCH64, 32, 112, _AARCH64_REGS, "sp", "pc",
                      tp_note=NT_ARM_TLS, pthread_below_tp=True, long_double=("quad", 16),
-                     fp="x29", lr="x30"),
+                     fp="x29", lr="x30", dwarf=_AARCH64_DWARF,
+                     sigreturn=SIGRETURNS[EM_AARCH64]),
 }
 
 

@@ -7,7 +7,8 @@ SNAPSHOT_MAX bytes: read_process.SnapshotMemory), the stack walked
 fds ...) read; a plan too big to copy has its core written now, while the
 process waits, and so have proc info and the fat core.  after_release()
 writes the rest (the core from the copy, external dump files, summary,
-debug log) and leaves publishing to the caller.  With a max_dump_size,
+debug log; every thread's stack unwound from the copy: read_unwind) and
+leaves publishing to the caller.  With a max_dump_size,
 files are added best-first while they fit (decide_budget.py).
 """
 
@@ -19,7 +20,8 @@ from .read_stack import return_addresses
 from .write_summary import build as build_summary, forms as summary_forms, smallest_form, \
     text as summary_text
 
-SUMMARY_TXT_MAX = 640
+SUMMARY_TXT_MAX = 640  # under a max_dump_size
+SUMMARY_TXT_UNLIMITED = 64 << 10  # without one: all threads' frames, bounded
 SNAPSHOT_MAX = 16 << 20  # planned memory copied before the release, at most
 
 
@@ -45,6 +47,7 @@ class DumpWriter:
         self.externals = []
         self.snapshot = None
         self.cmdline = ""  # before_release() reads it
+        self.walks = None  # every thread's frames, after the release (finish)
 
     # --- while the process is still there -----------------------------------
     def before_release(self, proc):
@@ -56,15 +59,13 @@ class DumpWriter:
         self.facts = proc.facts()
         # summary.txt is reserved first: the smallest budget still gets it.
         left = self.budget.left_for("summary.txt")
-        self.summary_room = SUMMARY_TXT_MAX if left is None else min(SUMMARY_TXT_MAX, left)
+        self.summary_room = SUMMARY_TXT_UNLIMITED if left is None else min(SUMMARY_TXT_MAX, left)
         self.budget.take("summary.txt", self.summary_room)
         # Then the room of summary.json's smallest form, the crash's identity,
         # also when it is more than is left: a core never comes without it,
         # and a larger budget never gives a worse core (docs/FORMATS.md §9).
         self.json_room = 0
-        if self.budget.limit:
-            self.json_room = len(smallest_form(self._summary(symbols=False)))
-            self.budget.take("summary.json", self.json_room)
+        self.reserve_summary_json()
         # Then the data the application registered to be kept apart (dumps/PID/),
         # read with the plan: it asked for it by name, so it comes before the core.
         self.choose_externals()
@@ -77,10 +78,20 @@ class DumpWriter:
             c.mark("core")
         self.write_process_files()
 
+    def reserve_summary_json(self):
+        """Set aside the room of summary.json's smallest form (with a budget),
+        again after unwinding: the frames it keeps are then the walk's."""
+        if self.budget.limit:
+            self.budget.cancel("summary.json", self.json_room)
+            self.json_room = len(smallest_form(self._summary(symbols=False)))
+            self.budget.take("summary.json", self.json_room)
+
     def after_release(self, warnings):
-        """What needs no more of the process: the core from the snapshot, the
-        plan's warnings in the log, then finish()."""
+        """What needs no more of the process: every thread unwound and the
+        core from the snapshot, the plan's warnings in the log, then finish()."""
         if self.snapshot is not None:
+            self.unwind()
+            self.reserve_summary_json()
             self.write_core()
             self.crash.mark("core")
         log = self.crash.log
@@ -103,7 +114,23 @@ class DumpWriter:
         lookups and what the dump holds, for the size of its smallest form."""
         return build_summary(self.kc, self.addresses, self.modules, self.args, self.exe,
                              self.comm, self.cmdline, self.facts,
-                             self.dumped if symbols else None, symbols)
+                             self.dumped if symbols else None, symbols, self.walks)
+
+    def unwind(self):
+        """Every thread's frames from the copied memory (read_unwind), after
+        the release; none without a copy (the summary keeps read_stack's)."""
+        if self.snapshot is None:
+            return
+        from .read_unwind import unwind_threads
+        self.walks = unwind_threads(self.kc, self.snapshot, self.modules, self.crash.expired)
+        first = self.walks[0]
+        if len(first.frames) < len(self.addresses):  # its stack was not copied
+            first.frames = self.addresses
+            first.reason = "stack not copied: the frames read_stack found before the release"
+        self.crash.mark("unwound")
+        ends = ["thread %d: %s" % (w.tid, w.reason) for w in self.walks if w.reason]
+        if ends:
+            self.crash.log.debug("unwinding ended early: " + "; ".join(ends[:8]))
 
     def _proc_text(self, name):
         try:
@@ -188,7 +215,7 @@ class DumpWriter:
         debug.txt."""
         args, dd = self.args, self.dd
         s = self._summary(symbols=True)  # s["dump"] is self.dumped: filled in below
-        txt = summary_text(s).encode("utf-8", "replace")[:self.summary_room]
+        txt = summary_text(s, self.summary_room)
         dd.write_file("summary.txt", txt)
         self.budget.give_back("summary.txt", self.summary_room - len(txt))
         if self.externals:

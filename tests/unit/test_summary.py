@@ -106,8 +106,11 @@ def _summary():
             "code_name": "SEGV_MAPERR", "fault_address": "0x0", "sender": None,
             "registers": {"rip": "0x1"},
             "frames": [{"pc": "0x1", "how": "pc", "module": 0, "offset": "0x1",
-                        "symbol": "main"}],
-            "modules": [{"path": "/bin/x", "build_id": "ab"}], "threads": 1,
+                        "symbol": "main"}], "frames_end": None,
+            "thread_frames": [{"tid": 8, "frames": [{"pc": "0x2", "how": "pc", "module": 0,
+                                                     "offset": "0x2", "symbol": "f"}],
+                               "end": None}],
+            "modules": [{"path": "/bin/x", "build_id": "ab"}], "threads": 2,
             "rlimits": {"core": [0, "unlimited"]}, "fds": {"0": "/dev/null"},
             "fds_more": False, "dump": {"core": "core"}}
 

@@ -1,0 +1,347 @@
+"""READ: every thread's call stack, unwound from the copied memory.
+
+Each thread starts from its NT_PRSTATUS registers; each step finds the
+caller's registers, trying in order:
+
+  signal  the PC is a kernel signal return trampoline (linux.SIGRETURNS):
+          the interrupted registers come from the sigcontext on the stack
+  cfi     the module's call-frame information (read_cfi: .eh_frame through
+          .eh_frame_hdr, else .debug_frame), rules evaluated on the copy
+  lr      (the first frame only) the link register, where the arch has one
+  fp      the frame-pointer record (saved fp, return address) at fp
+  scan    the first word above SP that points just after a call into code
+
+so a frame is guessed by a scan only when nothing better exists; each frame
+says how it was found (the first is "pc").  It runs after the release, on
+what was copied (read_process.SnapshotMemory): a stack not copied ends its
+thread's walk.  The modules' tables are read from their files as the process
+mapped them (Module.symbol_source) or, for the vDSO, from the copied memory.
+
+Everything read is untrusted: at most MAX_FRAMES frames per thread, a scan of
+SCAN_BYTES, each step's table work bounded by read_cfi; a frame whose SP does
+not move up the stack (but after a signal frame) or that repeats ends the
+walk, and so does the deadline.  Every walk ends with its reason: None when
+it reached the outermost frame (a return address of 0 or an undefined one).
+"""
+
+import os
+from bisect import bisect_right
+
+from . import elf as E
+from .read_cfi import (CfiError, EXPRESSION, Image, OFFSET, REGISTER, SAME, Tables, UNDEFINED,
+                       VAL_EXPRESSION, VAL_OFFSET, debug_frame_section, evaluate, row_for)
+
+MAX_FRAMES = 256
+SCAN_BYTES = 1024
+CODE_PEEK = 16  # bytes of code read at a PC to recognise a signal trampoline
+
+
+class Walk:
+    """One thread's frames: tid, frames [(pc, how)] innermost first, and the
+    reason the walk ended (None: it reached the outermost frame)."""
+
+    __slots__ = ("tid", "frames", "reason")
+
+    def __init__(self, tid, frames, reason):
+        self.tid = tid
+        self.frames = frames
+        self.reason = reason
+
+
+def unwind_threads(kc, mem, modules, expired=lambda: False):
+    """[Walk] for every thread of kc (read_corestream.KernelCore), crashing
+    thread first; mem: the copied memory (read / read_exact); modules:
+    read_modules.Module list; expired() -> True ends every walk (reason
+    "deadline")."""
+    u = Unwinder(kc, mem, modules, expired)
+    try:
+        return [u.walk(t) for t in kc.threads]
+    finally:
+        u.close()
+
+
+class Unwinder:
+    """The walks of one process: modules' tables opened once, closed by close()."""
+
+    def __init__(self, kc, mem, modules, expired):
+        self.kc = kc
+        self.arch = kc.arch
+        self.L = kc.layout
+        self.mem = mem
+        self.expired = expired
+        self.w = self.L.wordsize
+        self.mask = (1 << (8 * self.w)) - 1
+        self.word = self.L.word
+        code = sorted((p.vaddr, p.vaddr + p.memsz) for p in kc.loads if p.flags & E.PF_X)
+        self.code = code
+        self.code_starts = [s for s, _ in code]
+        spans = []
+        for m in modules:
+            for p in m.phdrs:
+                if p.type == E.PT_LOAD and p.flags & E.PF_X and p.memsz:
+                    spans.append((m.bias + p.vaddr, m.bias + p.vaddr + p.memsz, m))
+        spans.sort(key=lambda s: s[0])
+        self.spans = spans
+        self.span_starts = [s for s, _, _ in spans]
+        self.images = {}  # Module -> (Image, Tables or None, fd or None)
+        self.problems = {}
+        self.sig_regs = {}
+        a = self.arch
+        to_dwarf = {pr: n for n, pr in enumerate(a.dwarf) if pr is not None}
+        self.sig_dwarf = tuple(to_dwarf.get(pr) if pr is not None else None
+                               for pr in a.sigcontext_regs)
+        self.pc_in_sigcontext = a.sigcontext_regs.index(a.pc_index) \
+            if a.pc_index in a.sigcontext_regs else None
+
+    # --- what is where ---------------------------------------------------------
+    def is_code(self, v):
+        i = bisect_right(self.code_starts, v) - 1
+        return i >= 0 and v < self.code[i][1]
+
+    def module_for(self, pc):
+        i = bisect_right(self.span_starts, pc) - 1
+        if i >= 0 and pc < self.spans[i][1]:
+            return self.spans[i][2]
+        return None
+
+    def image(self, m):
+        """(Image, Tables or None) of module m, made once; a table that cannot
+        be read leaves Tables None and its reason in self.problems."""
+        got = self.images.get(m)
+        if got is not None:
+            return got[0], got[1]
+        fd = None
+        source = m.symbol_source()
+        if source is not None:
+            try:
+                fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                fd = None
+        if fd is not None:
+            def pread(offset, size, fd=fd):
+                return os.pread(fd, size, offset)
+            image = Image(m.layout, m.phdrs, pread=pread)
+        else:
+            pread = None
+            image = Image(m.layout, m.phdrs, mem=self.mem, bias=m.bias)
+        tables = None
+        try:
+            debug = debug_frame_section(pread) if pread is not None else None
+            tables = Tables(image, Image(m.layout, None, pread=pread) if debug else None, debug)
+        except CfiError as e:
+            self.problems[m.path] = str(e)
+        self.images[m] = (image, tables, fd)
+        return image, tables
+
+    def close(self):
+        for _, _, fd in self.images.values():
+            if fd is not None:
+                os.close(fd)
+        self.images = {}
+
+    def read_word(self, addr):
+        raw = self.mem.read_exact(addr & self.mask, self.w)
+        if raw is None:
+            raise CfiError("stack word at %#x was not copied" % addr)
+        return self.word.unpack(raw)[0]
+
+    # --- one thread ---------------------------------------------------------------
+    def walk(self, t):
+        a = self.arch
+        regs = [t.regs[i] if i is not None else None for i in a.dwarf]
+        pc = t.pc
+        frames = [(pc, "pc")]
+        seen = {(pc, t.sp)}
+        exact = True  # the PC is where execution stopped, not a return address
+        after_signal = False  # the frame below was a signal frame: SP may jump
+        reason = None
+        while True:
+            if len(frames) >= MAX_FRAMES:
+                reason = "%d frames" % MAX_FRAMES
+                break
+            if self.expired():
+                reason = "deadline"
+                break
+            sp = regs[a.dwarf_sp]
+            try:
+                step = self.step(regs, pc, exact, len(frames) == 1)
+            except CfiError as e:
+                reason = str(e)
+                break
+            if step is None:
+                reason = "no CFI, frame record or return address above SP %#x" % sp
+                break
+            new_regs, new_pc, how, new_exact = step
+            if new_pc is None or new_pc == 0:
+                break  # the outermost frame
+            new_sp = new_regs[a.dwarf_sp]
+            if new_sp is None:
+                reason = "no SP after the frame at %#x" % pc
+                break
+            if new_sp <= sp and how not in ("signal", "lr") and not after_signal:
+                reason = "SP %#x does not move up the stack at %#x" % (new_sp, pc)
+                break
+            if (new_pc, new_sp) in seen:
+                reason = "loop at %#x" % new_pc
+                break
+            if not self.is_code(new_pc):
+                reason = "return address %#x is not in code" % new_pc
+                break
+            seen.add((new_pc, new_sp))
+            frames.append((new_pc, how))
+            regs, pc, exact = new_regs, new_pc, new_exact
+            after_signal = how == "signal" or new_exact
+        return Walk(t.tid, frames, reason)
+
+    def step(self, regs, pc, exact, first):
+        """(caller's regs, caller's PC, how, caller's PC exact) or None."""
+        m = self.module_for(pc)
+        tables = None
+        if m is not None:
+            image, tables = self.image(m)
+            got = self.signal_frame(image, pc - m.bias, regs)
+            if got is not None:
+                return got
+        if tables is not None:
+            rel = (pc if exact else pc - 1) - m.bias
+            fde = tables.find(rel)
+            if fde is not None:
+                return self.cfi_step(fde, regs, rel)
+        if first and self.arch.lr_index is not None:
+            lr = self.regs_value(regs, self.arch.lr_index)
+            if lr is not None and self.is_code(lr):
+                return list(regs), lr, "lr", False
+        got = self.fp_step(regs)
+        if got is not None:
+            return got
+        return self.scan_step(regs)
+
+    def regs_value(self, regs, pr_index):
+        a = self.arch
+        for n, i in enumerate(a.dwarf):
+            if i == pr_index:
+                return regs[n]
+        return None
+
+    # --- the ways to the caller -----------------------------------------------------
+    def signal_frame(self, image, rel_pc, regs):
+        a = self.arch
+        if not a.sigreturn_code:
+            return None
+        code = image.read(rel_pc, CODE_PEEK)
+        if not any(code.startswith(c) for c in a.sigreturn_code):
+            return None
+        base = regs[a.dwarf_sp] + a.sigcontext_offset
+        raw = self.mem.read_exact(base, self.w * len(self.sig_dwarf))
+        if raw is None:
+            raise CfiError("signal frame at %#x was not copied" % base)
+        values = self.L.words(len(self.sig_dwarf)).unpack(raw)
+        new = list(regs)
+        for n, v in zip(self.sig_dwarf, values):
+            if n is not None:
+                new[n] = v
+        return new, values[self.pc_in_sigcontext], "signal", True
+
+    def cfi_step(self, fde, regs, rel_pc):
+        """The caller by the CFI row that holds at rel_pc (link-time)."""
+        row = row_for(fde, rel_pc, self.L)
+        mask = self.mask
+
+        def reg(n):
+            v = regs[n] if 0 <= n < len(regs) else None
+            if v is None:
+                raise CfiError("CFI needs register %d, which is not known" % n)
+            return v
+
+        cfa = row.cfa
+        if cfa is None:
+            raise CfiError("no CFA rule at %#x" % rel_pc)
+        if cfa[0] == "reg":
+            cfa = (reg(cfa[1]) + cfa[2]) & mask
+        else:
+            cfa = evaluate(cfa[1], self.L, reg, self.read_word)
+        new = list(regs)
+        new[self.arch.dwarf_sp] = cfa
+        ra = fde.cie.ra
+        ra_value = regs[ra] if 0 <= ra < len(regs) else None
+        for n, (kind, arg) in row.regs.items():
+            if kind == SAME:
+                continue
+            if kind == UNDEFINED:
+                v = None
+            elif kind == OFFSET:
+                v = self.read_word(cfa + arg)
+            elif kind == VAL_OFFSET:
+                v = (cfa + arg) & mask
+            elif kind == REGISTER:
+                v = reg(arg)
+            elif kind == EXPRESSION:
+                v = self.read_word(evaluate(arg, self.L, reg, self.read_word, cfa))
+            elif kind == VAL_EXPRESSION:
+                v = evaluate(arg, self.L, reg, self.read_word, cfa)
+            else:
+                continue
+            if n == ra:
+                ra_value = v
+            if 0 <= n < len(new):
+                new[n] = v  # other columns (vector registers ...) are not needed
+        return new, ra_value, "cfi", fde.cie.signal
+
+    def fp_step(self, regs):
+        a = self.arch
+        if a.fp_index is None:
+            return None
+        fp = self.regs_value(regs, a.fp_index)
+        sp = regs[a.dwarf_sp]
+        if fp is None or sp is None or fp < sp or fp % self.w or fp - sp > (8 << 20):
+            return None
+        raw = self.mem.read_exact(fp, 2 * self.w)
+        if raw is None:
+            return None
+        next_fp, ret = self.L.words(2).unpack(raw)
+        if not self.is_code(ret):
+            return None
+        new = list(regs)
+        new[a.dwarf.index(a.fp_index)] = next_fp
+        new[a.dwarf_sp] = fp + 2 * self.w
+        return new, ret, "fp", False
+
+    def scan_step(self, regs):
+        sp = regs[self.arch.dwarf_sp]
+        if sp is None:
+            return None
+        raw = self.mem.read(sp, SCAN_BYTES)
+        w = self.w
+        for off in range(0, len(raw) - w + 1, w):
+            v = self.word.unpack_from(raw, off)[0]
+            if self.is_code(v) and self.after_call(v):
+                new = list(regs)
+                new[self.arch.dwarf_sp] = sp + off + w
+                return new, v, "scan", False
+        return None
+
+    def after_call(self, ret):
+        """Whether the code just before ret looks like a call (x86: call rel32
+        or call through a register or memory; aarch64: BL or BLR); True
+        where that cannot be told."""
+        m = self.module_for(ret)
+        if m is None:
+            return True  # code of no module (JIT): no way to tell
+        image, _ = self.image(m)
+        rel = ret - m.bias
+        name = self.arch.name
+        if name in ("x86_64", "i386"):
+            code = image.read(rel - 7, 7)
+            if len(code) < 7:
+                return False
+            if code[2] == 0xE8:
+                return True
+            return any(code[7 - n] == 0xFF and (code[8 - n] >> 3) & 7 == 2
+                       for n in (2, 3, 4, 6, 7))
+        if name == "aarch64":
+            code = image.read(rel - 4, 4)
+            if len(code) < 4:
+                return False
+            insn = self.L.u32.unpack(code)[0]
+            return insn & 0xFC000000 == 0x94000000 or insn & 0xFFFFFC1F == 0xD63F0000
+        return True
