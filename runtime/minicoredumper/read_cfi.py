@@ -27,8 +27,8 @@ MAX_STATE_STACK = 64          # DW_CFA_remember_state depth
 MAX_EXPR_OPS = 256
 MAX_EXPR_STACK = 64
 MAX_HDR_ENTRIES = 1 << 20     # .eh_frame_hdr's search table
-MAX_DEBUG_FRAME = 16 << 20    # .debug_frame indexed by one linear pass, this many bytes at most
-MAX_DEBUG_FDES = 1 << 17
+MAX_LINEAR = 16 << 20         # a CFI section indexed by one linear pass, this many bytes at most
+MAX_LINEAR_FDES = 1 << 17
 PAGE = 4096
 MAX_PAGES = 256               # an Image's cache of pages
 
@@ -224,19 +224,18 @@ class FDE:
     __slots__ = ("cie", "start", "end", "insns", "insns_at", "offset")
 
 
-def debug_frame_section(pread):
-    """(offset, size) of .debug_frame in an ELF file read by pread(offset,
-    size), or None (no section headers, no such section, or unreadable)."""
+def file_sections(pread):
+    """{name: (offset, address, size)} of .eh_frame and .debug_frame in an ELF
+    file read by pread(offset, size); {} without section headers (or when
+    they cannot be read)."""
     try:
         L, ehdr = E.read_ehdr(pread)
         shdrs = E.read_section_headers(pread, L, ehdr)
         names = E.section_names(pread, shdrs, ehdr.shstrndx) if shdrs else []
     except (E.ElfFormatError, OSError):
-        return None
-    for s, name in zip(shdrs, names):
-        if name == b".debug_frame" and s.type != SHT_NOBITS and s.size:
-            return s.offset, s.size
-    return None
+        return {}
+    return {name: (s.offset, s.addr, s.size) for s, name in zip(shdrs, names)
+            if name in (b".eh_frame", b".debug_frame") and s.type != SHT_NOBITS and s.size}
 
 
 def _read_entry(image, at):
@@ -387,22 +386,24 @@ class EhFrameHdr:
         return self.pair(lo - 1)[1] if lo else None
 
 
-class DebugFrame:
-    """.debug_frame, indexed once by a bounded linear pass: FDEs by start."""
+class LinearTable:
+    """.debug_frame, or an .eh_frame without a search table (static
+    executables), indexed once by a bounded linear pass: FDEs by start."""
 
-    def __init__(self, image, at, size):
-        if size > MAX_DEBUG_FRAME:
-            raise CfiError(".debug_frame of %d bytes" % size)
+    def __init__(self, image, at, size, eh):
+        if size > MAX_LINEAR:
+            raise CfiError("CFI section of %d bytes to index" % size)
         self.image = image
+        self.eh = eh
         self.cies = {}
         index = []
         pos, end = at, at + size
-        while pos < end and len(index) < MAX_DEBUG_FDES:
+        while pos < end and len(index) < MAX_LINEAR_FDES:
             data, base, _ = _read_entry(image, pos)
             if not data:
                 break
             try:
-                f = parse_fde(image, pos, self.cies, eh=False, section_start=at)
+                f = parse_fde(image, pos, self.cies, eh=eh, section_start=at)
             except CfiError:
                 f = None  # one bad entry: the others still count
             if f is not None:
@@ -416,27 +417,28 @@ class DebugFrame:
     def find(self, pc):
         i = bisect_right(self.starts, pc) - 1
         if i >= 0 and pc < self.index[i][1]:
-            return parse_fde(self.image, self.index[i][2], self.cies, eh=False,
+            return parse_fde(self.image, self.index[i][2], self.cies, eh=self.eh,
                              section_start=self.at)
         return None
 
 
 class Tables:
     """The CFI of one object: .eh_frame through .eh_frame_hdr (from image, by
-    its PT_GNU_EH_FRAME) and .debug_frame (file_image: the object's file by
-    offsets, where debug_frame (offset, size) says), either possibly absent.
+    its PT_GNU_EH_FRAME), else through its section header, and .debug_frame;
+    sections() -> file_sections() of the object's file and file_image (its
+    file by offsets), asked only when the search table does not answer.
     find(pc) -> FDE or None, pc a link-time address."""
 
-    def __init__(self, image, file_image=None, debug_frame=None):
+    def __init__(self, image, file_image=None, sections=None):
         self.image = image
+        self.file_image = file_image
+        self.sections = sections
         self.hdr = None
-        self.debug = None
+        self.linear = None  # [LinearTable], made when first needed
         self.cies = {}
         for p in image.phdrs:
             if p.type == PT_GNU_EH_FRAME and p.memsz:
                 self.hdr = EhFrameHdr(image, p.vaddr, p.memsz)
-        if file_image is not None and debug_frame:
-            self.debug = DebugFrame(file_image, *debug_frame)
 
     def find(self, pc):
         if self.hdr is not None and self.hdr.count:
@@ -445,8 +447,19 @@ class Tables:
                 f = parse_fde(self.image, at, self.cies)
                 if f is not None and f.start <= pc < f.end:
                     return f
-        if self.debug is not None:
-            return self.debug.find(pc)
+        if self.linear is None:
+            self.linear = []
+            found = self.sections() if self.sections is not None else {}
+            if b".eh_frame" in found and (self.hdr is None or not self.hdr.count):
+                _, addr, size = found[b".eh_frame"]
+                self.linear.append(LinearTable(self.image, addr, size, True))
+            if b".debug_frame" in found and self.file_image is not None:
+                offset, _, size = found[b".debug_frame"]
+                self.linear.append(LinearTable(self.file_image, offset, size, False))
+        for t in self.linear:
+            f = t.find(pc)
+            if f is not None:
+                return f
         return None
 
 

@@ -5,6 +5,7 @@ caller's registers, trying in order:
 
   signal  the PC is a kernel signal return trampoline (linux.SIGRETURNS):
           the interrupted registers come from the sigcontext on the stack
+          (also found by CFI whose CIE says "S", glibc's __restore_rt)
   cfi     the module's call-frame information (read_cfi: .eh_frame through
           .eh_frame_hdr, else .debug_frame), rules evaluated on the copy
   lr      (the first frame only) the link register, where the arch has one
@@ -29,7 +30,7 @@ from bisect import bisect_right
 
 from . import elf as E
 from .read_cfi import (CfiError, EXPRESSION, Image, OFFSET, REGISTER, SAME, Tables, UNDEFINED,
-                       VAL_EXPRESSION, VAL_OFFSET, debug_frame_section, evaluate, row_for)
+                       VAL_EXPRESSION, VAL_OFFSET, evaluate, file_sections, row_for)
 
 MAX_FRAMES = 256
 SCAN_BYTES = 1024
@@ -126,8 +127,11 @@ class Unwinder:
             image = Image(m.layout, m.phdrs, mem=self.mem, bias=m.bias)
         tables = None
         try:
-            debug = debug_frame_section(pread) if pread is not None else None
-            tables = Tables(image, Image(m.layout, None, pread=pread) if debug else None, debug)
+            if pread is None:
+                tables = Tables(image)
+            else:
+                tables = Tables(image, Image(m.layout, None, pread=pread),
+                                lambda: file_sections(pread))
         except CfiError as e:
             self.problems[m.path] = str(e)
         self.images[m] = (image, tables, fd)
@@ -153,7 +157,6 @@ class Unwinder:
         frames = [(pc, "pc")]
         seen = {(pc, t.sp)}
         exact = True  # the PC is where execution stopped, not a return address
-        after_signal = False  # the frame below was a signal frame: SP may jump
         reason = None
         while True:
             if len(frames) >= MAX_FRAMES:
@@ -171,14 +174,14 @@ class Unwinder:
             if step is None:
                 reason = "no CFI, frame record or return address above SP %#x" % sp
                 break
-            new_regs, new_pc, how, new_exact = step
+            new_regs, new_pc, how = step
             if new_pc is None or new_pc == 0:
                 break  # the outermost frame
             new_sp = new_regs[a.dwarf_sp]
             if new_sp is None:
                 reason = "no SP after the frame at %#x" % pc
                 break
-            if new_sp <= sp and how not in ("signal", "lr") and not after_signal:
+            if new_sp <= sp and how not in ("signal", "lr"):
                 reason = "SP %#x does not move up the stack at %#x" % (new_sp, pc)
                 break
             if (new_pc, new_sp) in seen:
@@ -189,12 +192,12 @@ class Unwinder:
                 break
             seen.add((new_pc, new_sp))
             frames.append((new_pc, how))
-            regs, pc, exact = new_regs, new_pc, new_exact
-            after_signal = how == "signal" or new_exact
+            regs, pc, exact = new_regs, new_pc, how == "signal"
         return Walk(t.tid, frames, reason)
 
     def step(self, regs, pc, exact, first):
-        """(caller's regs, caller's PC, how, caller's PC exact) or None."""
+        """(caller's regs, caller's PC, how) or None; how "signal": the
+        caller's registers are those a signal interrupted (its PC exact)."""
         m = self.module_for(pc)
         tables = None
         if m is not None:
@@ -204,13 +207,16 @@ class Unwinder:
                 return got
         if tables is not None:
             rel = (pc if exact else pc - 1) - m.bias
-            fde = tables.find(rel)
-            if fde is not None:
-                return self.cfi_step(fde, regs, rel)
+            try:
+                fde = tables.find(rel)
+                if fde is not None:
+                    return self.cfi_step(fde, regs, rel)
+            except CfiError as e:  # a bad table or a rule on memory not copied
+                self.problems[m.path] = str(e)
         if first and self.arch.lr_index is not None:
             lr = self.regs_value(regs, self.arch.lr_index)
             if lr is not None and self.is_code(lr):
-                return list(regs), lr, "lr", False
+                return list(regs), lr, "lr"
         got = self.fp_step(regs)
         if got is not None:
             return got
@@ -240,7 +246,7 @@ class Unwinder:
         for n, v in zip(self.sig_dwarf, values):
             if n is not None:
                 new[n] = v
-        return new, values[self.pc_in_sigcontext], "signal", True
+        return new, values[self.pc_in_sigcontext], "signal"
 
     def cfi_step(self, fde, regs, rel_pc):
         """The caller by the CFI row that holds at rel_pc (link-time)."""
@@ -285,7 +291,7 @@ class Unwinder:
                 ra_value = v
             if 0 <= n < len(new):
                 new[n] = v  # other columns (vector registers ...) are not needed
-        return new, ra_value, "cfi", fde.cie.signal
+        return new, ra_value, "signal" if fde.cie.signal else "cfi"
 
     def fp_step(self, regs):
         a = self.arch
@@ -304,7 +310,7 @@ class Unwinder:
         new = list(regs)
         new[a.dwarf.index(a.fp_index)] = next_fp
         new[a.dwarf_sp] = fp + 2 * self.w
-        return new, ret, "fp", False
+        return new, ret, "fp"
 
     def scan_step(self, regs):
         sp = regs[self.arch.dwarf_sp]
@@ -317,7 +323,7 @@ class Unwinder:
             if self.is_code(v) and self.after_call(v):
                 new = list(regs)
                 new[self.arch.dwarf_sp] = sp + off + w
-                return new, v, "scan", False
+                return new, v, "scan"
         return None
 
     def after_call(self, ret):

@@ -124,9 +124,10 @@ class DumpWriter:
         from .read_unwind import unwind_threads
         self.walks = unwind_threads(self.kc, self.snapshot, self.modules, self.crash.expired)
         first = self.walks[0]
-        if len(first.frames) < len(self.addresses):  # its stack was not copied
+        if first.reason is not None and len(first.frames) < len(self.addresses):
+            # cut short (a stack not copied): what was read before the release
             first.frames = self.addresses
-            first.reason = "stack not copied: the frames read_stack found before the release"
+            first.reason += "; frames read before the release instead"
         self.crash.mark("unwound")
         ends = ["thread %d: %s" % (w.tid, w.reason) for w in self.walks if w.reason]
         if ends:

@@ -1,0 +1,139 @@
+"""Every thread's frames in the summary (read_unwind, after the release) against
+gdb's "thread apply all bt" on the kernel's own full core of the same crash (the
+recept's dump_fat_core: the kernel's stream as it came), thread by thread: our
+test programs (frame pointers or not, threads, static, i386) and programs nobody
+here wrote (Debian's sleep, python3, xz).  gdb reads no separate debug files, as
+on a device: both name functions from the binaries' own symbol tables."""
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import time
+
+import pytest
+
+from lab.gdb import threads_by_tid
+
+
+def _generic(**extra):
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "conf", "generic.recept.json")) as f:
+        recept = json.load(f)
+    recept.update(live_dumper=False, dump_fat_core=True, **extra)
+    return recept
+
+
+def _core_limit():
+    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY,) * 2)
+
+
+def crash_killed(crasher, argv, sig, after=0.5, recept=None):
+    """Start argv, send it sig after `after` seconds; its dump directory."""
+    base = crasher.configure(recept or _generic())
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, preexec_fn=_core_limit)
+    time.sleep(after)
+    p.send_signal(sig)
+    p.wait(timeout=30)
+    crasher.wait_idle()
+    return crasher.dump_of(base, p.pid)
+
+
+def base_name(name):
+    """A function's name without GCC's suffixes for its clones (level_c.constprop.0):
+    .symtab has them, gdb names the function from the program's DWARF."""
+    return name.split(".", 1)[0] if not name.startswith(".") else name
+
+
+def symbol_values(path):
+    """{name: st_value} of an ELF file's .symtab and .dynsym (pyelftools)."""
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import SymbolTableSection
+    out = {}
+    with open(path, "rb") as f:
+        for sec in ELFFile(f).iter_sections():
+            if isinstance(sec, SymbolTableSection):
+                for sym in sec.iter_symbols():
+                    if sym["st_shndx"] != "SHN_UNDEF":
+                        out.setdefault(sym.name.split("@")[0], sym["st_value"])
+    return out
+
+
+def summary_threads(d):
+    """({tid: [(function name, module path)]}, summary.json)."""
+    with open(os.path.join(d, "summary.json")) as f:
+        s = json.load(f)
+
+    def names(frames):
+        return [(base_name((f["symbol"] or "??").split("+")[0]),
+                 s["modules"][f["module"]]["path"] if f["module"] is not None else None)
+                for f in frames]
+    out = {s["tid"]: names(s["frames"])}
+    for t in s["thread_frames"]:
+        out[t["tid"]] = names(t["frames"])
+    return out, s
+
+
+def same_function(ours, theirs, values):
+    """Our (name, module) names gdb's function: the same name, or an alias at the
+    same address (raise and gsignal: gdb prefers the GLOBAL of the two)."""
+    name, module = ours
+    if name == theirs:
+        return True
+    if module is None or "??" in (name, theirs):
+        return False
+    if module not in values:
+        values[module] = symbol_values(module)
+    v = values[module]
+    return name in v and v.get(theirs) == v[name]
+
+
+def assert_same_as_gdb(d, exe):
+    __tracebackhide__ = True
+    ours, s = summary_threads(d)
+    theirs = threads_by_tid(exe, os.path.join(d, "fatcore"))
+    assert set(ours) == set(theirs), (sorted(ours), sorted(theirs))
+    values = {}
+    for tid in ours:
+        gdb_names = [base_name(n) for n in theirs[tid]]
+        assert len(ours[tid]) == len(gdb_names) and all(
+            same_function(o, t, values) for o, t in zip(ours[tid], gdb_names)), \
+            "thread %d: ours %s, gdb %s\n%s" % (tid, [n for n, _ in ours[tid]], gdb_names,
+                                               theirs[tid].gdb_text[-3000:])
+    assert s["frames_end"] is None and all(t["end"] is None for t in s["thread_frames"]), s
+    return s
+
+
+@pytest.mark.parametrize("name", ["crash3", "crash3_o2", "threads8", "crash3_static",
+                                  "crash3_i386"])
+def test_our_programs_every_thread_as_gdb(crasher, programs, name):
+    if name not in programs:
+        pytest.skip("no compiler for %s" % name)
+    d = crasher.crash([programs[name]], _generic())
+    s = assert_same_as_gdb(d, programs[name])
+    hows = [f["how"] for f in s["frames"]]
+    assert hows[0] == "pc" and set(hows[1:]) == {"cfi"}, hows  # all by CFI, no guess
+
+
+def test_debian_sleep_killed_with_sigsegv(crasher):
+    d = crash_killed(crasher, ["/usr/bin/sleep", "100"], signal.SIGSEGV)
+    s = assert_same_as_gdb(d, "/usr/bin/sleep")
+    assert len(s["frames"]) >= 3 and "scan" not in [f["how"] for f in s["frames"]]
+
+
+def test_python3_abort(crasher):
+    d = crasher.crash(["/usr/bin/python3", "-c", "import os; os.abort()"], _generic())
+    s = assert_same_as_gdb(d, "/usr/bin/python3")
+    assert len(s["frames"]) > 16  # more than the old cut
+
+
+def test_xz_with_four_threads_killed_with_sigabrt(crasher, tmp_path):
+    src = tmp_path / "data"
+    with open(src, "wb") as f:
+        f.write(os.urandom(64 << 20))
+    d = crash_killed(crasher, ["xz", "-T4", "-1", "-k", "-c", str(src)], signal.SIGABRT,
+                     after=1.0)
+    s = assert_same_as_gdb(d, "/usr/bin/xz")
+    assert len(s["thread_frames"]) >= 3
