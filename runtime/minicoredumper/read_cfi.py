@@ -140,16 +140,14 @@ class Cursor:
         return self.data[self.pos - 1]
 
     def uleb(self):
-        v = shift = 0
-        while True:
-            b = self.u8()
-            if shift < 128:
-                v |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                return v
+        return self._leb(False)
 
     def sleb(self):
+        return self._leb(True)
+
+    def _leb(self, signed):
+        """LEB128; bits beyond 128 are dropped (a hostile run of 0x80 bytes
+        still ends at the entry's end)."""
         v = shift = 0
         while True:
             b = self.u8()
@@ -157,7 +155,7 @@ class Cursor:
                 v |= (b & 0x7F) << shift
             shift += 7
             if b < 0x80:
-                if b & 0x40 and shift < 136:
+                if signed and b & 0x40 and shift < 136:
                     v -= 1 << shift
                 return v
 
