@@ -20,12 +20,14 @@ mapped them (Module.symbol_source) or, for the vDSO, from the copied memory.
 
 Everything read is untrusted: at most MAX_FRAMES frames per thread, a scan of
 SCAN_BYTES, each step's table work bounded by read_cfi; a frame whose SP does
-not move up the stack (but after a signal frame) or that repeats ends the
-walk, and so does the deadline.  Every walk ends with its reason: None when
-it reached the outermost frame (a return address of 0 or an undefined one).
+not move up the stack (but into a signal's context) or that repeats ends the
+walk, and so does the deadline (the crash's, or MAX_SECONDS for all walks).
+Every walk ends with its reason: None when it reached the outermost frame (a
+return address of 0 or an undefined one).
 """
 
 import os
+import time
 from bisect import bisect_right
 
 from . import elf as E
@@ -33,6 +35,7 @@ from .read_cfi import (CfiError, EXPRESSION, Image, OFFSET, REGISTER, SAME, Tabl
                        VAL_EXPRESSION, VAL_OFFSET, evaluate, file_sections, row_for)
 
 MAX_FRAMES = 256
+MAX_SECONDS = 1.0  # all threads' walks together, at most (the core is written after them)
 SCAN_BYTES = 1024
 CODE_PEEK = 16  # bytes of code read at a PC to recognise a signal trampoline
 
@@ -49,14 +52,17 @@ class Walk:
         self.reason = reason
 
 
-def unwind_threads(kc, mem, modules, expired=lambda: False):
-    """[Walk] for every thread of kc (read_corestream.KernelCore), crashing
-    thread first; mem: the copied memory (read / read_exact); modules:
-    read_modules.Module list; expired() -> True ends every walk (reason
-    "deadline")."""
-    u = Unwinder(kc, mem, modules, expired)
+def unwind_threads(kc, mem, modules, expired=lambda: False, seconds=MAX_SECONDS):
+    """([Walk] for every thread of kc (read_corestream.KernelCore), crashing
+    thread first; {module path: the last problem with its CFI}, a table
+    that could not be read, where the walk fell back to fp or scan); mem:
+    the copied memory (read / read_exact); modules: read_modules.Module
+    list; expired() -> True (the crash's deadline) or `seconds` spent end
+    every walk (reason "deadline")."""
+    end = time.monotonic() + seconds
+    u = Unwinder(kc, mem, modules, lambda: time.monotonic() > end or expired())
     try:
-        return [u.walk(t) for t in kc.threads]
+        return [u.walk(t) for t in kc.threads], u.problems
     finally:
         u.close()
 

@@ -122,7 +122,8 @@ class DumpWriter:
         if self.snapshot is None:
             return
         from .read_unwind import unwind_threads
-        self.walks = unwind_threads(self.kc, self.snapshot, self.modules, self.crash.expired)
+        self.walks, problems = unwind_threads(self.kc, self.snapshot, self.modules,
+                                              self.crash.expired)
         first = self.walks[0]
         if first.reason is not None and len(first.frames) < len(self.addresses):
             # cut short (a stack not copied): what was read before the release
@@ -130,8 +131,9 @@ class DumpWriter:
             first.reason += "; frames read before the release instead"
         self.crash.mark("unwound")
         ends = ["thread %d: %s" % (w.tid, w.reason) for w in self.walks if w.reason]
+        ends += ["CFI of %s: %s" % item for item in sorted(problems.items())]
         if ends:
-            self.crash.log.debug("unwinding ended early: " + "; ".join(ends[:8]))
+            self.crash.log.debug("unwinding: " + "; ".join(ends[:8]))
 
     def _proc_text(self, name):
         try:

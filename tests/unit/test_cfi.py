@@ -287,15 +287,17 @@ def test_walks_on_hostile_stacks_end_within_bounds():
     arch = ARCHES[EM_X86_64]
     rng = random.Random(5)
     t0 = time.monotonic()
+    depth = {}
     for round_ in range(40):
         words = []
+        dense = rng.choice((0.3, 0.9, 0.98))  # the share of words that point into code
         for i in range(stack_size // 8):
             r = rng.random()
-            if r < 0.3:
+            if r < dense:
                 words.append(rng.randrange(*code))
-            elif r < 0.5:
+            elif r < dense + 0.01:
                 words.append(stack_base + rng.randrange(stack_size))
-            elif r < 0.55:
+            elif r < dense + 0.015:
                 words.append(stack_base + i * 8)  # points at itself: a loop
             else:
                 words.append(rng.getrandbits(64))
@@ -307,11 +309,13 @@ def test_walks_on_hostile_stacks_end_within_bounds():
             regs[arch.pc_index] = rng.randrange(*code)
             regs[arch.regs.index("rbp")] = stack_base + rng.randrange(0, stack_size, 8)
             threads.append(_Thread(tid, regs, arch))
-        walks = unwind_threads(_Core(loads, threads), mem, [libc])
+        walks, _ = unwind_threads(_Core(loads, threads), mem, [libc])
         assert len(walks) == 4
         for w in walks:
             assert 1 <= len(w.frames) <= MAX_FRAMES
             assert w.reason is None or isinstance(w.reason, str)
+            depth[len(w.frames)] = w.reason
+    assert max(depth) > 10  # the walks went deep, not only one step
     assert time.monotonic() - t0 < 60
 
 
@@ -322,6 +326,6 @@ def test_deadline_ends_every_walk():
     arch = ARCHES[EM_X86_64]
     regs = [0] * len(arch.regs)
     regs[arch.sp_index], regs[arch.pc_index] = 0x1000, pc
-    walks = unwind_threads(_Core([_Load(pc, 16, E.PF_X)], [_Thread(1, regs, arch)]),
+    walks, _ = unwind_threads(_Core([_Load(pc, 16, E.PF_X)], [_Thread(1, regs, arch)]),
                            _Memory(0, b""), [libc], expired=lambda: True)
     assert walks[0].reason == "deadline" and len(walks[0].frames) == 1
