@@ -7,7 +7,8 @@ caller's registers, trying in order:
           the interrupted registers come from the sigcontext on the stack
           (also found by CFI whose CIE says "S", glibc's __restore_rt)
   cfi     the module's call-frame information (read_cfi: .eh_frame through
-          .eh_frame_hdr, else .debug_frame), rules evaluated on the copy
+          .eh_frame_hdr, else .debug_frame), rules evaluated on the copy;
+          on 32-bit ARM first its EHABI tables (read_exidx: .ARM.exidx)
   lr      (the first frame only) the link register, where the arch has one
   fp      the frame-pointer record (saved fp, return address) at fp
   scan    the first word above SP that points just after a call into code
@@ -31,6 +32,8 @@ import time
 from bisect import bisect_right
 
 from . import elf as E
+from .linux import EM_ARM
+from .read_exidx import PC, PT_ARM_EXIDX, ExidxTable, execute as arm_execute
 from .read_cfi import (CfiError, EXPRESSION, Image, OFFSET, REGISTER, SAME, Tables, UNDEFINED,
                        VAL_EXPRESSION, VAL_OFFSET, evaluate, file_sections, row_for)
 
@@ -112,11 +115,11 @@ class Unwinder:
         return None
 
     def image(self, m):
-        """(Image, Tables or None) of module m, made once; a table that cannot
-        be read leaves Tables None and its reason in self.problems."""
+        """(Image, Tables or None, ExidxTable or None) of module m, made once;
+        a table that cannot be read is None and its reason in self.problems."""
         got = self.images.get(m)
         if got is not None:
-            return got[0], got[1]
+            return got[:3]
         fd = None
         source = m.symbol_source()
         if source is not None:
@@ -131,20 +134,23 @@ class Unwinder:
         else:
             pread = None
             image = Image(m.layout, m.phdrs, mem=self.mem, bias=m.bias)
-        tables = None
+        tables = exidx = None
         try:
             if pread is None:
                 tables = Tables(image)
             else:
                 tables = Tables(image, Image(m.layout, None, pread=pread),
                                 lambda: file_sections(pread))
+            for p in m.phdrs:
+                if p.type == PT_ARM_EXIDX and self.arch.machine == EM_ARM:
+                    exidx = ExidxTable(image, p.vaddr, p.memsz)
         except CfiError as e:
             self.problems[m.path] = str(e)
-        self.images[m] = (image, tables, fd)
-        return image, tables
+        self.images[m] = (image, tables, exidx, fd)
+        return image, tables, exidx
 
     def close(self):
-        for _, _, fd in self.images.values():
+        for _, _, _, fd in self.images.values():
             if fd is not None:
                 os.close(fd)
         self.images = {}
@@ -205,14 +211,24 @@ class Unwinder:
         """(caller's regs, caller's PC, how) or None; how "signal": the
         caller's registers are those a signal interrupted (its PC exact)."""
         m = self.module_for(pc)
-        tables = None
+        tables = exidx = None
         if m is not None:
-            image, tables = self.image(m)
+            image, tables, exidx = self.image(m)
             got = self.signal_frame(image, pc - m.bias, regs)
             if got is not None:
                 return got
+        rel = (pc if exact else pc - 1) - m.bias if m is not None else None
+        if exidx is not None:
+            try:
+                insns = exidx.lookup(rel)
+                if insns is not None:
+                    new = arm_execute(insns, regs, self.read_word) if insns else None
+                    if new is None:  # EXIDX_CANTUNWIND or "refuse to unwind"
+                        return list(regs), None, "cfi"
+                    return new, new[PC] & ~1, "cfi"
+            except CfiError as e:
+                self.problems[m.path] = str(e)
         if tables is not None:
-            rel = (pc if exact else pc - 1) - m.bias
             try:
                 fde = tables.find(rel)
                 if fde is not None:
@@ -339,7 +355,7 @@ class Unwinder:
         m = self.module_for(ret)
         if m is None:
             return True  # code of no module (JIT): no way to tell
-        image, _ = self.image(m)
+        image = self.image(m)[0]
         rel = ret - m.bias
         name = self.arch.name
         if name in ("x86_64", "i386"):

@@ -329,3 +329,90 @@ def test_deadline_ends_every_walk():
     walks, _ = unwind_threads(_Core([_Load(pc, 16, E.PF_X)], [_Thread(1, regs, arch)]),
                            _Memory(0, b""), [libc], expired=lambda: True)
     assert walks[0].reason == "deadline" and len(walks[0].frames) == 1
+
+
+# --- 32-bit ARM: EHABI (.ARM.exidx / .ARM.extab) ----------------------------------------
+
+ARMHF_LIBC = "/usr/arm-linux-gnueabihf/lib/libc.so.6"
+
+
+def test_exidx_agrees_with_pyelftools_on_the_armhf_c_library():
+    """For every index entry of Debian's armhf libc, the instructions our lookup
+    gives at the function's start are those pyelftools' EHABI decoder reads
+    (compact models 0, 1, 2; generic personalities' data is ours alone)."""
+    from elftools.elf.elffile import ELFFile
+    from minicoredumper.read_exidx import PT_ARM_EXIDX, ExidxTable
+    if not os.path.exists(ARMHF_LIBC):
+        pytest.skip("no armhf C library")
+    fd = os.open(ARMHF_LIBC, os.O_RDONLY)
+    try:
+        def pread(offset, size):
+            return os.pread(fd, size, offset)
+        L, ehdr, phdrs = E.read_headers(pread)
+        text = next(p for p in phdrs if p.type == E.PT_LOAD and p.flags & E.PF_X)
+        assert text.vaddr == text.offset  # pyelftools' offsets are our addresses
+        ex = next(p for p in phdrs if p.type == PT_ARM_EXIDX)
+        table = ExidxTable(C.Image(L, phdrs, pread=pread), ex.vaddr, ex.memsz)
+        compared = cant = 0
+        with open(ARMHF_LIBC, "rb") as f:
+            for info in ELFFile(f).get_ehabi_infos():
+                for i in range(info.num_entry()):
+                    e = info.get_entry(i)
+                    ours = table.lookup(e.function_offset)
+                    if not e.unwindable:
+                        assert ours == b"", hex(e.function_offset)
+                        cant += 1
+                    elif e.bytecode_array is not None:
+                        assert list(ours) == e.bytecode_array, hex(e.function_offset)
+                        compared += 1
+        assert compared > 500 and cant
+    finally:
+        os.close(fd)
+
+
+def test_arm_unwind_instructions():
+    from minicoredumper.read_exidx import execute
+    mem = {0x1000: 4, 0x1004: 5, 0x1008: 0x4001, 0x100C: 0x99}
+
+    def word(a):
+        if a not in mem:
+            raise C.CfiError("no memory at %#x" % a)
+        return mem[a]
+    regs = [None] * 16
+    regs[13], regs[14] = 0x1000, 0x7777
+    # pop {r4, r5, lr}; finish
+    r = execute(bytes([0xA9, 0xB0]), regs, word)
+    assert (r[4], r[5], r[13], r[15]) == (4, 5, 0x100C, 0x4001)
+    # vsp += 12; pop {r4} under mask: 0x80 0x01
+    r = execute(bytes([0x02, 0x80, 0x01]), regs, word)
+    assert (r[4], r[13], r[15]) == (0x99, 0x1010, 0x7777)  # no pc popped: pc = lr
+    assert execute(bytes([0x80, 0x00]), regs, word) is None  # refuse to unwind
+    for bad in ([0xB4], [0xB1, 0x00], [0x9D], [0x80], [0xB2], [0xFF], [0x01, 0x80, 0xFF]):
+        with pytest.raises(C.CfiError):
+            execute(bytes(bad), regs, word)
+
+
+def test_corrupted_exidx_tables_end_in_cfi_error():
+    from minicoredumper.read_exidx import PT_ARM_EXIDX, ExidxTable, execute
+    if not os.path.exists(ARMHF_LIBC):
+        pytest.skip("no armhf C library")
+    with open(ARMHF_LIBC, "rb") as f:
+        data = f.read()
+    L, ehdr, phdrs = E.read_headers(lambda o, s: data[o:o + s])
+    ex = next(p for p in phdrs if p.type == PT_ARM_EXIDX)
+    text = next(p for p in phdrs if p.type == E.PT_LOAD and p.flags & E.PF_X)
+    rng = random.Random(3)
+    regs = [rng.getrandbits(32) for _ in range(16)]
+    seen = {"ok": 0, "error": 0}
+    for _ in range(40):
+        image = CorruptedImage(data, L, phdrs, rng, [(ex.offset, ex.offset + ex.filesz)], 64)
+        table = ExidxTable(image, ex.vaddr, ex.memsz)
+        for _ in range(50):
+            try:
+                insns = table.lookup(rng.randrange(text.vaddr, text.vaddr + text.memsz))
+                if insns:
+                    execute(insns, regs, lambda a: rng.getrandbits(32))
+                seen["ok"] += 1
+            except C.CfiError:
+                seen["error"] += 1
+    assert seen["ok"] and seen["error"], seen
