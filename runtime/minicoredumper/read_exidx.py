@@ -112,6 +112,19 @@ def execute(insns, regs, read_word):
     i = 0
     n = len(insns)
 
+    def byte():
+        nonlocal i
+        if i >= n:
+            raise CfiError("unwind instruction cut short")
+        i += 1
+        return insns[i - 1]
+
+    def mask4(op):
+        m = byte()
+        if not m or m & 0xF0:
+            raise CfiError("spare unwind instruction %02x %02x" % (op, m))
+        return m
+
     def pop(mask, first):
         nonlocal vsp, pc_set
         for bit in range(16):
@@ -129,10 +142,7 @@ def execute(insns, regs, read_word):
         elif op & 0xC0 == 0x40:
             vsp = (vsp - ((op & 0x3F) << 2) - 4) & 0xFFFFFFFF
         elif op & 0xF0 == 0x80:
-            if i >= n:
-                raise CfiError("unwind instruction cut short")
-            mask = ((op & 0x0F) << 8) | insns[i]
-            i += 1
+            mask = ((op & 0x0F) << 8) | byte()
             if not mask:
                 return None  # refuse to unwind
             sp_popped = mask >> 9 & 1
@@ -154,20 +164,11 @@ def execute(insns, regs, read_word):
         elif op == 0xB0:
             break
         elif op == 0xB1:
-            if i >= n:
-                raise CfiError("unwind instruction cut short")
-            mask = insns[i]
-            i += 1
-            if not mask or mask & 0xF0:
-                raise CfiError("spare unwind instruction b1 %02x" % mask)
-            pop(mask, 0)
+            pop(mask4(op), 0)
         elif op == 0xB2:
             v = shift = 0
             while True:
-                if i >= n:
-                    raise CfiError("unwind instruction cut short")
-                b = insns[i]
-                i += 1
+                b = byte()
                 if shift < 32:
                     v |= (b & 0x7F) << shift
                 shift += 7
@@ -175,23 +176,14 @@ def execute(insns, regs, read_word):
                     break
             vsp = (vsp + 0x204 + (v << 2)) & 0xFFFFFFFF
         elif op in (0xB3, 0xC8, 0xC9, 0xC6):
-            if i >= n:
-                raise CfiError("unwind instruction cut short")
-            count = (insns[i] & 0x0F) + 1
-            i += 1
+            count = (byte() & 0x0F) + 1
             vsp = (vsp + 8 * count + (4 if op == 0xB3 else 0)) & 0xFFFFFFFF
         elif op & 0xF8 == 0xB8:
             vsp = (vsp + 8 * ((op & 7) + 1) + 4) & 0xFFFFFFFF
         elif op & 0xF8 == 0xD0 or (op & 0xF8 == 0xC0 and op & 7 < 6):
             vsp = (vsp + 8 * ((op & 7) + 1)) & 0xFFFFFFFF
         elif op == 0xC7:
-            if i >= n:
-                raise CfiError("unwind instruction cut short")
-            mask = insns[i]
-            i += 1
-            if not mask or mask & 0xF0:
-                raise CfiError("spare unwind instruction c7 %02x" % mask)
-            vsp = (vsp + 4 * bin(mask).count("1")) & 0xFFFFFFFF
+            vsp = (vsp + 4 * bin(mask4(op)).count("1")) & 0xFFFFFFFF
         else:
             raise CfiError("spare unwind instruction %#x" % op)
     if not pc_set:
