@@ -33,6 +33,9 @@ LEAVE_OUT = [("fds", "fds_more"), ("rlimits",), ("registers",), ("cmdline",),
 # interrupted); the others hold a return address, looked up at PC - 1 as gdb
 # does (a call that never returns may end its function).
 EXACT = ("pc", "signal")
+# The symbol of the kernel's signal return trampoline's frame (the one below a
+# frame found in a signal's context), as gdb names it.
+SIGNAL_TRAMPOLINE = "<signal handler called>"
 KEEP_FRAMES = 4
 
 # The FDO packaging metadata note (.note.package) is the process's own bytes:
@@ -110,11 +113,13 @@ def build(kc, addresses, modules, arrival, exe, comm, cmdline, facts, dumped=Non
             mods.append(m)
     threads = []
     for frames in lists:
+        mine, every = every[:len(frames)], every[len(frames):]
         threads.append([{"pc": "%#x" % f[0], "how": f[1],
                          "module": mods.index(f[2]) if f[2] is not None else None,
                          "offset": "%#x" % f[3] if f[3] is not None else None,
-                         "symbol": f[4]} for f in every[:len(frames)]])
-        every = every[len(frames):]
+                         "symbol": SIGNAL_TRAMPOLINE if n + 1 < len(mine) and
+                         mine[n + 1][1] == "signal" else f[4]}
+                        for n, f in enumerate(mine)])
     em = exe_module(kc, modules, exe)
     return {
         "pid": arrival.pid, "tid": t.tid, "uid": arrival.uid, "gid": arrival.gid,

@@ -137,3 +137,23 @@ def test_xz_with_four_threads_killed_with_sigabrt(crasher, tmp_path):
                      after=1.0)
     s = assert_same_as_gdb(d, "/usr/bin/xz")
     assert len(s["thread_frames"]) >= 3
+
+
+@pytest.mark.parametrize("argv", [["altstack"], ["altstack", "overflow"], ["altstack", "onstack"],
+                                  ["overflow"], ["overflow", "thread"]])
+def test_signal_frames_and_stack_overflows_as_gdb(crasher, programs, argv):
+    """A SIGSEGV handler that aborts, on a sigaltstack (after a fault or a stack
+    overflow) or on the same stack: the frames go on through <signal handler
+    called> into level3, level2, level1, main; a stack overflow in the main
+    thread or a thread: every recurse() frame, then main or the thread's start
+    (programs of issue 12's stacks work)."""
+    if argv[0] not in programs:
+        pytest.skip("%s is not built here (tests/programs/%s.c)" % (argv[0], argv[0]))
+    exe = programs[argv[0]]
+    d = crasher.crash([exe] + argv[1:], _generic())
+    s = assert_same_as_gdb(d, exe)
+    names = [f["symbol"] for f in s["frames"]]
+    if argv[0] == "altstack":
+        assert "<signal handler called>" in names
+        assert [f["how"] for f in s["frames"]][names.index("<signal handler called>") + 1] \
+            == "signal"

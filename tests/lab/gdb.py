@@ -84,6 +84,7 @@ def threads_backtraces(exe, core):
 
 
 LWP = re.compile(r"^Thread \d+ \(.*LWP (\d+)\)")
+SIGNAL_FRAME = re.compile(r"^#\d+\s+(<signal handler called>)")
 
 
 def threads_by_tid(exe, core):
@@ -98,8 +99,9 @@ def threads_by_tid(exe, core):
         m = LWP.match(line)
         if m:
             names = result[int(m.group(1))] = Backtrace([], out)
-        elif names is not None and FRAME.match(line):
-            names.append(FRAME.match(line).group(2))
+        elif names is not None and (FRAME.match(line) or SIGNAL_FRAME.match(line)):
+            m = FRAME.match(line)
+            names.append(m.group(2) if m else "<signal handler called>")
     return result
 
 
