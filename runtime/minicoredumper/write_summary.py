@@ -29,6 +29,7 @@ from .linux import SIGNAL_NAMES, si_code_name
 LEAVE_OUT = [("fds", "fds_more"), ("rlimits",), ("registers",), ("cmdline",),
              ("cgroup", "unit", "user_unit"), ("package",), ("arch", "kernel", "threads"),
              ("dump",), ("thread_frames", "frames_end"), ("frames.symbol",), ("frames.scan",)]
+MAX_LOOKUPS = 1024
 # Frames whose PC is where execution stopped (the first, and the one a signal
 # interrupted); the others hold a return address, looked up at PC - 1 as gdb
 # does (a call that never returns may end its function).
@@ -50,15 +51,20 @@ PACKAGE_DEPTH = 8  # nested values are skipped, this deep at most
 def symbolize(addresses, modules, names=True):
     """[(address, how, module, offset, symbol or None)] for [(address, how)];
     names False: no symbol lookup (every symbol None).  A return address's
-    symbol is the one holding address - 1 (EXACT)."""
+    symbol is the one holding address - 1 (EXACT).  Only the first
+    MAX_LOOKUPS distinct addresses are named (nearest_symbols' cost grows
+    with symbols times addresses)."""
     by_module = {}
     placed = []
+    looked_up = 0
     for addr, how in addresses:
         m = _module_for(addr, modules)
         back = 0 if how in EXACT else 1
         placed.append((addr, how, m, back))
-        if names and m is not None and m.symbol_source():
-            by_module.setdefault(m, set()).add(addr - m.bias - back)
+        if names and m is not None and looked_up < MAX_LOOKUPS and m.symbol_source():
+            rel = by_module.setdefault(m, set())
+            looked_up += (addr - m.bias - back) not in rel
+            rel.add(addr - m.bias - back)
     found = {}
     if by_module:
         from .read_modules import nearest_symbols
