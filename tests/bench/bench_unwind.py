@@ -56,15 +56,17 @@ def main():
                     marks = timeline(d)
                     names = [m for m, _ in marks]
                     released.append(dict(marks)["released"])
-                    i = names.index("unwound")
-                    unwind.append(marks[i][1] - marks[i - 1][1])
+                    if "unwound" in names:  # (not on a checkout before read_unwind)
+                        i = names.index("unwound")
+                        unwind.append(marks[i][1] - marks[i - 1][1])
                     with open(os.path.join(d, "summary.json")) as f:
                         s = json.load(f)
                     frames.append(len(s["frames"]) + sum(len(t["frames"])
-                                                         for t in s["thread_frames"]))
-                print("%-9s %-9s %9.1f %9.2f %7d" % (
+                                                         for t in s.get("thread_frames", ())))
+                print("%-9s %-9s %9.1f %9s %7d" % (
                     name, recept_name, statistics.median(released),
-                    statistics.median(unwind), statistics.median(frames)))
+                    "%.2f" % statistics.median(unwind) if unwind else "-",
+                    statistics.median(frames)))
     finally:
         c.restore()
 
