@@ -28,7 +28,7 @@ from .linux import SIGNAL_NAMES, si_code_name
 # guessed, but for the first KEEP_FRAMES frames.
 LEAVE_OUT = [("fds", "fds_more"), ("rlimits",), ("registers",), ("cmdline",),
              ("cgroup", "unit", "user_unit"), ("package",), ("arch", "kernel", "threads"),
-             ("dump",), ("thread_frames", "frames_end"), ("frames.symbol",), ("frames.scan",)]
+             ("thread_frames", "frames_end"), ("dump",), ("frames.symbol",), ("frames.scan",)]
 MAX_LOOKUPS = 1024
 # Frames whose PC is where execution stopped (the first, and the one a signal
 # interrupted); the others hold a return address, looked up at PC - 1 as gdb
