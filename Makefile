@@ -25,3 +25,4 @@ bench:
 	$(VPY) tests/bench/bench_registered.py
 	$(VPY) tests/bench/bench_modes.py
 	$(VPY) tests/bench/bench_mappings.py
+	$(VPY) tests/bench/bench_unwind.py
