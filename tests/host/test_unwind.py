@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from lab.gdb import threads_by_tid
+from lab.unwind import assert_same_as_gdb
 
 
 def _generic(**extra):
@@ -39,71 +39,6 @@ def crash_killed(crasher, argv, sig, after=0.5, recept=None):
     p.wait(timeout=30)
     crasher.wait_idle()
     return crasher.dump_of(base, p.pid)
-
-
-def base_name(name):
-    """A function's name without GCC's suffixes for its clones (level_c.constprop.0):
-    .symtab has them, gdb names the function from the program's DWARF."""
-    return name.split(".", 1)[0] if not name.startswith(".") else name
-
-
-def symbol_values(path):
-    """{name: st_value} of an ELF file's .symtab and .dynsym (pyelftools)."""
-    from elftools.elf.elffile import ELFFile
-    from elftools.elf.sections import SymbolTableSection
-    out = {}
-    with open(path, "rb") as f:
-        for sec in ELFFile(f).iter_sections():
-            if isinstance(sec, SymbolTableSection):
-                for sym in sec.iter_symbols():
-                    if sym["st_shndx"] != "SHN_UNDEF":
-                        out.setdefault(sym.name.split("@")[0], sym["st_value"])
-    return out
-
-
-def summary_threads(d):
-    """({tid: [(function name, module path)]}, summary.json)."""
-    with open(os.path.join(d, "summary.json")) as f:
-        s = json.load(f)
-
-    def names(frames):
-        return [(base_name((f["symbol"] or "??").split("+")[0]),
-                 s["modules"][f["module"]]["path"] if f["module"] is not None else None)
-                for f in frames]
-    out = {s["tid"]: names(s["frames"])}
-    for t in s["thread_frames"]:
-        out[t["tid"]] = names(t["frames"])
-    return out, s
-
-
-def same_function(ours, theirs, values):
-    """Our (name, module) names gdb's function: the same name, or an alias at the
-    same address (raise and gsignal: gdb prefers the GLOBAL of the two)."""
-    name, module = ours
-    if name == theirs:
-        return True
-    if module is None or "??" in (name, theirs):
-        return False
-    if module not in values:
-        values[module] = symbol_values(module)
-    v = values[module]
-    return name in v and v.get(theirs) == v[name]
-
-
-def assert_same_as_gdb(d, exe):
-    __tracebackhide__ = True
-    ours, s = summary_threads(d)
-    theirs = threads_by_tid(exe, os.path.join(d, "fatcore"))
-    assert set(ours) == set(theirs), (sorted(ours), sorted(theirs))
-    values = {}
-    for tid in ours:
-        gdb_names = [base_name(n) for n in theirs[tid]]
-        assert len(ours[tid]) == len(gdb_names) and all(
-            same_function(o, t, values) for o, t in zip(ours[tid], gdb_names)), \
-            "thread %d: ours %s, gdb %s\n%s" % (tid, [n for n, _ in ours[tid]], gdb_names,
-                                               theirs[tid].gdb_text[-3000:])
-    assert s["frames_end"] is None and all(t["end"] is None for t in s["thread_frames"]), s
-    return s
 
 
 @pytest.mark.parametrize("name", ["crash3", "crash3_o2", "threads8", "crash3_static",

@@ -87,12 +87,13 @@ LWP = re.compile(r"^Thread \d+ \(.*LWP (\d+)\)")
 SIGNAL_FRAME = re.compile(r"^#\d+\s+(<signal handler called>)")
 
 
-def threads_by_tid(exe, core):
+def threads_by_tid(exe, core, **kw):
     """{tid: Backtrace} of every thread ("thread apply all bt"), past main, as a
     device without debug files shows them: gdb reads no separate debug files
-    (the crash path only has the mapped binaries' own symbols)."""
+    (the crash path only has the mapped binaries' own symbols); kw: sysroot,
+    program."""
     out = gdb(exe, core, "thread apply all bt", early=(
-        "set debug-file-directory /nonexistent", "set backtrace past-main on"))
+        "set debug-file-directory /nonexistent", "set backtrace past-main on"), **kw)
     result = {}
     names = None
     for line in out.splitlines():
