@@ -74,7 +74,6 @@ class Unwinder:
     """The walks of one process: modules' tables opened once, closed by close()."""
 
     def __init__(self, kc, mem, modules, expired):
-        self.kc = kc
         self.arch = kc.arch
         self.L = kc.layout
         self.mem = mem
@@ -93,13 +92,14 @@ class Unwinder:
         spans.sort(key=lambda s: s[0])
         self.spans = spans
         self.span_starts = [s for s, _, _ in spans]
-        self.images = {}  # Module -> (Image, Tables or None, fd or None)
+        self.images = {}  # Module -> (Image, Tables, ExidxTable, fd), None where there is none
         self.problems = {}
-        self.sig_regs = {}
         a = self.arch
         to_dwarf = {pr: n for n, pr in enumerate(a.dwarf) if pr is not None}
         self.sig_dwarf = tuple(to_dwarf.get(pr) if pr is not None else None
                                for pr in a.sigcontext_regs)
+        self.fp_dwarf = to_dwarf.get(a.fp_index)
+        self.lr_dwarf = to_dwarf.get(a.lr_index)
         self.pc_in_sigcontext = a.sigcontext_regs.index(a.pc_index) \
             if a.pc_index in a.sigcontext_regs else None
 
@@ -235,21 +235,14 @@ class Unwinder:
                     return self.cfi_step(fde, regs, rel)
             except CfiError as e:  # a bad table or a rule on memory not copied
                 self.problems[m.path] = str(e)
-        if first and self.arch.lr_index is not None:
-            lr = self.regs_value(regs, self.arch.lr_index)
+        if first and self.lr_dwarf is not None:
+            lr = regs[self.lr_dwarf]
             if lr is not None and self.is_code(lr):
                 return list(regs), lr, "lr"
         got = self.fp_step(regs)
         if got is not None:
             return got
         return self.scan_step(regs)
-
-    def regs_value(self, regs, pr_index):
-        a = self.arch
-        for n, i in enumerate(a.dwarf):
-            if i == pr_index:
-                return regs[n]
-        return None
 
     # --- the ways to the caller -----------------------------------------------------
     def signal_frame(self, image, rel_pc, regs):
@@ -317,9 +310,9 @@ class Unwinder:
 
     def fp_step(self, regs):
         a = self.arch
-        if a.fp_index is None:
+        if self.fp_dwarf is None:
             return None
-        fp = self.regs_value(regs, a.fp_index)
+        fp = regs[self.fp_dwarf]
         sp = regs[a.dwarf_sp]
         if fp is None or sp is None or fp < sp or fp % self.w or fp - sp > (8 << 20):
             return None
@@ -330,7 +323,7 @@ class Unwinder:
         if not self.is_code(ret):
             return None
         new = list(regs)
-        new[a.dwarf.index(a.fp_index)] = next_fp
+        new[self.fp_dwarf] = next_fp
         new[a.dwarf_sp] = fp + 2 * self.w
         return new, ret, "fp"
 
