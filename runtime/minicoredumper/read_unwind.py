@@ -20,8 +20,8 @@ thread's walk.  The modules' tables are read from their files as the process
 mapped them (Module.symbol_source) or, for the vDSO, from the copied memory.
 
 Everything read is untrusted: at most MAX_FRAMES frames per thread, a scan of
-SCAN_BYTES, each step's table work bounded by read_cfi; a frame whose SP does
-not move up the stack (but into a signal's context) or that repeats ends the
+SCAN_BYTES, each step's table work bounded by read_cfi; a frame whose SP goes
+down the stack (but into a signal's context) or that repeats ends the
 walk, and so does the deadline (the crash's, or MAX_SECONDS for all walks).
 Every walk ends with its reason: None when it reached the outermost frame (a
 return address of 0 or an undefined one).
@@ -193,8 +193,8 @@ class Unwinder:
             if new_sp is None:
                 reason = "no SP after the frame at %#x" % pc
                 break
-            if new_sp <= sp and how not in ("signal", "lr"):
-                reason = "SP %#x does not move up the stack at %#x" % (new_sp, pc)
+            if new_sp < sp and how != "signal":  # equal: a leaf's frame (arm, aarch64)
+                reason = "SP %#x goes down the stack at %#x" % (new_sp, pc)
                 break
             if (new_pc, new_sp) in seen:
                 reason = "loop at %#x" % new_pc
