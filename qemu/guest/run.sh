@@ -96,11 +96,13 @@ programs generic /var/crash/generic
 
 # 3b. fatcore: the generic recept that also keeps the kernel's own whole core
 # (dump_fat_core), so that the summary's unwound frames can be checked against gdb's
-# on the very same crash.
+# on the very same crash; a longer deadline, as copying threads8's whole core (eight
+# 8 MiB stacks) under TCG takes longer than the default.
 sed -e 's/"dump_fat_core": *false/"dump_fat_core": true/' \
 	"$ETC/generic.recept.json" >"$ETC/fatcore.recept.json"
 cat >"$ETC/fatcore.cfg.json" <<EOF
-{"base_dir": "/var/crash/fatcore", "watch": [{"recept": "fatcore.recept.json"}]}
+{"base_dir": "/var/crash/fatcore", "deadline_seconds": 120,
+ "watch": [{"recept": "fatcore.recept.json"}]}
 EOF
 echo "$PATTERN $ETC/fatcore.cfg.json" >/proc/sys/kernel/core_pattern
 programs fatcore /var/crash/fatcore

@@ -132,7 +132,14 @@ def assert_same_as_gdb(d, exe, sysroot=None, program="gdb"):
         gdb_names = [base_name(n) for n in theirs[tid]]
         assert len(ours[tid]) == len(gdb_names) and all(
             same_function(o, t, values) for o, t in zip(ours[tid], gdb_names)), \
-            "thread %d: ours %s, gdb %s\n%s" % (tid, [n for n, _ in ours[tid]], gdb_names,
-                                               theirs[tid].gdb_text[-3000:])
-    assert s["frames_end"] is None and all(t["end"] is None for t in s["thread_frames"]), s
+            "thread %d: ours %s, gdb %s\nsummary.txt:\n%s\ngdb:\n%s" % (
+                tid, [n for n, _ in ours[tid]], gdb_names, _text(d),
+                theirs[tid].gdb_text[-3000:])
+    assert s["frames_end"] is None and all(t["end"] is None for t in s["thread_frames"]), \
+        _text(d)
     return s
+
+
+def _text(d):
+    with open(os.path.join(d, "summary.txt"), errors="replace") as f:
+        return f.read()
