@@ -8,7 +8,8 @@ caller's registers, trying in order:
           (also found by CFI whose CIE says "S", glibc's __restore_rt)
   cfi     the module's call-frame information (read_cfi: .eh_frame through
           .eh_frame_hdr, else .debug_frame), rules evaluated on the copy;
-          on 32-bit ARM first its EHABI tables (read_exidx: .ARM.exidx)
+          on 32-bit ARM then its EHABI tables (read_exidx: .ARM.exidx),
+          whose EXIDX_CANTUNWIND ends the walk but at the first frame
   lr      (the first frame only) the link register, where the arch has one
   fp      the frame-pointer record (saved fp, return address) at fp
   scan    the first word above SP that points just after a call into code
@@ -218,22 +219,23 @@ class Unwinder:
             if got is not None:
                 return got
         rel = (pc if exact else pc - 1) - m.bias if m is not None else None
-        if exidx is not None:
-            try:
-                insns = exidx.lookup(rel)
-                if insns is not None:
-                    new = arm_execute(insns, regs, self.read_word) if insns else None
-                    if new is None:  # EXIDX_CANTUNWIND or "refuse to unwind"
-                        return list(regs), None, "cfi"
-                    return new, new[PC] & ~1, "cfi"
-            except CfiError as e:
-                self.problems[m.path] = str(e)
         if tables is not None:
             try:
                 fde = tables.find(rel)
                 if fde is not None:
                     return self.cfi_step(fde, regs, rel)
             except CfiError as e:  # a bad table or a rule on memory not copied
+                self.problems[m.path] = str(e)
+        if exidx is not None:  # after DWARF's: an index entry holds up to the next one
+            try:
+                insns = exidx.lookup(rel)
+                if insns:
+                    new = arm_execute(insns, regs, self.read_word)
+                    if new is not None:
+                        return new, new[PC] & ~1, "cfi"
+                if insns is not None and not first:
+                    return list(regs), None, "cfi"  # EXIDX_CANTUNWIND, "refuse to unwind"
+            except CfiError as e:
                 self.problems[m.path] = str(e)
         if first and self.lr_dwarf is not None:
             lr = regs[self.lr_dwarf]
@@ -306,6 +308,8 @@ class Unwinder:
                 ra_value = v
             if 0 <= n < len(new):
                 new[n] = v  # other columns (vector registers ...) are not needed
+        if ra_value is not None and self.arch.machine == EM_ARM:
+            ra_value &= ~1  # the Thumb bit
         return new, ra_value, "signal" if fde.cie.signal else "cfi"
 
     def fp_step(self, regs):
