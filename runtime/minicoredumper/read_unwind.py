@@ -18,7 +18,8 @@ so a frame is guessed by a scan only when nothing better exists; each frame
 says how it was found (the first is "pc").  It runs after the release, on
 what was copied (read_process.SnapshotMemory): a stack not copied ends its
 thread's walk.  The modules' tables are read from their files as the process
-mapped them (Module.symbol_source) or, for the vDSO, from the copied memory.
+mapped them (Module.symbol_source) or, for the vDSO, from the copied memory,
+else from the handler's own vDSO when it is the same (the same build-id).
 
 Everything read is untrusted: at most MAX_FRAMES frames per thread, a scan of
 SCAN_BYTES, each step's table work bounded by read_cfi; a frame whose SP goes
@@ -35,8 +36,9 @@ from bisect import bisect_right
 from . import elf as E
 from .linux import EM_ARM
 from .read_exidx import PC, PT_ARM_EXIDX, ExidxTable, execute as arm_execute
-from .read_cfi import (CfiError, EXPRESSION, Image, OFFSET, REGISTER, SAME, Tables, UNDEFINED,
-                       VAL_EXPRESSION, VAL_OFFSET, evaluate, file_sections, row_for)
+from .read_cfi import (CfiError, EXPRESSION, Image, OFFSET, PT_GNU_EH_FRAME, REGISTER, SAME,
+                       Tables, UNDEFINED, VAL_EXPRESSION, VAL_OFFSET, evaluate, file_sections,
+                       row_for)
 
 MAX_FRAMES = 256
 MAX_SECONDS = 1.0  # all threads' walks together, at most (the core is written after them)
@@ -95,6 +97,7 @@ class Unwinder:
         self.span_starts = [s for s, _, _ in spans]
         self.images = {}  # Module -> (Image, Tables, ExidxTable, fd), None where there is none
         self.problems = {}
+        self.own_mem = None  # this process's memory, for its vDSO (own_vdso)
         a = self.arch
         to_dwarf = {pr: n for n, pr in enumerate(a.dwarf) if pr is not None}
         self.sig_dwarf = tuple(to_dwarf.get(pr) if pr is not None else None
@@ -128,12 +131,14 @@ class Unwinder:
                 fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
                 fd = None
+        pread = None
         if fd is not None:
             def pread(offset, size, fd=fd):
                 return os.pread(fd, size, offset)
             image = Image(m.layout, m.phdrs, pread=pread)
+        elif m.path == "[vdso]" and not self.copied_tables(m):
+            image = self.own_vdso(m)  # not copied: the handler's own, if it is the same
         else:
-            pread = None
             image = Image(m.layout, m.phdrs, mem=self.mem, bias=m.bias)
         tables = exidx = None
         try:
@@ -150,11 +155,39 @@ class Unwinder:
         self.images[m] = (image, tables, exidx, fd)
         return image, tables, exidx
 
+    def copied_tables(self, m):
+        """Whether module m's .eh_frame_hdr (else its code) is in the copy."""
+        at = [p.vaddr for p in m.phdrs if p.type == PT_GNU_EH_FRAME] or \
+            [p.vaddr for p in m.phdrs if p.type == E.PT_LOAD and p.flags & E.PF_X]
+        return bool(at) and self.mem.read_exact(m.bias + at[0], 4) is not None
+
+    def own_vdso(self, m):
+        """An Image of the crashed process's vDSO m read from this process's
+        own, when they are the same (the same build-id: the same kernel and
+        ELF class), else of the copy (where it is not)."""
+        from .read_modules import read_module
+        from .read_process import ProcessMemory, parse_maps
+        own = None
+        try:
+            with open("/proc/self/maps") as f:
+                maps = parse_maps(f.read())
+            mem = self.own_mem = self.own_mem or ProcessMemory("/proc/self/mem")
+            for mapping in maps:
+                if mapping.path == "[vdso]":
+                    own = read_module(mem, mapping.start, "[vdso]", "/proc/self", mapping)
+        except OSError:
+            own = None
+        if own is None or own.build_id is None or own.build_id != m.build_id:
+            return Image(m.layout, m.phdrs, mem=self.mem, bias=m.bias)
+        return Image(own.layout, own.phdrs, mem=self.own_mem, bias=own.bias)
+
     def close(self):
         for _, _, _, fd in self.images.values():
             if fd is not None:
                 os.close(fd)
         self.images = {}
+        if self.own_mem is not None:
+            self.own_mem.close()
 
     def read_word(self, addr):
         raw = self.mem.read_exact(addr & self.mask, self.w)
