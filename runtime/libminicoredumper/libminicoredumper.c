@@ -424,7 +424,7 @@ MCD_EXPORT int mcd_dump_data_register_bin(const char *ident,
 
 struct directive {
 	int fmt_type;  /* PA_* code */
-	size_t length; /* bytes of the value the pointer refers to, 0 for %s */
+	size_t length; /* bytes of the value the pointer refers to (%s: below) */
 };
 
 /* Skips up to 9 decimal digits (a width or precision). */
@@ -554,7 +554,7 @@ static int parse_directive(const char **pp, struct directive *d)
 		if (len != LEN_NONE)
 			return -1;
 		d->fmt_type = MCD_PA_STRING;
-		d->length = 0;
+		d->length = 0; /* the string's, set at registration */
 		break;
 	case 'p':
 		if (len != LEN_NONE)
@@ -649,6 +649,14 @@ static int register_text(const char *ident, unsigned long dump_scope,
 			return EINVAL;
 		}
 		dd->es[i].flags = MCD_DATA_PTR_DIRECT | MCD_LENGTH_DIRECT;
+		/*
+		 * %s: the string's size with its NUL, as it is now (the
+		 * original's rule, docs/FORMATS.md §7).  The original handler
+		 * takes a length below 1 for a bogus value and writes the
+		 * directive itself, and reads that many bytes of the string.
+		 */
+		if (d.fmt_type == MCD_PA_STRING)
+			d.length = strlen(dd->es[i].data_ptr) + 1;
 		dd->es[i].u.length = d.length;
 		dd->es[i].fmt_type = d.fmt_type;
 		i++;

@@ -16,7 +16,8 @@ import sys
 from . import __version__, elf as E
 from .files import iter_exact
 from .tool_corefile import CoreFile, parse_symbol_map
-from .write_core import _align, dumplist_note, tail_bytes
+from .write_core import (_align, cover_start, dumplist_note, section_fields, tail_bytes,
+                         tail_layout)
 from .read_corestream import CoreFormatError
 
 CHUNK = 64 << 10
@@ -94,20 +95,26 @@ def inject(core_path, symbols, sources, out=sys.stdout):
                 injected.append((vaddr, size))
             if label:
                 print(label, file=out)
-        _rewrite_tail(core, appended, injected)
+        _rewrite_tail(core, appended, injected, symbols)
     finally:
         core.close()
 
 
-def _rewrite_tail(core, appended, injected):
+def _rewrite_tail(core, appended, injected, symbols):
     """Append new segments and a fresh section tail with one more dumplist note."""
     L = core.layout
     f = core.f
     old_notes = core.dumplist_notes()
     dl = core.sections.get(E.DUMPLIST_SECTION)
-    # Our cores end with dumplist, .shstrtab and section headers: rebuild them.
+    # Our cores (and the original's) end with the dumplist, .shstrtab and the
+    # section headers: rebuild them.
     pos = dl.offset if dl is not None and dl.offset >= max(
         [p.offset + p.filesz for p in core.phdrs] + [0]) else core.size
+    f.truncate(pos)
+    # symbol.map sends a dump that has no place in the core to the core's end
+    # (docs/FORMATS.md §6): that range is left a hole, so the original's
+    # coreinject, which writes there, overwrites nothing written here.
+    pos = max([off + size for off, _, size, _ in symbols.values() if off >= pos] + [pos])
     f.truncate(pos)
     f.seek(pos)
     phdrs = list(core.phdrs)
@@ -119,22 +126,51 @@ def _rewrite_tail(core, appended, injected):
         pos += size
     ehdr = core.ehdr
     if appended:
-        pos = _align(pos, 8)
-        f.seek(pos)
-        f.write(b"".join(L.phdr.pack(p) for p in phdrs))
-        ehdr = ehdr.replace(phoff=pos, phnum=len(phdrs))
-        pos += len(phdrs) * L.phdr.size
+        phoff, pos = _place_phdrs(core, phdrs, pos)
+        ehdr = ehdr.replace(phoff=phoff, phnum=len(phdrs))
     dumplist_off = _align(pos, 4)
     notes = old_notes + dumplist_note(L, injected)
     f.seek(dumplist_off)
-    tail = tail_bytes(L, dumplist_off, notes)
-    f.write(tail)
-    shoff = dumplist_off + len(tail) - 3 * L.shdr.size
+    _, shoff, _ = tail_layout(L, dumplist_off, len(notes))
+    f.write(tail_bytes(L, cover_start(ehdr), dumplist_off, notes))
     f.seek(0)
-    f.write(L.ehdr.pack(ehdr.replace(shoff=shoff, shnum=3, shstrndx=2,
-                                     shentsize=L.shdr.size)))
+    f.write(L.ehdr.pack(section_fields(L, ehdr, shoff)))
     f.flush()
     os.fsync(f.fileno())
+
+
+def _place_phdrs(core, phdrs, end):
+    """Write the grown program header table (phdrs; end: the file's end, after
+    the appended data); returns (its offset, the file's new end).  It stays
+    right after the ELF header when moving the notes to the end makes room
+    for it there: tools that rewrite the file through libelf, the original's
+    coreinject among them, zero whatever lies between the ELF header and a
+    table elsewhere (docs/FORMATS.md §6).  Else it goes to the end."""
+    L = core.layout
+    f = core.f
+    table_end = core.ehdr.ehsize + len(phdrs) * L.phdr.size
+    used = sorted((p.offset, i) for i, p in enumerate(phdrs) if p.filesz)
+    movable = [i for _, i in used if phdrs[i].type == E.PT_NOTE]
+    if core.ehdr.phoff == core.ehdr.ehsize and all(
+            off >= table_end for off, i in used if i not in movable):
+        pos = end
+        for i in movable:  # copied in 64 KiB chunks
+            p = phdrs[i]
+            if p.offset < table_end:
+                pos = _align(pos, 4)
+                for k in range(0, p.filesz, CHUNK):
+                    data = core.pread(p.offset + k, min(CHUNK, p.filesz - k))
+                    f.seek(pos + k)
+                    f.write(data)
+                phdrs[i] = p.replace(offset=pos)
+                pos += p.filesz
+        f.seek(core.ehdr.ehsize)
+        f.write(b"".join(L.phdr.pack(p) for p in phdrs))
+        return core.ehdr.ehsize, pos
+    pos = _align(end, 8)
+    f.seek(pos)
+    f.write(b"".join(L.phdr.pack(p) for p in phdrs))
+    return pos, pos + len(phdrs) * L.phdr.size
 
 
 def main(argv=None):

@@ -269,15 +269,18 @@ def fallback_recept():
 
 MAIN_KEYS = ("base_dir", "watch", "deadline_seconds", "max_dumps", "max_total_size",
              "min_free_space", "rate_limit", "live_max_pause_ms", "log_level",
-             "journal_socket", "on_dump", "on_dump_timeout_seconds")
+             "journal_socket", "on_dump", "on_dump_timeout_seconds", "rlimit_core")
 DEFAULT_LIVE_MAX_PAUSE_MS = 25
 DEFAULT_ON_DUMP_TIMEOUT = 10.0
 LOG_LEVELS = ("error", "warning", "info", "debug")
+# Which of a crashed process's RLIMIT_CORE limits, below one page, means no dump
+# (crash.Crash.choose_recept); "ignore": none, as the original.
+RLIMIT_CORE_RULES = ("hard", "soft", "ignore")
 
 
 class MainConfig:
     """The main config: base_dir, watch rules, deadline, storage limits, logging,
-    the on_dump hook."""
+    the on_dump hook, whether a process's RLIMIT_CORE counts."""
 
     def __init__(self, obj, path, warnings):
         if not isinstance(obj, dict):
@@ -315,6 +318,10 @@ class MainConfig:
         self.on_dump_timeout = obj.get("on_dump_timeout_seconds", DEFAULT_ON_DUMP_TIMEOUT)
         if not _positive(self.on_dump_timeout):
             raise ConfigError("%s: on_dump_timeout_seconds must be a number > 0" % path)
+        self.rlimit_core = obj.get("rlimit_core", "hard")
+        if self.rlimit_core not in RLIMIT_CORE_RULES:
+            raise ConfigError("%s: rlimit_core must be one of %s"
+                              % (path, ", ".join(RLIMIT_CORE_RULES)))
         self.rate_limit = obj.get("rate_limit")
         if self.rate_limit is not None and not (
                 isinstance(self.rate_limit, dict) and set(self.rate_limit) == {

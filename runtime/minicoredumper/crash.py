@@ -135,11 +135,20 @@ class Crash:
             raise NotDumped("/proc/%d: %s" % (self.arrival.pid, e.strerror)) from None
 
     def choose_recept(self, cfg, recept, proc, warnings):
-        """(exe, comm, recept): the watch rule that matches the process decides."""
+        """(exe, comm, recept): a process whose RLIMIT_CORE forbids a core (the
+        main config's rlimit_core says which limit counts) gets none; else the
+        watch rule that matches the process decides."""
         from .config import ConfigError, fallback_recept, load_recept
         exe = proc.exe()
         comm = self.arrival.comm or proc.comm()
+        limits = (proc.rlimits() or {}).get("core") if cfg.rlimit_core != "ignore" else None
         self.check_identity(proc, "after reading exe and comm")
+        if limits:
+            limit = limits[cfg.rlimit_core == "hard"]  # [soft, hard], each int or "unlimited"
+            if isinstance(limit, int) and limit < os.sysconf("SC_PAGE_SIZE"):
+                raise NotDumped("the %s RLIMIT_CORE of %s is %d, less than a page: no core "
+                                "wanted (rlimit_core in the main config)"
+                                % (cfg.rlimit_core, exe or comm, limit), level="info", status=0)
         if recept is None:
             recept_path = cfg.match(exe, comm)
             if recept_path is None:

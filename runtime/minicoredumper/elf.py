@@ -33,6 +33,7 @@ PF_X = 1
 PF_W = 2
 PF_R = 4
 
+SHT_PROGBITS = 1
 SHT_STRTAB = 3
 SHT_NOTE = 7
 SHT_SYMTAB = 2
@@ -58,6 +59,8 @@ NT_FILE = 0x46494C45
 NT_MCD_DUMPLIST = 80
 MCD_NOTE_OWNER = b"minicoredumper"
 DUMPLIST_SECTION = b".note.minicoredumper.dumplist"
+# Our cores' SHT_PROGBITS section over the notes and memory data (docs/FORMATS.md §5).
+COVER_SECTION = b".minicoredumper.data"
 
 DT_NULL = 0
 DT_DEBUG = 21

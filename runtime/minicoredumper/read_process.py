@@ -170,7 +170,7 @@ def parse_limits(raw):
     """{name: [soft, hard]} of a /proc/PID/limits text: name as in
     linux.RLIMIT_ROWS (the kernel's row name for a row it does not list),
     each limit an int or "unlimited"."""
-    from .linux import RLIMIT_ROWS  # loaded by then (write_summary); at the top: 0.05 ms more
+    from .linux import RLIMIT_ROWS  # loaded on the crash path anyway; at the top: 0.05 ms more
     out = {}
     for line in raw.decode("ascii", "replace").splitlines()[1:MAX_LIMITS + 1]:
         name = line[:25].rstrip()
@@ -201,6 +201,7 @@ class Process:
         self.pidfd = pidfd
         self.dir = "%s/%d" % (proc_root, pid)
         self._maps = None
+        self._rlimits = False  # not read yet
         self.mem = None
         if not self.check_identity():
             raise ProcessGone("PID %d is not the process of pidfd %d" % (pid, pidfd))
@@ -223,6 +224,14 @@ class Process:
         if self._maps is None:
             self._maps = parse_maps(self.read_text("maps", 64 << 20))
         return self._maps
+
+    def rlimits(self):
+        """The process's resource limits, parse_limits of /proc/PID/limits (read
+        once), or None if it cannot be read."""
+        if self._rlimits is False:
+            raw = read_small(self.dir + "/limits")
+            self._rlimits = parse_limits(raw) if raw else None
+        return self._rlimits
 
     def exe(self):
         try:
@@ -268,11 +277,9 @@ class Process:
         cgroup = read_small(self.dir + "/cgroup")
         cgroup = cgroup_path(cgroup) if cgroup else None
         unit, user_unit = systemd_units(cgroup)
-        limits = read_small(self.dir + "/limits")
         fds, more = self.fds()
         return {"boot_id": boot_id(), "kernel": os.uname().release, "cgroup": cgroup,
-                "unit": unit, "user_unit": user_unit,
-                "rlimits": parse_limits(limits) if limits else None,
+                "unit": unit, "user_unit": user_unit, "rlimits": self.rlimits(),
                 "fds": fds, "fds_more": more}
 
     def close(self):

@@ -223,8 +223,10 @@ class DumpWriter:
         self.budget.give_back("summary.txt", self.summary_room - len(txt))
         if self.externals:
             from .write_externals import write_externals
+            # Column 1 of symbol.map: where the core written has the bytes (0: no core).
+            written = self.image if "core_bytes" in self.dumped else None
             write_externals(dd, "dumps/%d/" % args.pid, self.externals, self.kc.layout.word,
-                            _kernel_offset(self.kc))
+                            written.symbol_map_offset if written else lambda *_: 0)
         # The richest form that fits, now that the room set aside is free again.
         self.budget.cancel("summary.json", self.json_room)
         for js in summary_forms(s):
@@ -237,13 +239,6 @@ class DumpWriter:
                                 warnings, self.crash.marks).encode("utf-8", "replace")
             if self.budget.fits("debug.txt", len(debug)):
                 dd.write_file("debug.txt", debug)
-
-
-def _kernel_offset(kc):
-    def offset_of(vaddr):
-        p = kc.load_for(vaddr)
-        return p.offset + vaddr - p.vaddr if p is not None and vaddr < p.vaddr + p.filesz else 0
-    return offset_of
 
 
 def _debug_text(args, exe, comm, kc, plan, image, warnings, marks):

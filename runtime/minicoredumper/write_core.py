@@ -9,6 +9,12 @@ Sparse (the original's): the kernel's program headers and file offsets; dumped
 bytes at their kernel offsets, the rest holes; the dumplist section after the
 last segment's file range.
 
+Both end with the same section tail: the dumplist notes, .shstrtab and the
+section headers, among them one section that covers the notes and data.
+Tools that rewrite an ELF file through its sections (libelf's elf_update, as
+the original's coreinject does) keep only what sections cover and fill the
+rest with zeros; that section keeps the core whole under them.
+
 The size of the whole file is known before the first byte is written, so a tar
 header can precede it in a stream.  Data is streamed from process memory in
 chunks; a range that turns out unreadable (or is cut by the deadline) is padded
@@ -16,6 +22,7 @@ with zeros and the dumplist note records only what was really read.
 """
 
 from . import elf as E
+from .read_process import bisect_right  # the C function, imported there once
 
 CHUNK = 64 << 10
 # Which notes a compact core keeps: all, the crashing thread's, or only what
@@ -25,13 +32,25 @@ MINIMAL_NOTES = (E.NT_PRSTATUS, E.NT_PRPSINFO, E.NT_SIGINFO, E.NT_AUXV, E.NT_FIL
 # Floating-point and vector registers: library string and memory functions
 # leave copies of data in them, so privacy leaves them out.
 PRIVATE_NOTES = (E.NT_PRFPREG, E.NT_X86_XSTATE, E.NT_ARM_VFP, E.NT_ARM_SVE, E.NT_PRXFPREG)
-SHSTRTAB = b"\0.shstrtab\0" + E.DUMPLIST_SECTION + b"\0"
+# Sections: [0] null, [1] the dumplist notes, [2] .shstrtab, [3] the cover
+# (docs/FORMATS.md §5).
+SHSTRTAB = (b"\0.shstrtab\0" + E.DUMPLIST_SECTION + b"\0" + E.COVER_SECTION + b"\0")
 SH_NAME_SHSTRTAB = 1
-SH_NAME_DUMPLIST = 11
+SH_NAME_DUMPLIST = SH_NAME_SHSTRTAB + len(b".shstrtab\0")
+SH_NAME_COVER = SH_NAME_DUMPLIST + len(E.DUMPLIST_SECTION) + 1
+SHNUM, SHSTRNDX = 4, 2
 
 
 def _align(n, a):
     return (n + a - 1) & ~(a - 1)
+
+
+def cover_start(ehdr):
+    """Where the cover section starts: after the ELF header, and after the
+    program header table too when that follows the ELF header directly."""
+    if ehdr.phoff == ehdr.ehsize:
+        return ehdr.ehsize + ehdr.phnum * ehdr.phentsize
+    return ehdr.ehsize
 
 
 def tail_layout(L, dumplist_off, dumplist_size):
@@ -39,11 +58,13 @@ def tail_layout(L, dumplist_off, dumplist_size):
     tail that starts with the dumplist at dumplist_off."""
     shstrtab_off = dumplist_off + dumplist_size
     shoff = _align(shstrtab_off + len(SHSTRTAB), L.wordsize)
-    return shstrtab_off, shoff, shoff + 3 * L.shdr.size
+    return shstrtab_off, shoff, shoff + SHNUM * L.shdr.size
 
 
-def tail_bytes(L, dumplist_off, dumplist):
-    """The section tail: dumplist notes, .shstrtab, padding, section headers."""
+def tail_bytes(L, cover_off, dumplist_off, dumplist):
+    """The section tail: dumplist notes, .shstrtab, padding, section headers.
+    The cover section spans [cover_off, dumplist_off): everything between the
+    headers and the tail."""
     shstrtab_off, shoff, _ = tail_layout(L, dumplist_off, len(dumplist))
     null = E.Record(name=0, type=0, flags=0, addr=0, offset=0, size=0, link=0, info=0,
                     addralign=0, entsize=0)
@@ -51,8 +72,15 @@ def tail_bytes(L, dumplist_off, dumplist):
                       size=len(dumplist), addralign=4)
     st = null.replace(name=SH_NAME_SHSTRTAB, type=E.SHT_STRTAB, offset=shstrtab_off,
                       size=len(SHSTRTAB), addralign=1)
+    cv = null.replace(name=SH_NAME_COVER, type=E.SHT_PROGBITS, offset=cover_off,
+                      size=dumplist_off - cover_off, addralign=1)
     pad = bytes(shoff - shstrtab_off - len(SHSTRTAB))
-    return dumplist + SHSTRTAB + pad + L.shdr.pack(null) + L.shdr.pack(dl) + L.shdr.pack(st)
+    return dumplist + SHSTRTAB + pad + b"".join(L.shdr.pack(h) for h in (null, dl, st, cv))
+
+
+def section_fields(L, ehdr, shoff):
+    """ehdr with the section header fields of a core that ends with our tail."""
+    return ehdr.replace(shoff=shoff, shentsize=L.shdr.size, shnum=SHNUM, shstrndx=SHSTRNDX)
 
 
 def dumplist_note(L, pairs):
@@ -93,6 +121,7 @@ class CoreImage:
         self.dumplist_off = _align(data_end, 4)
         _, self.shoff, self.size = tail_layout(L, self.dumplist_off, dumplist_size)
         self.present = []
+        self._starts = None  # the placement's start addresses, for symbol_map_offset
 
     def _select_notes(self):
         """The kernel's notes, less what the note level and privacy leave out.
@@ -180,6 +209,32 @@ class CoreImage:
         return [(lo, hi) for _, lo, hi in placement], placement
 
     # --- shared ---------------------------------------------------------------
+    def symbol_map_offset(self, vaddr, size, kind):
+        """Column 1 of an external dump's symbol.map line (docs/FORMATS.md §6).
+
+        The file offset of [vaddr, vaddr + size) when one PT_LOAD's file data
+        in this core holds all of it, else the end of the file (self.size).
+        A tool that writes the dump file's bytes at that offset (the
+        original's coreinject) then puts them in the right place, or past the
+        section headers where its rewrite of the section tail drops them,
+        never over other data.  An indirect ("I") line's file holds the
+        pointer and then the data, which have no one place: the end.
+        """
+        if kind != "I":
+            if self.compact:  # placement is in address order
+                if self._starts is None:
+                    self._starts = [s for _, s, _ in self.placement]
+                i = bisect_right(self._starts, vaddr) - 1
+                if i >= 0:
+                    off, s, e = self.placement[i]
+                    if vaddr + size <= e:
+                        return off + vaddr - s
+            else:
+                p = self.kc.load_for(vaddr)
+                if p is not None and vaddr + size <= p.vaddr + p.filesz:
+                    return p.offset + vaddr - p.vaddr
+        return self.size
+
     def _dumplist(self, lengths):
         return dumplist_note(self.L, [(0, self.header_size)] + [
             (s, n) for (s, _), n in zip(self.ranges, lengths)])
@@ -188,16 +243,17 @@ class CoreImage:
         L = self.L
         kh = self.kc.ehdr
         phnum = (1 + len(self.ranges)) if self.compact else kh.phnum
-        return L.ehdr.pack(kh.replace(phoff=L.ehdr.size if self.compact else kh.phoff,
-                                      phnum=phnum, phentsize=L.phdr.size, shoff=self.shoff,
-                                      shentsize=L.shdr.size, shnum=3, shstrndx=2))
+        return section_fields(L, kh.replace(phoff=L.ehdr.size if self.compact else kh.phoff,
+                                            phnum=phnum, phentsize=L.phdr.size), self.shoff)
 
     def write(self, sink, mem, expired):
         """Stream the core into sink.  expired() says the deadline has passed.
 
         Returns the list of (start, length) really read from memory.
         """
-        head = self._ehdr() + self._head
+        L = self.L
+        ehdr = self._ehdr()
+        head = L.ehdr.pack(ehdr) + self._head
         sink.write(head)
         pos = len(head)
         lengths = []
@@ -221,6 +277,6 @@ class CoreImage:
             pos = off + (e - s)
             lengths.append(got)
         sink.skip(self.dumplist_off - pos)
-        sink.write(tail_bytes(self.L, self.dumplist_off, self._dumplist(lengths)))
+        sink.write(tail_bytes(L, cover_start(ehdr), self.dumplist_off, self._dumplist(lengths)))
         self.present = [(s, n) for (s, _), n in zip(self.ranges, lengths)]
         return self.present

@@ -8,9 +8,10 @@ def write_externals(dd, folder, externals, word, offset_of=None):
     A file holds [pointer value if indirect] + [data unless NODUMP]; dumps
     sharing an ident (text registrations, a live dump's core-data blocks)
     are appended in order.  The first column of symbol.map is
-    offset_of(vaddr), the core file offset an address has in the kernel's
-    layout (0 when it has none); without offset_of (a live dump: there is no
-    core) it is where the block starts in its own file.  word packs a pointer.
+    offset_of(vaddr, size, kind), where the core file has those bytes
+    (write_core.CoreImage.symbol_map_offset); without offset_of (a live dump:
+    there is no core) it is where the block starts in its own file.  word
+    packs a pointer.
     """
     files = {}
     lines = []
@@ -19,7 +20,7 @@ def write_externals(dd, folder, externals, word, offset_of=None):
         start = len(files.get(x.ident, b""))
         files[x.ident] = files.get(x.ident, b"") + payload
         if x.kind != "T":
-            offset = offset_of(x.vaddr) if offset_of else start
+            offset = offset_of(x.vaddr, x.size, x.kind) if offset_of else start
             lines.append("%x %x %x %s %s\n" % (offset, x.vaddr, x.size, x.kind, x.ident))
     for ident, payload in files.items():
         dd.write_file(folder + ident, payload)

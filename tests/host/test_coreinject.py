@@ -9,6 +9,8 @@ import pytest
 
 from lab import ENV
 from lab.gdb import gdb
+from minicoredumper import elf as E
+from minicoredumper.tool_corefile import CoreFile
 
 
 def _tool(*argv, cwd=None):
@@ -39,6 +41,29 @@ def test_mycrasher_coreinject_then_gdb_prints_i(crasher, programs, tmp_path, lay
               os.path.join(d, "symbol.map"), "-o", str(tmp_path / "i.out"))
     assert x.returncode == 0, x.stderr
     assert open(tmp_path / "i.out", "rb").read() == open(ibin, "rb").read()
+    # Where the original's coreinject would write (docs/FORMATS.md §6): i.bin's own
+    # bytes in the sparse core; in the compact one, past the old end, a range that
+    # no segment or section of ours uses. The program header table still follows
+    # the ELF header, and the cover section reaches the dumplist.
+    (line,) = open(os.path.join(d, "symbol.map")).read().splitlines()
+    col1 = int(line.split()[0], 16)
+    c = CoreFile(core)
+    try:
+        assert c.ehdr.phoff == c.ehdr.ehsize
+        cover, dl = c.sections[E.COVER_SECTION], c.sections[E.DUMPLIST_SECTION]
+        assert cover.offset == c.ehdr.ehsize + c.ehdr.phnum * c.ehdr.phentsize
+        assert cover.offset + cover.size == dl.offset
+        if layout == "sparse":
+            assert c.pread(col1, 4) == (42).to_bytes(4, "little")
+        else:
+            assert col1 == os.path.getsize(os.path.join(d, "core"))
+            assert not any(p.offset < col1 + 4 and col1 < p.offset + p.filesz
+                           for p in c.phdrs)
+            assert all(s.offset >= col1 + 4 for name, s in c.sections.items()
+                       if s.size and name != E.COVER_SECTION)
+            assert c.pread(col1, 4) == bytes(4)
+    finally:
+        c.close()
 
 
 def test_indirect_buffer_round_trip_with_data_option(crasher, programs, tmp_path):

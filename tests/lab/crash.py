@@ -95,20 +95,22 @@ class Crasher:
             f.write(cfg if isinstance(cfg, str) else json.dumps(cfg))
         return base
 
-    def run(self, argv, timeout=20):
-        """Run a program that crashes; returns (returncode, seconds until reaped)."""
+    def run(self, argv, timeout=20, core_limit=resource.RLIM_INFINITY, handler=None):
+        """Run a program that crashes, its RLIMIT_CORE soft limit core_limit (the
+        hard limit unlimited); returns (returncode, seconds until reaped, pid).
+        handler: the path of the core_pattern handler to wait for (default ours)."""
         t0 = time.monotonic()
         p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              preexec_fn=lambda: resource.setrlimit(
-                                 resource.RLIMIT_CORE, (resource.RLIM_INFINITY,) * 2))
+                                 resource.RLIMIT_CORE, (core_limit, resource.RLIM_INFINITY)))
         rc = p.wait(timeout=timeout)
         reaped = time.monotonic() - t0
-        self.wait_idle()
+        self.wait_idle(handler=handler)
         return rc, reaped, p.pid
 
-    def wait_idle(self, timeout=20):
+    def wait_idle(self, timeout=20, handler=None):
         end = time.monotonic() + timeout
-        while _handler_running(self.launcher) and time.monotonic() < end:
+        while _handler_running(handler or self.launcher) and time.monotonic() < end:
             time.sleep(0.02)
 
     def crash(self, argv, recept=None, **kw):
@@ -172,11 +174,18 @@ class Crasher:
     def kernel_core(self, argv):
         """The kernel's own full core of argv (core_pattern to a file for one run)."""
         pattern = os.path.join(self.workdir, "kcore.%p")
+        pid = self.run_under(pattern, argv)
+        return pattern.replace("%p", str(pid))
+
+    def run_under(self, pattern, argv, handler=None):
+        """Crash argv with core_pattern set to pattern for this one run (the
+        kernel's own file, or another pipe handler, whose path is handler);
+        returns the crashed PID."""
         write_sysctl("core_pattern", pattern)
         try:
-            _, _, pid = self.run(argv)
+            _, _, pid = self.run(argv, handler=handler)
         finally:
             write_sysctl("core_pattern", self.pattern)
-        return pattern.replace("%p", str(pid))
+        return pid
 
 

@@ -604,22 +604,63 @@ def test_tar_header_table():
     assert len(hdr) == 512 and hdr[124] == 0x80 and hdr[257:263] == b"ustar\0"
 
 
+@pytest.mark.parametrize("layout", ["compact", "sparse"])
 @pytest.mark.parametrize("machine,elfclass", CASES)
-def test_core_file_reads_our_cores_headers_and_sections(tmp_path, machine, elfclass):
+def test_core_file_reads_our_cores_headers_and_sections(tmp_path, machine, elfclass, layout):
     kc = _read_core(fake_kernel_core(machine, elfclass, LOADS, files=FILES))
-    img = CoreImage(kc, [(0x600100, 0x600120)])
+    img = CoreImage(kc, [(0x600100, 0x600120)], layout)
     path = str(tmp_path / "core")
     sink = FileSink(path)
     present = img.write(sink, FakeMemory({0x600000: b"B" * 0x1000}), lambda: False)
     sink.close()
     core = CoreFile(path)
     try:
-        assert set(core.sections) == {b"", b".shstrtab", E.DUMPLIST_SECTION}
+        assert set(core.sections) == {b"", b".shstrtab", E.DUMPLIST_SECTION, E.COVER_SECTION}
         assert core.dumplist() == present == [(0x600100, 0x20)]
         assert core.read(0x600100, 0x20) == b"B" * 0x20
-        assert [p.type for p in core.phdrs] == [E.PT_NOTE, E.PT_LOAD]
+        if layout == "compact":
+            assert [p.type for p in core.phdrs] == [E.PT_NOTE, E.PT_LOAD]
+        # The cover: every byte from the end of the program header table (just
+        # after the ELF header) to the dumplist, so libelf's rewrite keeps them.
+        cover, dl = core.sections[E.COVER_SECTION], core.sections[E.DUMPLIST_SECTION]
+        assert core.ehdr.phoff == core.ehdr.ehsize
+        assert (cover.type, cover.flags, cover.addr) == (E.SHT_PROGBITS, 0, 0)
+        assert cover.offset == core.ehdr.phoff + core.ehdr.phnum * core.ehdr.phentsize
+        assert cover.offset + cover.size == dl.offset
+        assert all(cover.offset <= p.offset and p.offset + p.filesz <= dl.offset
+                   for p in core.phdrs if p.filesz)
+        assert core.ehdr.shoff + core.ehdr.shnum * core.ehdr.shentsize == core.size
     finally:
         core.close()
+
+
+@pytest.mark.parametrize("layout", ["compact", "sparse"])
+def test_symbol_map_offset_never_points_at_other_data(tmp_path, layout):
+    """symbol.map's column 1: where the core has the bytes, else the end of the
+    file; a tool that writes a dump there (the original's coreinject) never
+    overwrites other data (docs/FORMATS.md §6)."""
+    kc = _read_core(fake_kernel_core(EM_X86_64, E.ELFCLASS64, LOADS, files=FILES))
+    img = CoreImage(kc, [(0x7000, 0x7010), (0x600100, 0x600120)], layout)
+    path = str(tmp_path / "core")
+    sink = FileSink(path)
+    img.write(sink, FakeMemory({0x600000: bytes(range(256)) * 16,
+                                0x7000: b"S" * 0x1000}), lambda: False)
+    sink.close()
+    with open(path, "rb") as f:
+        data = f.read()
+    assert img.size == len(data)
+    off = img.symbol_map_offset(0x600110, 8, "D")
+    assert data[off:off + 8] == bytes(range(0x10, 0x18))
+    assert img.symbol_map_offset(0x7004, 4, "N") < img.size
+    # Not all of it in one PT_LOAD's file data: the end, in both layouts (the
+    # sparse core has 0x400000's first page in its file data, not the second).
+    for vaddr, size in ((0x600ff8, 16), (0x401ff0, 32), (0x900000, 4)):
+        assert img.symbol_map_offset(vaddr, size, "D") == img.size
+    # compact: only what was dumped is in the file; sparse: the kernel's layout
+    # (bytes not dumped are a hole that an injection fills)
+    assert (img.symbol_map_offset(0x600180, 4, "D") == img.size) == (layout == "compact")
+    # an indirect line's file (pointer, then data) has no one place
+    assert img.symbol_map_offset(0x600110, 8, "I") == img.size
 
 
 def test_loads_in_is_the_brute_force_overlap():

@@ -651,8 +651,10 @@ def test_layout_bin_and_text_lp64(libpath):
 
     assert (n3["type"], n3["ident"], n3["dump_scope"], n3["es_n"],
             n3["fmt"]) == (1, "out.txt", 1026, 2, 's="%s" *i=%d\n')
+    # %s: the string's size with its NUL at registration (the original's rule:
+    # its handler takes a length below 1 as bogus and writes "%s" itself)
     assert n3["elems"] == [
-        {"data_ptr": res["s"], "flags": 5, "u": 0, "fmt_type": PA_STRING},
+        {"data_ptr": res["s"], "flags": 5, "u": len(b"my string") + 1, "fmt_type": PA_STRING},
         {"data_ptr": res["i"], "flags": 5, "u": 4, "fmt_type": PA_INT},
     ]
 
@@ -823,7 +825,7 @@ def test_layout_probe(build, tmp_path, arch):
     assert (n2["type"], n2["ident"], n2["dump_scope"], n2["es_n"]) == \
         (1, "out.txt", 1026, 2)
     assert n2["fmt_ptr"] != 0
-    assert n2["elems"] == [(a["s"], 5, 0, PA_STRING), (a["i"], 5, 4, PA_INT)]
+    assert n2["elems"] == [(a["s"], 5, 10, PA_STRING), (a["i"], 5, 4, PA_INT)]
     assert (n3["type"], n3["ident"], n3["dump_scope"], n3["es_n"]) == \
         (1, "out.txt", 1027, 5)
     assert n3["elems"] == [
@@ -868,7 +870,8 @@ def test_fmt_types_match_glibc(libpath):
                         "es_n": node["es_n"], "es": node["es"]})
         done({"out": out, "ld": ctypes.sizeof(ctypes.c_longdouble)})
     """)
-    sizes = {PA_INT: 4, PA_CHAR: 1, PA_STRING: 0, PA_POINTER: 8,
+    # every argument is the same 64 zero bytes: %s is "", 1 byte with its NUL
+    sizes = {PA_INT: 4, PA_CHAR: 1, PA_STRING: 1, PA_POINTER: 8,
              PA_DOUBLE: 8, PA_INT | PA_FLAG_SHORT: 2,
              PA_INT | PA_FLAG_LONG: 8, PA_INT | PA_FLAG_LONG_LONG: 8,
              PA_DOUBLE | PA_FLAG_LONG_DOUBLE: res["ld"]}

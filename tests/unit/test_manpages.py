@@ -138,7 +138,8 @@ def test_config_page_has_every_key_with_its_default():
                 "max_dumps": defaults.max_dumps, "max_total_size": defaults.max_total_size,
                 "min_free_space": defaults.min_free_space, "rate_limit": defaults.rate_limit,
                 "log_level": defaults.log_level, "journal_socket": JOURNAL_SOCKET,
-                "on_dump": defaults.on_dump, "on_dump_timeout_seconds": defaults.on_dump_timeout}
+                "on_dump": defaults.on_dump, "on_dump_timeout_seconds": defaults.on_dump_timeout,
+                "rlimit_core": defaults.rlimit_core}
     assert set(expected) == set(C.MAIN_KEYS)
     assert defaults.live_max_pause * 1000 == C.DEFAULT_LIVE_MAX_PAUSE_MS
     for key, default in expected.items():
@@ -148,6 +149,7 @@ def test_config_page_has_every_key_with_its_default():
         assert re.search(r"\b(default|required)\b", documented[key]), key
     # the levels, as the config checks them
     assert all(level in documented["log_level"] for level in C.LOG_LEVELS)
+    assert all(rule in documented["rlimit_core"] for rule in C.RLIMIT_CORE_RULES)
 
 
 DATA_FILES = {
