@@ -16,9 +16,9 @@ turns into the end of one thread's walk.
 """
 
 import struct
-from bisect import bisect_right
 
 from . import elf as E
+from .read_process import bisect_right  # the C function, imported there once
 
 MAX_READ = 1 << 20
 MAX_ENTRY = 64 << 10          # one CIE or FDE

@@ -31,10 +31,10 @@ return address of 0 or an undefined one).
 
 import os
 import time
-from bisect import bisect_right
 
 from . import elf as E
 from .linux import EM_ARM
+from .read_process import bisect_right  # the C function, imported there once
 from .read_exidx import PC, PT_ARM_EXIDX, ExidxTable, execute as arm_execute
 from .read_cfi import (CfiError, EXPRESSION, Image, OFFSET, PT_GNU_EH_FRAME, REGISTER, SAME,
                        Tables, UNDEFINED, VAL_EXPRESSION, VAL_OFFSET, evaluate, file_sections,
