@@ -40,7 +40,7 @@ from .read_cfi import (CfiError, EXPRESSION, Image, OFFSET, PT_GNU_EH_FRAME, REG
                        Tables, UNDEFINED, VAL_EXPRESSION, VAL_OFFSET, evaluate, file_sections,
                        row_for)
 
-MAX_FRAMES = 256
+MAX_FRAMES = 1024  # a stack overflow of 16 KiB frames in 8 MiB: 512
 MAX_SECONDS = 1.0  # all threads' walks together, at most (the core is written after them)
 SCAN_BYTES = 1024
 CODE_PEEK = 16  # bytes of code read at a PC to recognise a signal trampoline
