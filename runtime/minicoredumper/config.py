@@ -354,7 +354,11 @@ class MainConfig:
                     or self.rate_limit)
 
     def match(self, exe, comm):
-        """The recept path of the first matching watch rule ("" = defaults), or None."""
+        """The recept path of the first matching watch rule ("" = defaults), or
+        None; exe as readlink(/proc/PID/exe) gives it, matched without the
+        " (deleted)" of a file deleted or replaced since it was started."""
+        from .read_process import exe_path
+        exe = exe_path(exe)[0]
         for rule in self.watch:
             if "exe" in rule and not glob_match(rule["exe"], exe):
                 continue

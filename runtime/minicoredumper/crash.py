@@ -227,10 +227,15 @@ class Crash:
         returns the published path.  dd is discarded if anything fails."""
         from .write_artefacts import DumpWriter
         live = None
+        modules = None
         try:
-            modules, plan = self.plan_dump(recept, proc, kc)               # READ, DECIDE
+            modules = self.find_modules(proc)                              # READ
+            plan = self.plan_dump(recept, proc, kc, modules)               # DECIDE
             writer = DumpWriter(self, recept, kc, dd, exe, comm, plan, modules)
             writer.before_release(proc)                                    # READ (+ WRITE)
+            skipped = proc.mem.skip_report()
+            if skipped:
+                self.log.warning(skipped)
             self.cmdline = writer.cmdline
             if cfg.on_dump:
                 self.hook_crashed = from_hook(proc)
@@ -257,17 +262,24 @@ class Crash:
                 raise NotDumped("writing %s failed (%s): nothing kept"
                                 % (dd.name, e.strerror or e)) from None
             raise
+        finally:
+            if modules is not None:
+                modules.close()
 
-    def plan_dump(self, recept, proc, kc):
-        """(modules, plan): the ELF objects the process has mapped
-        (read_modules.Module list) and what to dump of it (decide_plan.Plan)."""
-        from .decide_plan import Planner
+    def find_modules(self, proc):
+        """The ELF objects the process has mapped (read_modules.Modules), their
+        files opened now, while the process is held; closed by write_dump."""
         from .read_modules import find_modules
-        modules = find_modules(proc, proc.mem)
+        modules = find_modules(proc, proc.mem, self.deadline, self.log.warning)
         self.mark("modules")
+        return modules
+
+    def plan_dump(self, recept, proc, kc, modules):
+        """What to dump of the process (decide_plan.Plan)."""
+        from .decide_plan import Planner
         plan = Planner(kc, proc, modules, recept).build()
         self.mark("plan")
-        return modules, plan
+        return plan
 
     def after_publish(self, final, policy, exe, comm):
         """Root-only artefacts for a process that is not dumpable; the storage

@@ -62,6 +62,7 @@ class Plan:
         self.regions = []
         self.externals = Externals()
         self.log = []  # (level, message)
+        self.unreadable = []  # sorted (start, end) found unreadable when read: left out
 
     def add(self, start, size, why, prio, stack_top=False):
         if size > 0 and start >= 0:
@@ -77,7 +78,8 @@ class Plan:
         """Merged (start, end) ranges, clipped to `segments` [(start, end)], sorted.
 
         Only regions up to max_prio; the crashing thread's top of stack cut to
-        stack_top bytes.  Ranges closer than MERGE_GAP bytes become one."""
+        stack_top bytes.  Ranges closer than MERGE_GAP bytes become one; what
+        was found unreadable (self.unreadable) is cut out of them."""
         spans = sorted((r.start, r.start + (min(r.size, stack_top) if r.stack_top and stack_top
                                             is not None else r.size))
                        for r in self.regions if max_prio is None or r.prio <= max_prio)
@@ -88,11 +90,19 @@ class Plan:
                     merged[-1][1] = e
             else:
                 merged.append([s, e])
-        return clip(merged, segments)
+        return clip(clip(merged, segments), self.unreadable, outside=True)
 
 
-def clip(ranges, segments):
-    """Intersect sorted ranges with sorted, non-overlapping segments."""
+def clip(ranges, segments, outside=False):
+    """Intersect sorted ranges with sorted, non-overlapping segments (outside:
+    with what lies outside the segments)."""
+    if outside:
+        gaps, pos = [], 0
+        for s, e in sorted(segments):
+            if s > pos:
+                gaps.append((pos, s))
+            pos = max(pos, e)
+        segments = gaps + [(pos, 1 << 64)]
     out = []
     i = 0
     segs = sorted(segments)

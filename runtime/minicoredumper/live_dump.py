@@ -240,8 +240,11 @@ def dump_process(pid, outdir, scope, recept_for, max_pause):
         recept = recept_for(proc.exe(), result.comm)
         if recept is None:
             raise Skip("no watch rule matches it")
-        modules = find_modules(proc, proc.mem)
-        symbols = registration_symbols(lambda name: find_symbol(modules, name))
+        modules = find_modules(proc, proc.mem, warn=result.warnings.append)
+        try:
+            symbols = registration_symbols(lambda name: find_symbol(modules, name))
+        finally:
+            modules.close()
         if symbols is None:
             raise Skip("it does not use libminicoredumper")
         layout = modules[0].layout
@@ -252,6 +255,7 @@ def dump_process(pid, outdir, scope, recept_for, max_pause):
         try:
             stopper.stop()
             proc.mem.deadline = stopper.deadline
+            proc.guard_memory()  # its mappings as they are now that it is stopped
             for it in registered_items(proc.mem, layout, arch, symbols, recept["registered"],
                                        scope, warn):
                 if it.ident in RESERVED:
@@ -265,6 +269,9 @@ def dump_process(pid, outdir, scope, recept_for, max_pause):
             result.pause = stopper.pause
         if proc.mem.cut:
             warn("the pause bound (%.0f ms) cut the data short" % (max_pause * 1000))
+        skipped = proc.mem.skip_report()
+        if skipped:
+            warn(skipped)
     finally:
         proc.close()
     if externals or core:

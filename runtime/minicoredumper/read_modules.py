@@ -3,12 +3,30 @@
 A Module is an ELF image found in the process's address space (the executable,
 shared libraries, the vDSO): where it is loaded, its program headers as read
 from memory, the ranges that hold its identity (ELF header, program headers,
-notes: the build-id, the FDO package note) and its PT_DYNAMIC.  Symbols are
-looked up in the mapped file on disk (.symtab, then .dynsym), defined symbols
-only.
+notes: the build-id, the FDO package note) and its PT_DYNAMIC.
+
+Module.file (a MappedFile, or None) is the very file the process mapped,
+opened through /proc/PID/map_files/START-END (else /proc/PID/exe) while the
+process is still held, never by its path: the path may name another file in
+the handler's mount namespace (a chroot, a container), nothing (deleted or
+replaced by an upgrade), or a FIFO its owner swapped in.  It is opened
+without blocking, must be a regular file with the mapping's inode, and stays
+open (one fd per file, at most MAX_FILES per process) until Modules.close().
+No file of the crashed process is opened after the release.  Mappings of
+files on a file system that may stall (read_process.STALLING_FS) get no file.
+Whoever else reads a module's file (a CFI unwinder reading .eh_frame) uses
+Module.file.pread(offset, size): bytes within the file, charged to the
+crash's ReadBudget (bytes and deadline), b"" once it is spent.
+
+Symbols (.symtab, then .dynsym; defined symbols only) are looked up in that
+file, bounded: a symbol or string table larger than the file or than
+MAX_TABLE is treated as missing (logged once), and every file and the crash
+as a whole read at most MAX_FILE_READ and MAX_READ bytes before the deadline.
 """
 
 import os
+import stat
+import time
 
 from . import elf as E
 
@@ -17,25 +35,154 @@ from . import elf as E
 MAX_PHNUM_IN_MEMORY = 256
 CHUNK = 64 << 10
 E_PAGE = 4096
+MAX_FILES = 512  # mapped files kept open per process (the same file once)
+MAX_TABLE = 64 << 20  # bytes of one symbol or string table, beyond: no symbols from it
+MAX_FILE_READ = 96 << 20  # bytes read from one file per crash
+MAX_READ = 256 << 20  # bytes read from all mapped files per crash
+
+
+class ReadBudget:
+    """What reads of mapped files may still cost: bytes (MAX_READ) and time
+    (deadline: time.monotonic() value or None).  warn(message) hears, once,
+    that it is spent."""
+
+    def __init__(self, limit=MAX_READ, deadline=None, warn=None):
+        self.limit = self.left = limit
+        self.deadline = deadline
+        self.warn = warn or (lambda message: None)
+        self.spent = None  # why no more is read
+
+    def take(self, n):
+        """True if n more bytes may be read (and counts them)."""
+        if self.spent is None:
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                self.spent = "the deadline passed"
+            elif n > self.left:
+                self.spent = "the %d-byte cap was reached" % self.limit
+            if self.spent is not None:
+                self.warn("reads of mapped files (symbols) stopped: %s" % self.spent)
+                return False
+            self.left -= n
+            return True
+        return False
+
+
+class MappedFile:
+    """An open file the process mapped: fd, name (for messages), size,
+    ino; reads are bounded by the file's size, MAX_FILE_READ and the budget."""
+
+    def __init__(self, fd, name, budget=None):
+        st = os.fstat(fd)
+        self.fd = fd
+        self.name = name
+        self.size = st.st_size
+        self.ino = st.st_ino
+        self.budget = budget or ReadBudget()
+        self.left = MAX_FILE_READ
+        self.warned = set()
+        self._symbols = None
+
+    def pread(self, offset, size):
+        """Up to size bytes at offset (fewer at the end of the file); b"" once
+        this file's or the crash's read budget is spent."""
+        size = max(0, min(size, self.size - offset))
+        if not size:
+            return b""
+        if size > self.left:
+            self.warn("%d MiB read from it" % (MAX_FILE_READ >> 20), "no more is read")
+            return b""
+        if not self.budget.take(size):
+            return b""
+        self.left -= size
+        try:
+            return os.pread(self.fd, size, offset)
+        except (OSError, OverflowError):
+            return b""  # unreadable: nothing
+
+    def warn(self, what, consequence):
+        """Log, once per file and subject, that something in it is not used."""
+        if what not in self.warned:
+            self.warned.add(what)
+            self.budget.warn("%s: %s: %s" % (self.name, what, consequence))
+
+    @property
+    def symbols(self):
+        """Its SymbolFile."""
+        if self._symbols is None:
+            self._symbols = SymbolFile(self)
+        return self._symbols
+
+    def close(self):
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def open_mapped(link, ino, budget, name):
+    """A MappedFile of link (/proc/PID/map_files/START-END or /proc/PID/exe,
+    magic links that name the mapped file itself, so they are followed), or
+    None unless it is a regular file with inode ino.  stat before the open
+    (no device is opened), O_NONBLOCK and O_NOCTTY at it, fstat after."""
+    try:
+        st = os.stat(link)
+        if not stat.S_ISREG(st.st_mode) or st.st_ino != ino:
+            return None
+        fd = os.open(link, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return None  # no such link (no map_files here, the process is gone): no file
+    try:
+        f = MappedFile(fd, name, budget)
+        st = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_ino != ino:
+        f.close()
+        return None
+    return f
+
+
+class Modules(list):
+    """The Modules of one process (a list, in address order) and the files
+    they were opened with; close() closes those."""
+
+    def __init__(self, budget):
+        list.__init__(self)
+        self.budget = budget
+        self.files = {}  # (dev, ino) -> MappedFile or None
+        self._exe = None
+
+    def exe_path(self, procdir):
+        """readlink(/proc/PID/exe) (which asks nothing of the file), once."""
+        if self._exe is None:
+            try:
+                self._exe = os.readlink(procdir + "/exe")
+            except OSError:
+                self._exe = ""  # gone or unreadable: no mapping is the exe
+        return self._exe
+
+    def close(self):
+        for f in self.files.values():
+            if f is not None:
+                f.close()
+        self.files = {}
 
 
 class Module:
     """One ELF image mapped in the process."""
 
-    def __init__(self, path, base, layout, ehdr, phdrs, file_path, inode=0):
+    def __init__(self, path, base, layout, ehdr, phdrs, file=None):
         self.path = path  # as shown in maps ("[vdso]" for the vDSO)
         self.base = base  # address of the ELF header in memory
         self.layout = layout
         self.ehdr = ehdr
         self.phdrs = phdrs
-        self.file_path = file_path  # where to read symbols from, or None
-        self.inode = inode
+        self.file = file  # the mapped file (MappedFile), or None
         loads = [p for p in phdrs if p.type == E.PT_LOAD]
         first = min((p.vaddr for p in loads), default=0) & ~(E_PAGE - 1)
         self.bias = base - first if ehdr.type == E.ET_DYN else 0
         self.build_id = None
         self.package = None  # the .note.package desc (bytes), where there is one
-        self._symbols = None
 
     def identity_ranges(self):
         """(start, size) ranges offline symbolisation needs: ELF header, phdrs, notes."""
@@ -46,29 +193,11 @@ class Module:
                 ranges.append((self.bias + p.vaddr, p.filesz))
         return ranges
 
-    def symbol_source(self):
-        """The file to read symbols from: /proc/PID/map_files while the
-        process exists, afterwards the mapped path if it is still the same
-        file (same inode), else None."""
-        if self.file_path is None:
-            return None
-        if os.path.exists(self.file_path):
-            return self.file_path
-        try:
-            if os.stat(self.path).st_ino == self.inode:
-                return self.path
-        except OSError:
-            pass  # the path no longer names the mapped file: no symbols from it
-        return None
-
     def lookup(self, name):
         """(address, size) of the defined symbol `name`, or None."""
-        source = self.symbol_source()
-        if source is None:
+        if self.file is None:
             return None
-        if self._symbols is None:
-            self._symbols = SymbolFile(source)
-        found = self._symbols.lookup(name.encode() if isinstance(name, str) else name)
+        found = self.file.symbols.lookup(name.encode() if isinstance(name, str) else name)
         if found is None:
             return None
         value, size, stype = found
@@ -76,6 +205,10 @@ class Module:
             return None
         return self.bias + value, size
 
+    def nearest_symbols(self, addrs):
+        """SymbolFile.nearest of the module's file for file-relative
+        addresses ({} without a file)."""
+        return self.file.symbols.nearest(addrs) if self.file is not None else {}
 
 
 def find_symbol(modules, name):
@@ -87,24 +220,49 @@ def find_symbol(modules, name):
     return None
 
 
-def find_modules(process, mem):
-    """Every ELF image the process has mapped, in address order."""
-    modules = []
+def find_modules(process, mem, deadline=None, warn=None):
+    """Every ELF image the process has mapped, in address order (Modules),
+    each with its file opened (open_files) while the process is held;
+    deadline (time.monotonic()) and warn(message) go to their ReadBudget."""
+    modules = Modules(ReadBudget(deadline=deadline, warn=warn))
     seen = set()
     for m in process.maps:
         if m.offset != 0 or not m.readable or m.start in seen:
             continue
         if not (m.path.startswith("/") or m.path == "[vdso]"):
             continue
-        mod = read_module(mem, m.start, m.path, process.dir, m)
+        mod = read_module(mem, m.start, m.path, m)
         if mod is not None:
             seen.add(m.start)
             modules.append(mod)
+            if m.inode and not mem.may_stall(m.start):
+                mod.file = _open_file(modules, process.dir, m)
     return modules
 
 
-def read_module(mem, base, path, procdir, mapping):
-    """Parse the ELF header and phdrs at base in memory; None if it is no ELF."""
+def _open_file(modules, procdir, mapping):
+    """The MappedFile of mapping, opened once per file (by device and inode)."""
+    key = (mapping.dev, mapping.inode)
+    if key in modules.files:
+        return modules.files[key]
+    if len(modules.files) >= MAX_FILES:
+        if len(modules.files) == MAX_FILES:
+            modules.budget.warn("more than %d mapped files: no symbols from %s and the "
+                                "files after it" % (MAX_FILES, mapping.path))
+            modules.files[None] = None  # warned once
+        return None
+    name = mapping.path
+    f = open_mapped("%s/map_files/%x-%x" % (procdir, mapping.start, mapping.end),
+                    mapping.inode, modules.budget, name)
+    if f is None and name == modules.exe_path(procdir):  # no map_files: the exe at least
+        f = open_mapped(procdir + "/exe", mapping.inode, modules.budget, name)
+    modules.files[key] = f
+    return f
+
+
+def read_module(mem, base, path, mapping):
+    """Parse the ELF header and phdrs at base in memory (within mapping);
+    a Module without a file, or None if it is no ELF."""
     span = mapping.end - mapping.start
 
     def pread(offset, size):
@@ -116,12 +274,7 @@ def read_module(mem, base, path, procdir, mapping):
         L, ehdr, phdrs = E.read_headers(pread, max_phnum=MAX_PHNUM_IN_MEMORY)
     except E.ElfFormatError:
         return None  # not an ELF image we can use: no module at this mapping
-    file_path = None
-    if path.startswith("/"):
-        file_path = "%s/map_files/%x-%x" % (procdir, mapping.start, mapping.end)
-        if not os.path.exists(file_path):
-            file_path = path
-    mod = Module(path, base, L, ehdr, phdrs, file_path, mapping.inode)
+    mod = Module(path, base, L, ehdr, phdrs)
     _identity_notes(mem, mod)
     return mod
 
@@ -146,34 +299,45 @@ def _identity_notes(mem, mod):
 
 
 class SymbolFile:
-    """Symbol lookup in an ELF file on disk (.symtab first, then .dynsym)."""
+    """Symbol lookup in a MappedFile (.symtab first, then .dynsym).  Tables
+    that lie beyond the file, or are larger than MAX_TABLE, are missing
+    (said once through the file's warn)."""
 
-    def __init__(self, path):
-        self.path = path
+    def __init__(self, file):
+        self.file = file
         self.tables = None
 
     def load(self):
-        """Find the symbol tables (.symtab before .dynsym) once."""
+        """Find the usable symbol tables (.symtab before .dynsym) once."""
         if self.tables is not None:
             return
         self.tables = []
+        f = self.file
         try:
-            f = open(self.path, "rb")
-        except OSError:
-            return  # no file: no symbol tables (lookups find nothing)
-        with f:
-            def pread(offset, size):
-                f.seek(offset)
-                return f.read(size)
-            try:
-                L, ehdr = E.read_ehdr(pread)
-                shdrs = E.read_section_headers(pread, L, ehdr)
-            except (E.ElfFormatError, OSError):
-                return  # no section headers we can read: no symbol tables
-            for want in (E.SHT_SYMTAB, E.SHT_DYNSYM):
-                for s in shdrs:
-                    if s.type == want and s.link < len(shdrs):
-                        self.tables.append((L, s, shdrs[s.link]))
+            L, ehdr = E.read_ehdr(f.pread)
+            shdrs = E.read_section_headers(f.pread, L, ehdr)
+        except E.ElfFormatError:
+            return  # no section headers we can read: no symbol tables
+        for want, kind in ((E.SHT_SYMTAB, "symtab"), (E.SHT_DYNSYM, "dynsym")):
+            for s in shdrs:
+                if s.type != want or s.link >= len(shdrs):
+                    continue
+                strtab = shdrs[s.link]
+                why = self._unusable(s, kind) or self._unusable(strtab, "its string table")
+                if why:
+                    f.warn(why, "no symbols from it")
+                else:
+                    self.tables.append((L, s, strtab))
+
+    def _unusable(self, section, kind):
+        """Why a table cannot be used (beyond the file, or too large), or None."""
+        if section.offset + section.size > self.file.size:
+            return "%s of %d bytes at %d lies beyond the file (%d bytes)" % (
+                kind, section.size, section.offset, self.file.size)
+        if section.size > MAX_TABLE:
+            return "%s of %d bytes is larger than %d MiB" % (kind, section.size,
+                                                             MAX_TABLE >> 20)
+        return None
 
     def lookup(self, name):
         """(st_value, st_size, st_type) of the first defined symbol called name."""
@@ -188,72 +352,46 @@ class SymbolFile:
         """Chunked search: first the string offsets that read as `name`, then
         the symbols whose st_name is one of them.  Memory stays bounded by
         CHUNK whatever the table sizes; the byte searches run in C."""
-        try:
-            f = open(self.path, "rb")
-        except OSError:
-            return None  # no file: the symbol is not found
-        with f:
-            want = _find_all(f, strtab.offset, strtab.size, name + b"\0")
-            if not want:
-                return None
-            size = L.sym.size
-            for off in want:
-                pat = L.u32.pack(off)
-                for pos in _find_all(f, symtab.offset, symtab.size - symtab.size % size, pat):
-                    if pos % size:  # st_name is the first field of a symbol
-                        continue
-                    f.seek(symtab.offset + pos)
-                    sym = L.sym.unpack(f.read(size))
-                    if sym.shndx != E.SHN_UNDEF:
-                        return sym.value, sym.size, sym.info & 0xF
+        pread = self.file.pread
+        want = _find_all(pread, strtab.offset, strtab.size, name + b"\0")
+        size = L.sym.size
+        for off in want:
+            pat = L.u32.pack(off)
+            for pos in _find_all(pread, symtab.offset, symtab.size - symtab.size % size, pat):
+                if pos % size:  # st_name is the first field of a symbol
+                    continue
+                raw = pread(symtab.offset + pos, size)
+                if len(raw) < size:
+                    return None  # the budget is spent
+                sym = L.sym.unpack(raw)
+                if sym.shndx != E.SHN_UNDEF:
+                    return sym.value, sym.size, sym.info & 0xF
         return None
 
-
-def _find_all(f, offset, size, needle):
-    """Offsets (relative to offset) of every occurrence of needle in a file range."""
-    found = []
-    overlap = len(needle) - 1
-    pos = 0
-    while pos < size:
-        f.seek(offset + pos)
-        chunk = f.read(min(CHUNK, size - pos))
-        if not chunk:
-            break
-        i = chunk.find(needle)
-        while i >= 0:
-            found.append(pos + i)
-            i = chunk.find(needle, i + 1)
-        if len(chunk) <= overlap or pos + len(chunk) >= size:
-            break
-        pos += len(chunk) - overlap
-    return sorted(set(found))
-
-
-def nearest_symbols(path, addrs, limit=200000):
-    """{addr: (name, offset)} for file-relative addresses: the defined function
-    or object symbol containing (or nearest below) each one, from .symtab
-    then .dynsym.  One chunked pass per table; tables beyond `limit`
-    symbols are skipped (the crash path stays bounded)."""
-    sf = SymbolFile(path)
-    sf.load()
-    best = {}
-    try:
-        f = open(path, "rb")
-    except OSError:
-        return {}  # the file is gone: no symbol names, the summary keeps module+offset
-    with f:
-        for L, symtab, strtab in sf.tables:
+    def nearest(self, addrs, limit=200000):
+        """{addr: (name, offset)} for file-relative addresses: the defined
+        function or object symbol containing (or nearest below) each one,
+        from .symtab then .dynsym.  One chunked pass per table; tables
+        beyond `limit` symbols are skipped (the crash path stays bounded)."""
+        self.load()
+        pread = self.file.pread
+        best = {}
+        for L, symtab, strtab in self.tables:
             size = L.sym.size
             count = symtab.size // size
             if count > limit:
+                self.file.warn("a symbol table of %d symbols" % count,
+                               "more than %d: not searched for frame names" % limit)
                 continue
             found = {}
             # Every symbol in one C-level unpack; fields by their place in the layout.
             i_name, i_value, i_size, i_info, i_shndx = (
                 L.sym.index[k] for k in ("name", "value", "size", "info", "shndx"))
             for first in range(0, count, CHUNK // size):
-                f.seek(symtab.offset + first * size)
-                raw = f.read(min(CHUNK // size, count - first) * size)
+                raw = pread(symtab.offset + first * size, min(CHUNK // size, count - first) * size)
+                raw = raw[:len(raw) // size * size]
+                if not raw:
+                    break  # the budget is spent
                 for sym in L.sym.struct.iter_unpack(raw):
                     value = sym[i_value]
                     if not value:
@@ -267,8 +405,27 @@ def nearest_symbols(path, addrs, limit=200000):
                                     sym[i_shndx] != E.SHN_UNDEF):
                                 found[a] = (sym[i_name], off)
             for a, (name_off, off) in found.items():
-                if a not in best:
-                    f.seek(strtab.offset + name_off)
-                    name = f.read(256).split(b"\0", 1)[0].decode("utf-8", "replace")
-                    best[a] = (name, off)
-    return best
+                if a not in best and name_off < strtab.size:
+                    raw = pread(strtab.offset + name_off, min(256, strtab.size - name_off))
+                    best[a] = (raw.split(b"\0", 1)[0].decode("utf-8", "replace"), off)
+        return best
+
+
+def _find_all(pread, offset, size, needle):
+    """Offsets (relative to offset) of every occurrence of needle in a file
+    range, read through pread (which ends the search with b"")."""
+    found = []
+    overlap = len(needle) - 1
+    pos = 0
+    while pos < size:
+        chunk = pread(offset + pos, min(CHUNK, size - pos))
+        if not chunk:
+            break
+        i = chunk.find(needle)
+        while i >= 0:
+            found.append(pos + i)
+            i = chunk.find(needle, i + 1)
+        if len(chunk) <= overlap or pos + len(chunk) >= size:
+            break
+        pos += len(chunk) - overlap
+    return sorted(set(found))

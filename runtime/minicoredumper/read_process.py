@@ -8,6 +8,17 @@ and whether it is stopped, a zombie or traced (registry and live dumps).
 Process.facts() reads what the summary says about a crashed process besides
 its memory (cgroup and systemd unit, rlimits, open fds; the host's boot id
 and kernel release), every file bounded and none of them required.
+
+Memory that cannot be read does not end a read of what lies after it:
+ProcessMemory.read_pieces() skips unreadable pages (a file truncated under
+its mapping, a device mapping) page by page after a failed read, bounded
+(MAX_PROBES single-page reads per process, PROBE_RUN failures in a row give
+up the rest of that mapping), and keeps what it skipped for one log line.
+Memory that may never arrive is not asked for: a page fault in a mapping of
+a file on FUSE or a network file system (STALLING_FS) waits for a daemon or a
+server in a sleep no signal ends, so such mappings are read only where the
+page is already in the process's page tables (/proc/PID/pagemap), decided
+from the mapping's device and the mount table, without touching the file.
 """
 
 import os
@@ -20,6 +31,23 @@ except ImportError:  # a Python without the C accelerator
 PAGE = 4096
 MAX_STRING = 4096
 READ_CHUNK = 64 << 10
+MAX_PROBES = 4096  # single-page reads after failed reads, per process
+PROBE_RUN = 16  # unreadable pages in a row after which the rest of their mapping is skipped
+MAX_PAGEMAP = 1 << 20  # pagemap entries read per process (4 GiB of address space)
+MAX_SKIPPED = 64  # skipped ranges kept for the log (counted beyond)
+MAX_MOUNTINFO = 16 << 20
+# File systems whose page faults may wait for a daemon or a server that never
+# answers, in a sleep no signal ends (FUSE, network and cluster file systems);
+# "fuse.SUBTYPE" too.  A device that no mount table lists is taken for one of
+# them when it is an anonymous device (major 0: FUSE, NFS ... mounted in a
+# namespace neither the process nor the handler sees), unless it is the one
+# of shared memory (memfd, SysV shm: in no mount table either).
+STALLING_FS = frozenset(("fuse", "fuseblk", "virtiofs", "nfs", "nfs4", "cifs", "smb3",
+                         "smbfs", "9p", "ceph", "afs", "coda", "orangefs", "lustre", "gfs2",
+                         "ocfs2", "glusterfs"))
+PAGEMAP_PRESENT = 1 << 63
+PAGEMAP_SWAPPED = 1 << 62
+DELETED = " (deleted)"  # what d_path appends to the path of an unlinked file
 SMALL_FILE = 16 << 10  # bytes read of /proc/PID/cgroup and limits
 MAX_FDS = 64  # open fds the summary lists, the lowest numbers
 MAX_LINK = 512  # bytes kept of one fd's link target
@@ -30,15 +58,16 @@ BOOT_ID = "/proc/sys/kernel/random/boot_id"
 class Mapping:
     """One line of /proc/PID/maps."""
 
-    __slots__ = ("start", "end", "perms", "offset", "inode", "path")
+    __slots__ = ("start", "end", "perms", "offset", "inode", "path", "dev")
 
-    def __init__(self, start, end, perms, offset, inode, path):
+    def __init__(self, start, end, perms, offset, inode, path, dev=(0, 0)):
         self.start = start
         self.end = end
         self.perms = perms
         self.offset = offset
         self.inode = inode
         self.path = path
+        self.dev = dev  # (major, minor) of the file's file system; (0, 0) for none
 
     @property
     def readable(self):
@@ -54,11 +83,83 @@ def parse_maps(text):
             continue
         try:
             start, end = (int(x, 16) for x in parts[0].split("-"))
+            major, minor = (int(x, 16) for x in parts[3].split(":"))
             maps.append(Mapping(start, end, parts[1], int(parts[2], 16), int(parts[4]),
-                                parts[5] if len(parts) > 5 else ""))
+                                parts[5] if len(parts) > 5 else "", (major, minor)))
         except ValueError:
             continue  # a line that is no mapping is not one
     return maps
+
+
+def mount_types(text, devs):
+    """{(major, minor): fstype} of a /proc/PID/mountinfo text, for the devices
+    in devs only (field 3 is major:minor, the type follows the " - ")."""
+    found = {}
+    for line in text.splitlines():
+        parts = line.split(" ", 3)
+        if len(parts) < 4:
+            continue
+        try:
+            dev = tuple(int(x) for x in parts[2].split(":"))
+        except ValueError:
+            continue  # not a mount line
+        if dev in devs and dev not in found:
+            tail = line.split(" - ", 1)
+            if len(tail) == 2:
+                found[dev] = tail[1].split(" ", 1)[0]
+    return found
+
+
+def stalls(fstype):
+    """True if a page fault on a file system of this type may never end."""
+    return fstype in STALLING_FS or fstype.startswith("fuse.")
+
+
+_SHMEM_DEV = []
+
+
+def shmem_dev():
+    """(major, minor) of shared memory's internal mount (memfd, SysV shm), or None."""
+    if not _SHMEM_DEV:
+        try:
+            fd = os.memfd_create("minicoredumper", os.MFD_CLOEXEC)
+            try:
+                st = os.fstat(fd)
+                _SHMEM_DEV.append((os.major(st.st_dev), os.minor(st.st_dev)))
+            finally:
+                os.close(fd)
+        except (OSError, AttributeError):
+            _SHMEM_DEV.append(None)  # no memfd here: no exception for shared memory
+    return _SHMEM_DEV[0]
+
+
+def stalling_mappings(maps, mountinfo_texts):
+    """The file mappings (Mapping list, in maps order) whose page faults may
+    never end: on a STALLING_FS file system by the first mount table (texts
+    of /proc/PID/mountinfo, the process's first) that lists their device, or
+    on an anonymous device no table lists (but shared memory's).  Nothing is
+    asked of the file systems themselves (a statfs on FUSE asks its daemon)."""
+    devs = {m.dev for m in maps if m.inode}
+    types = {}
+    for text in mountinfo_texts:
+        for dev, fstype in mount_types(text, devs - set(types)).items():
+            types[dev] = fstype
+    bad = set()
+    for dev in devs:
+        fstype = types.get(dev)
+        if fstype is not None and stalls(fstype) or \
+                fstype is None and dev[0] == 0 and dev != shmem_dev():
+            bad.add(dev)
+    return [m for m in maps if m.inode and m.dev in bad]
+
+
+def exe_path(link):
+    """(path, deleted) of a readlink(/proc/PID/exe): the path without the
+    kernel's " (deleted)", and whether it had one (the file was deleted or
+    replaced since it was started)."""
+    if link.endswith(DELETED):
+        return link[:-len(DELETED)], True
+    return link, False
 
 
 def identity(pid, proc_root="/proc"):
@@ -201,14 +302,20 @@ class Process:
         self.pidfd = pidfd
         self.dir = "%s/%d" % (proc_root, pid)
         self._maps = None
+        self._mount_tables = None
         self._rlimits = False  # not read yet
         self.mem = None
         if not self.check_identity():
             raise ProcessGone("PID %d is not the process of pidfd %d" % (pid, pidfd))
         self.mem = (memory or ProcessMemory)(self.dir + "/mem")
-        if not self.check_identity():
+        try:
+            if not self.check_identity():
+                raise ProcessGone("PID %d was reused while /proc/%d/mem was opened"
+                                  % (pid, pid))
+            self.guard_memory()
+        except BaseException:
             self.mem.close()
-            raise ProcessGone("PID %d was reused while /proc/%d/mem was opened" % (pid, pid))
+            raise
 
     def check_identity(self):
         """True if no pidfd was given, or the pidfd's process still has our PID."""
@@ -224,6 +331,23 @@ class Process:
         if self._maps is None:
             self._maps = parse_maps(self.read_text("maps", 64 << 20))
         return self._maps
+
+    def guard_memory(self):
+        """Read the maps again and tell self.mem which mappings may stall
+        (stalling_mappings: through the process's mount table, then ours)
+        and where all mappings are.  Called when the process is opened, and
+        by a live dump once the process is stopped (its mappings may have
+        changed since; the mount tables are not read again: a device mounted
+        since is in none of them, and counts as stalling when anonymous)."""
+        self._maps = None
+        if self._mount_tables is None:
+            self._mount_tables = []
+            for path in (self.dir + "/mountinfo", "/proc/self/mountinfo"):
+                raw = read_small(path, MAX_MOUNTINFO)
+                if raw is not None:
+                    self._mount_tables.append(raw.decode("utf-8", "replace"))
+        self.mem.guard(self.maps, stalling_mappings(self.maps, self._mount_tables),
+                       self.dir + "/pagemap")
 
     def rlimits(self):
         """The process's resource limits, parse_limits of /proc/PID/limits (read
@@ -294,18 +418,98 @@ class Process:
 
 
 class ProcessMemory:
-    """Bounded reads of /proc/PID/mem."""
+    """Bounded reads of /proc/PID/mem; guard() tells it where the mappings
+    are and which of them may stall (read only where present)."""
 
     def __init__(self, path):
         self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         self.bytes_read = 0
+        self.pagemap = -1
+        self.spans = []  # sorted (start, end, stalls) of the process's mappings
+        self.starts = []
+        self.stalling = False  # some mapping may stall
+        self.probes = MAX_PROBES
+        self.pagemap_left = MAX_PAGEMAP
+        self.skipped = []  # [start, end, why] not read by read_pieces, at most MAX_SKIPPED
+        self.skipped_bytes = 0
+        self.skipped_ranges = 0
+        self.held_back = {}  # start of a stalling mapping -> its path, where pages were left out
+
+    def guard(self, maps, stalling, pagemap_path):
+        """maps: the process's Mappings; stalling: those read only where
+        their pages are present (stalling_mappings); pagemap_path: its
+        /proc/PID/pagemap (opened now, while the process is held)."""
+        bad = {m.start for m in stalling}
+        self.spans = sorted((m.start, m.end, m.start in bad, m.path) for m in maps)
+        self.starts = [sp[0] for sp in self.spans]
+        self.stalling = bool(bad)
+        if self.stalling and self.pagemap < 0:
+            try:
+                self.pagemap = os.open(pagemap_path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                self.pagemap = -1  # no page is known to be present: none of them is read
+
+    def may_stall(self, addr):
+        """True if addr lies in a mapping whose pages may never arrive (guard())."""
+        span = self._span(addr)
+        return span is not None and span[2]
+
+    def _span(self, addr):
+        """The (start, end, stalls, path) of the mapping holding addr, or None."""
+        i = bisect_right(self.starts, addr) - 1
+        if i >= 0 and addr < self.spans[i][1]:
+            return self.spans[i]
+        return None
+
+    def _present(self, addr, size):
+        """How many of the size bytes at addr lie before the first page of a
+        stalling mapping that is neither present nor swapped (size if none)."""
+        end = addr + size
+        i = max(0, bisect_right(self.starts, addr) - 1)
+        while i < len(self.spans) and self.spans[i][0] < end:
+            s, e, bad, path = self.spans[i]
+            lo, hi = max(s, addr), min(e, end)
+            i += 1
+            if not bad or lo >= hi:
+                continue
+            first, last = lo // PAGE, (hi - 1) // PAGE
+            entries = self._pagemap(first, last - first + 1)
+            for k, entry in enumerate(entries):
+                if not entry & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED):
+                    break
+            else:
+                if len(entries) == last - first + 1:
+                    continue
+                k = len(entries)
+            self.held_back.setdefault(s, path)
+            return max(lo, (first + k) * PAGE) - addr
+        return size
+
+    def _pagemap(self, first, count):
+        """The pagemap entries (ints) of count pages from page number first;
+        fewer when pagemap cannot be read or its budget is spent."""
+        count = min(count, self.pagemap_left)
+        if self.pagemap < 0 or count <= 0:
+            return []
+        self.pagemap_left -= count
+        try:
+            raw = os.pread(self.pagemap, count * 8, first * 8)
+        except (OSError, OverflowError):
+            return []  # unreadable: none of these pages is known to be present
+        return memoryview(raw[:len(raw) // 8 * 8]).cast("Q").tolist()
 
     def read(self, addr, size):
-        """Up to size bytes at addr; shorter if part of the range is unreadable."""
+        """Up to size bytes at addr; shorter if part of the range is unreadable
+        (or a page of a stalling mapping is not present)."""
         out = []
         while size > 0:
+            n = min(size, READ_CHUNK)
+            if self.stalling:
+                n = self._present(addr, n)
+                if n <= 0:
+                    break
             try:
-                b = os.pread(self.fd, min(size, READ_CHUNK), addr)
+                b = os.pread(self.fd, n, addr)
             except (OSError, OverflowError):
                 b = b""  # unmapped or unreadable memory: the caller gets the bytes before it
             if not b:
@@ -316,6 +520,94 @@ class ProcessMemory:
         data = b"".join(out)
         self.bytes_read += len(data)
         return data
+
+    def read_pieces(self, addr, size):
+        """[(start, bytes)]: what can be read of the size bytes at addr, in
+        address order.  After a failed read the rest is tried page by page
+        (at most MAX_PROBES pages per process; PROBE_RUN failed pages in a row
+        skip the rest of their mapping); pages of a stalling mapping that are
+        not present are skipped without a read.  What is skipped is kept in
+        self.skipped (skip_report() says it in one line)."""
+        pieces = []
+        end = addr + size
+        while addr < end:
+            data = self.read(addr, end - addr)
+            if data:
+                pieces.append((addr, data))
+                addr += len(data)
+            if addr >= end:
+                break
+            resume, why = self._resume(addr, end)
+            self._skip(addr, resume, why)
+            addr = resume
+        return pieces
+
+    def _resume(self, addr, end):
+        """(address, why): where reading may go on after an unreadable addr
+        (at most end), and why the memory before it was skipped."""
+        span = self._span(addr)
+        stop = min(end, span[1]) if span is not None else end
+        page = (addr // PAGE + 1) * PAGE
+        if span is not None and span[2]:  # stalling: the next present page, by pagemap
+            while page < stop:
+                n = min((stop - page + PAGE - 1) // PAGE, READ_CHUNK // PAGE)
+                entries = self._pagemap(page // PAGE, n)
+                for k, entry in enumerate(entries):
+                    if entry & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED):
+                        return page + k * PAGE, "not in memory, on a file system that may stall"
+                if len(entries) < n:
+                    return stop, "not in memory, on a file system that may stall"
+                page += n * PAGE
+            return stop, "not in memory, on a file system that may stall"
+        if span is None and self.spans:  # between mappings: go on where the next one starts
+            i = bisect_right(self.starts, addr)
+            nxt = self.starts[i] if i < len(self.starts) else end
+            if nxt > addr:
+                return min(nxt, end), "not mapped"
+        run = 0
+        while page < stop and self.probes > 0 and run < PROBE_RUN:
+            self.probes -= 1
+            try:
+                ok = os.pread(self.fd, 1, page)
+            except (OSError, OverflowError):
+                ok = b""  # this page cannot be read either
+            if ok:
+                return page, "unreadable"
+            run += 1
+            page += PAGE
+        if page >= stop:
+            return stop, "unreadable"
+        return stop, "unreadable (the rest of the mapping skipped after %d pages)" % run \
+            if self.probes > 0 else "unreadable (page-by-page budget spent)"
+
+    def _skip(self, start, end, why):
+        if end <= start:
+            return
+        self.skipped_bytes += end - start
+        last = self.skipped[-1] if self.skipped else None
+        if last is not None and last[1] == start and last[2] == why:
+            last[1] = end
+            return
+        self.skipped_ranges += 1
+        if len(self.skipped) < MAX_SKIPPED:
+            self.skipped.append([start, end, why])
+
+    def skip_report(self):
+        """One line on the memory read_pieces() skipped and the mappings whose
+        pages were held back, or None when nothing was."""
+        if not self.skipped_bytes and not self.held_back:
+            return None
+        parts = []
+        if self.skipped_bytes:
+            s, e, why = self.skipped[0]
+            parts.append("%d bytes in %d range(s) skipped (first %#x-%#x: %s)" % (
+                self.skipped_bytes, self.skipped_ranges, s, e, why))
+        if self.held_back:
+            paths = sorted(set(self.held_back.values()))
+            parts.append("pages not in memory left out of %d mapping(s) of files on a "
+                         "file system that may stall: %s" % (
+                             len(self.held_back), ", ".join(paths[:3])))
+        return "memory not read: " + "; ".join(parts)
 
     def read_exact(self, addr, size):
         """Exactly size bytes at addr, or None."""
@@ -342,19 +634,35 @@ class ProcessMemory:
         return None
 
     def close(self):
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        for name in ("fd", "pagemap"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, name, -1)
 
 
 class SnapshotMemory:
-    """The planned ranges of the process memory, read once before the release;
-    reads outside them go to the process (and find nothing once it is gone)."""
+    """The planned ranges of the process memory, read once before the release
+    (unreadable pages skipped: ProcessMemory.read_pieces); reads outside them
+    go to the process (and find nothing once it is gone).  unreadable: the
+    sorted (start, end) parts of the ranges that could not be read."""
 
     def __init__(self, mem, ranges):
         self.mem = mem
-        self.blocks = [(s, mem.read(s, e - s)) for s, e in ranges]
+        self.blocks = []
+        self.unreadable = []
+        for s, e in ranges:
+            pos = s
+            for start, data in mem.read_pieces(s, e - s):
+                if start > pos:
+                    self.unreadable.append((pos, start))
+                self.blocks.append((start, data))
+                pos = start + len(data)
+            if pos < e:
+                self.unreadable.append((pos, e))
         self.starts = [s for s, _ in self.blocks]
+        self.ranges = list(ranges)
+        self.range_starts = [s for s, _ in self.ranges]
 
     @property
     def bytes_read(self):
@@ -366,6 +674,9 @@ class SnapshotMemory:
             start, data = self.blocks[i]
             if addr < start + len(data):
                 return data[addr - start:addr - start + size]
+        i = bisect_right(self.range_starts, addr) - 1
+        if i >= 0 and addr < self.ranges[i][1]:
+            return b""  # planned but unreadable: not asked again
         return self.mem.read(addr, size)
 
     def read_exact(self, addr, size):

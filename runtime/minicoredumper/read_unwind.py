@@ -17,9 +17,10 @@ caller's registers, trying in order:
 so a frame is guessed by a scan only when nothing better exists; each frame
 says how it was found (the first is "pc").  It runs after the release, on
 what was copied (read_process.SnapshotMemory): a stack not copied ends its
-thread's walk.  The modules' tables are read from their files as the process
-mapped them (Module.symbol_source) or, for the vDSO, from the copied memory,
-else from the handler's own vDSO when it is the same (the same build-id).
+thread's walk.  The modules' tables are read from the very files the process
+mapped (Module.file, opened before the release, its reads bounded by the
+crash's ReadBudget) or, for the vDSO, from the copied memory, else from the
+handler's own vDSO when it is the same (the same build-id).
 
 Everything read is untrusted: at most MAX_FRAMES frames per thread, a scan of
 SCAN_BYTES, each step's table work bounded by read_cfi; a frame whose SP goes
@@ -29,7 +30,6 @@ Every walk ends with its reason: None when it reached the outermost frame (a
 return address of 0 or an undefined one).
 """
 
-import os
 import time
 
 from . import elf as E
@@ -74,7 +74,8 @@ def unwind_threads(kc, mem, modules, expired=lambda: False, seconds=MAX_SECONDS)
 
 
 class Unwinder:
-    """The walks of one process: modules' tables opened once, closed by close()."""
+    """The walks of one process: modules' tables read once; close() closes
+    what it opened (this process's memory, for its vDSO)."""
 
     def __init__(self, kc, mem, modules, expired):
         self.arch = kc.arch
@@ -95,7 +96,7 @@ class Unwinder:
         spans.sort(key=lambda s: s[0])
         self.spans = spans
         self.span_starts = [s for s, _, _ in spans]
-        self.images = {}  # Module -> (Image, Tables, ExidxTable, fd), None where there is none
+        self.images = {}  # Module -> (Image, Tables, ExidxTable), None where there is none
         self.problems = {}
         self.own_mem = None  # this process's memory, for its vDSO (own_vdso)
         a = self.arch
@@ -123,18 +124,9 @@ class Unwinder:
         a table that cannot be read is None and its reason in self.problems."""
         got = self.images.get(m)
         if got is not None:
-            return got[:3]
-        fd = None
-        source = m.symbol_source()
-        if source is not None:
-            try:
-                fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                fd = None
-        pread = None
-        if fd is not None:
-            def pread(offset, size, fd=fd):
-                return os.pread(fd, size, offset)
+            return got
+        pread = m.file.pread if m.file is not None else None
+        if pread is not None:
             image = Image(m.layout, m.phdrs, pread=pread)
         elif m.path == "[vdso]" and not self.copied_tables(m):
             image = self.own_vdso(m)  # not copied: the handler's own, if it is the same
@@ -152,7 +144,7 @@ class Unwinder:
                     exidx = ExidxTable(image, p.vaddr, p.memsz)
         except CfiError as e:
             self.problems[m.path] = str(e)
-        self.images[m] = (image, tables, exidx, fd)
+        self.images[m] = (image, tables, exidx)
         return image, tables, exidx
 
     def copied_tables(self, m):
@@ -174,7 +166,7 @@ class Unwinder:
             mem = self.own_mem = self.own_mem or ProcessMemory("/proc/self/mem")
             for mapping in maps:
                 if mapping.path == "[vdso]":
-                    own = read_module(mem, mapping.start, "[vdso]", "/proc/self", mapping)
+                    own = read_module(mem, mapping.start, "[vdso]", mapping)
         except OSError:
             own = None
         if own is None or own.build_id is None or own.build_id != m.build_id:
@@ -182,9 +174,6 @@ class Unwinder:
         return Image(own.layout, own.phdrs, mem=self.own_mem, bias=own.bias)
 
     def close(self):
-        for _, _, _, fd in self.images.values():
-            if fd is not None:
-                os.close(fd)
         self.images = {}
         if self.own_mem is not None:
             self.own_mem.close()

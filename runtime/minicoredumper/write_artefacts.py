@@ -107,7 +107,9 @@ class DumpWriter:
         ranges = self.plan.ranges(segments)
         if sum(e - s for s, e in ranges) > SNAPSHOT_MAX:
             return None
-        return SnapshotMemory(self.proc.mem, ranges)
+        snapshot = SnapshotMemory(self.proc.mem, ranges)
+        self.plan.unreadable = snapshot.unreadable  # no core claims to hold them
+        return snapshot
 
     def _summary(self, symbols):
         """The summary (write_summary.build); symbols False: without symbol

@@ -61,16 +61,14 @@ def symbolize(addresses, modules, names=True):
         m = _module_for(addr, modules)
         back = 0 if how in EXACT else 1
         placed.append((addr, how, m, back))
-        if names and m is not None and looked_up < MAX_LOOKUPS and m.symbol_source():
+        if names and m is not None and looked_up < MAX_LOOKUPS and m.file is not None:
             rel = by_module.setdefault(m, set())
             looked_up += (addr - m.bias - back) not in rel
             rel.add(addr - m.bias - back)
     found = {}
-    if by_module:
-        from .read_modules import nearest_symbols
-        for m, rel in by_module.items():
-            for r, (name, off) in nearest_symbols(m.symbol_source(), rel).items():
-                found[(m, r)] = (name, off)
+    for m, rel in by_module.items():
+        for r, (name, off) in m.nearest_symbols(rel).items():
+            found[(m, r)] = (name, off)
     out = []
     for addr, how, m, back in placed:
         sym = found.get((m, addr - m.bias - back)) if m else None

@@ -21,6 +21,8 @@ BUILDS = {
     "bigheap": ["gcc", "-g", "-O0", "bigheap.c"],
     "robust": ["gcc", "-g", "-O0", "-pthread", "robust.c"],
     "secret": ["gcc", "-g", "-O0", "secret.c"],
+    # crash3's frames after waiting on stdin, or with a file mapped (test_process_files)
+    "procfiles": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "procfiles.c"],
 }
 # Programs linked with libminicoredumper (built into outdir/lib first).
 LINKED = {

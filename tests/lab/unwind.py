@@ -3,7 +3,7 @@ gdb's on the kernel's own core of the same crash (assert_same_as_gdb); and the
 unwinder's inputs from a kernel core file on disk (from_core): the kernel's
 notes (read_corestream.KernelCore), its memory, and the mapped objects
 (read_modules.Module, found through NT_FILE and the vDSO's auxv entry; their
-files read by path, as they are still on this host)."""
+files opened by path, as they are still on this host)."""
 
 import json
 import os
@@ -11,7 +11,7 @@ import os
 from lab.gdb import threads_by_tid
 from minicoredumper import elf as E
 from minicoredumper.read_corestream import read_kernel_core
-from minicoredumper.read_modules import find_modules
+from minicoredumper.read_modules import MappedFile, find_modules
 from minicoredumper.read_process import Mapping
 
 
@@ -34,6 +34,9 @@ class CoreMemory:
     def read_exact(self, addr, size):
         data = self.read(addr, size)
         return data if len(data) == size else None
+
+    def may_stall(self, addr):
+        return False
 
     def close(self):
         self.f.close()
@@ -66,7 +69,11 @@ def from_core(path):
         maps.append(Mapping(vdso, p.vaddr + p.memsz if p else vdso + 8192, "r-xp", 0, 0,
                             "[vdso]"))
     maps.sort(key=lambda m: m.start)
-    return kc, mem, find_modules(_Process(maps), mem)
+    modules = find_modules(_Process(maps), mem)
+    for m in modules:  # no map_files here: the files by path, as they are on this host
+        if m.file is None and m.path.startswith("/") and os.path.exists(m.path):
+            m.file = MappedFile(os.open(m.path, os.O_RDONLY), m.path)
+    return kc, mem, modules
 
 
 def base_name(name):

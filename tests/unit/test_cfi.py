@@ -15,7 +15,7 @@ import pytest
 from minicoredumper import elf as E
 from minicoredumper import read_cfi as C
 from minicoredumper.linux import ARCHES, EM_X86_64
-from minicoredumper.read_modules import Module
+from minicoredumper.read_modules import MappedFile, Module
 from minicoredumper.read_unwind import MAX_FRAMES, unwind_threads
 
 BINARIES = ["/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2", "/usr/bin/python3",
@@ -271,7 +271,8 @@ def _module(path, base):
     with open(path, "rb") as f:
         head = f.read(1 << 16)
     L, ehdr, phdrs = E.read_headers(lambda o, s: head[o:o + s])
-    return Module(path, base, L, ehdr, phdrs, path), phdrs
+    return Module(path, base, L, ehdr, phdrs, MappedFile(os.open(path, os.O_RDONLY), path)), \
+        phdrs
 
 
 def test_walks_on_hostile_stacks_end_within_bounds():
@@ -431,7 +432,7 @@ def test_a_vdso_not_copied_is_read_from_the_handlers_own():
         pytest.skip("no vDSO")
     mem = ProcessMemory("/proc/self/mem")
     try:
-        m = read_module(mem, vdso[0].start, "[vdso]", "/proc/self", vdso[0])
+        m = read_module(mem, vdso[0].start, "[vdso]", vdso[0])
     finally:
         mem.close()
     u = Unwinder(_Core([], []), _Memory(0, b""), [m], lambda: False)

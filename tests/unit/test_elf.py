@@ -11,7 +11,7 @@ from minicoredumper import elf as E
 from minicoredumper.linux import ARCHES, EM_386, EM_X86_64, EM_ARM, EM_AARCH64
 from minicoredumper.write_sinks import FileSink, TarMember
 from minicoredumper.write_core import CoreImage
-from minicoredumper.read_modules import SymbolFile
+from minicoredumper.read_modules import MappedFile
 from minicoredumper.read_corestream import read_kernel_core, CoreFormatError
 from minicoredumper.decide_plan import Plan
 
@@ -29,6 +29,15 @@ class FakeMemory:
             if start <= addr < start + len(data):
                 return data[addr - start:addr - start + size]
         return b""
+
+
+def symbols_of(path):
+    """The SymbolFile of the ELF file at path (its fd closed when collected)."""
+    fd = os.open(path, os.O_RDONLY)
+    f = MappedFile(fd, path)
+    import weakref
+    weakref.finalize(f, os.close, fd)
+    return f.symbols
 
 
 def fake_kernel_core(machine, elfclass, loads, tids=(100, 101), files=()):
@@ -203,7 +212,7 @@ def test_symbol_lookup_matches_pyelftools(path):
                 else:
                     expected[name] = (sym["st_value"], sym["st_size"])
     undefined_only -= set(expected)
-    sf = SymbolFile(path)
+    sf = symbols_of(path)
     names = sorted(expected)[::max(1, len(expected) // 300)]
     for name in names:
         value, size, _ = sf.lookup(name.encode())
@@ -266,7 +275,7 @@ import subprocess
 from elftools.elf import enums as elf_enums
 
 from minicoredumper import linux
-from minicoredumper.read_modules import MAX_PHNUM_IN_MEMORY, nearest_symbols, read_module
+from minicoredumper.read_modules import MAX_PHNUM_IN_MEMORY, read_module
 from minicoredumper.read_process import Mapping
 from minicoredumper.tool_corefile import CoreFile
 
@@ -374,9 +383,9 @@ def test_truncated_or_garbage_files_raise_elf_format_error(tmp_path):
     for p in (str(path), "/bin/ls"):
         with pytest.raises(CoreFormatError):
             CoreFile(p)
-    assert SymbolFile(str(path)).lookup(b"main") is None
+    assert symbols_of(str(path)).lookup(b"main") is None
     path.write_bytes(data[:ehdr.shoff + 10])
-    assert SymbolFile(str(path)).lookup(b"main") is None
+    assert symbols_of(str(path)).lookup(b"main") is None
 
 
 def test_kernel_core_stream_is_read_to_the_end_of_its_notes_and_no_further():
@@ -416,20 +425,20 @@ def test_module_headers_read_from_memory_within_the_mapping():
     base = 0x555555554000
     mem = FakeProcessMemory({base: data[:PAGE]})
     whole = Mapping(base, base + 0x20000, "r--p", 0, 1, "/bin/ls")
-    mod = read_module(mem, base, "[vdso]", "/nonexistent", whole)
+    mod = read_module(mem, base, "[vdso]", whole)
     with open("/bin/ls", "rb") as f:
         assert [(p.type, p.vaddr, p.memsz) for p in mod.phdrs] == [
             (_enum_value(s["p_type"], "ENUM_P_TYPE"), s["p_vaddr"], s["p_memsz"])
             for s in ELFFile(f).iter_segments()]
     L, ehdr = E.read_ehdr(_file_pread("/bin/ls"))
     short = Mapping(base, base + ehdr.phoff + L.phdr.size, "r--p", 0, 1, "/bin/ls")
-    assert read_module(mem, base, "/bin/ls", "/nonexistent", short) is None
+    assert read_module(mem, base, "/bin/ls", short) is None
     many = bytearray(data[:PAGE])
     L.u16.pack_into(many, 0x38, MAX_PHNUM_IN_MEMORY + 1)  # e_phnum
     assert read_module(FakeProcessMemory({base: bytes(many)}), base, "/bin/ls",
-                       "/nonexistent", whole) is None
+                       whole) is None
     assert read_module(FakeProcessMemory({base: b"\0" * PAGE}), base, "/bin/ls",
-                       "/nonexistent", whole) is None
+                       whole) is None
 
 
 def _nearest_with_pyelftools(path, addrs):
@@ -466,7 +475,7 @@ def test_nearest_symbols_matches_pyelftools(elf_files):
             text = elf.get_section_by_name(".text")
             lo, hi = text["sh_addr"], text["sh_addr"] + text["sh_size"]
         addrs = {rnd.randrange(lo, hi) for _ in range(8)} | {lo, hi + 0x100000}
-        got = nearest_symbols(path, addrs)
+        got = symbols_of(path).nearest(addrs)
         assert got == _nearest_with_pyelftools(path, addrs), path
         assert got or "small-" not in path, path  # the system's files may be stripped
 
