@@ -26,3 +26,4 @@ bench:
 	$(VPY) tests/bench/bench_modes.py
 	$(VPY) tests/bench/bench_mappings.py
 	$(VPY) tests/bench/bench_unwind.py
+	$(VPY) tests/bench/bench_stacks.py

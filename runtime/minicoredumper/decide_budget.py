@@ -6,7 +6,8 @@ one before, so a larger budget never gives a worse backtrace:
   1. everything planned (buffers, registered data, maps: priority 4)
   2. all threads' stacks and registers, descriptors (priority 3)
   3. the crashing thread's whole stack, its notes only (priority 2)
-  4. its top of stack, registers, module identities, so list (priority 1)
+  4. its top of stack (and those its signal handlers interrupted, its frame
+     records), registers, module identities, so list (priority 1)
   5. as 4 with only the notes a backtrace needs
   6-9. as 5 with the top of stack cut to 1024, 512, 256, 128 bytes
   10. no core

@@ -11,6 +11,7 @@ from . import linux
 from .config import glob_match
 from .config import valid_ident
 from .read_modules import MAX_PHNUM_IN_MEMORY, find_symbol
+from .read_stack import frame_records, interrupted_contexts
 
 PRIO_ESSENTIAL = 1     # crashing thread's top of stack, module identity, so list
 PRIO_CRASH_STACK = 2   # the rest of the crashing thread's stack
@@ -18,6 +19,7 @@ PRIO_THREADS = 3       # other threads
 PRIO_DATA = 4          # buffers, maps, registered data
 
 TOP_OF_STACK = 2048
+MAX_FRAME_RECORDS = 8
 MAX_LINK_MAPS = 1024
 MAX_ROBUST = 1024
 PTHREAD_DESC_SIZE = 4096
@@ -166,23 +168,56 @@ class Planner:
 
     # --- stacks --------------------------------------------------------------
     def stacks(self):
-        cap = self.recept["stacks"]["max_stack_size"]
+        """Each thread's stack from its SP; for the crashing thread also the stacks
+        of the contexts its signal handlers interrupted (read_stack.interrupted_contexts:
+        a handler on a sigaltstack), with the same priorities."""
         for n, t in enumerate(self.threads()):
-            seg = self.kc.load_for(t.sp) or self.kc.load_for(t.sp - self.arch.red_zone)
-            if seg is None:
-                self.plan.warn("thread %d: SP %#x is in no mapping" % (t.tid, t.sp))
-                continue
-            start = max(seg.vaddr, t.sp - self.arch.red_zone)
-            end = seg.vaddr + seg.memsz
-            if cap:
-                end = min(end, t.sp + cap)
             why = "stack of thread %d (SP %#x)" % (t.tid, t.sp)
+            fp = t.regs[self.arch.fp_index] if self.arch.fp_index is not None else None
+            if not self.stack(t.tid, t.sp, why, crashing=n == 0, fp=fp):
+                continue
             if n == 0:
-                top = min(end, t.sp + TOP_OF_STACK)
-                self.plan.add(start, top - start, why + ", top", PRIO_ESSENTIAL, stack_top=True)
-                self.plan.add(top, end - top, why, PRIO_CRASH_STACK)
-            else:
-                self.plan.add(start, end - start, why, PRIO_THREADS)
+                fp_name = self.arch.regs[self.arch.fp_index] if fp is not None else None
+                for ctx in interrupted_contexts(self.kc, self.mem, t):
+                    self.plan.note("thread %d: a signal handler interrupted SP %#x PC %#x "
+                                   "(sigcontext at %#x)" % (t.tid, ctx.sp, ctx.pc, ctx.address))
+                    self.stack(t.tid, ctx.sp, "stack of thread %d interrupted by a signal "
+                               "(SP %#x)" % (t.tid, ctx.sp), crashing=True,
+                               fp=ctx.regs.get(fp_name))
+
+    def stack(self, tid, sp, why, crashing, fp=None):
+        """Plan the stack from sp (less the red zone) to the end of its mapping, at
+        most max_stack_size bytes; for an SP below its stack (an overflow:
+        KernelCore.stack_for) from the mapping's start.  The crashing thread's
+        first TOP_OF_STACK bytes are essential, and so are the frame records on
+        its frame-pointer chain from fp beyond them (at most MAX_FRAME_RECORDS:
+        a backtrace through frames larger than the top of stack).  False when sp
+        is on no stack."""
+        seg = self.kc.stack_for(sp)
+        if seg is None:
+            self.plan.warn("thread %d: SP %#x is in no mapping" % (tid, sp))
+            return False
+        if sp < seg.vaddr:
+            self.plan.note("thread %d: SP %#x is %d bytes below its stack at %#x: a stack "
+                           "overflow" % (tid, sp, seg.vaddr - sp, seg.vaddr))
+        base = max(sp, seg.vaddr)
+        start = max(seg.vaddr, sp - self.arch.red_zone)
+        end = seg.vaddr + seg.memsz
+        cap = self.recept["stacks"]["max_stack_size"]
+        if cap:
+            end = min(end, base + cap)
+        if crashing:
+            top = min(end, base + TOP_OF_STACK)
+            self.plan.add(start, top - start, why + ", top", PRIO_ESSENTIAL, stack_top=True)
+            self.plan.add(top, end - top, why, PRIO_CRASH_STACK)
+            if fp is not None:
+                w = self.L.wordsize
+                for rec, _ in frame_records(self.kc, self.mem, sp, fp, MAX_FRAME_RECORDS):
+                    if rec + 2 * w > top:
+                        self.plan.add(rec, 2 * w, why + ", frame record", PRIO_ESSENTIAL)
+        else:
+            self.plan.add(start, end - start, why, PRIO_THREADS)
+        return True
 
     # --- shared object list (what gdb reads to find PIE and libraries) -------
     def so_list(self):

@@ -1,7 +1,7 @@
 """The Linux kernel's ABI as the runtime needs it, described once.
 
 Per architecture, keyed by ELF e_machine (ARCHES): the NT_PRSTATUS layout,
-register names, SP/PC/LR/FP, red zone and TLS.  Nothing else in the runtime
+register names, SP/PC/LR/FP, red zone, TLS and the signal frame (SigFrame).  Nothing else in the runtime
 branches on the architecture; it looks the facts up here.  Shared by all
 architectures: the structs and constants below.
 
@@ -134,6 +134,113 @@ UCRED = struct.Struct("=iII")  # pid_t pid; uid_t uid; gid_t gid
 
 
 
+# mm/mmap.c: stack_guard_gap = 256UL << PAGE_SHIFT (boot option stack_guard_gap=):
+# no mapping is placed this close below a stack that grows down, so a stack pointer
+# in that gap is the stack's own overflow.
+STACK_GUARD_GAP_PAGES = 256
+
+
+class SigFrame:
+    """Where a signal handler's frame keeps the context it interrupted.
+
+    When the kernel runs a handler it pushes a frame below the interrupted SP
+    (or at the top of the sigaltstack, SA_ONSTACK), and the handler's SP on entry
+    is the frame's start: struct rt_sigframe (SA_SIGINFO, and always on x86_64
+    and aarch64) or the older struct sigframe (i386, arm).  Both hold a struct
+    sigcontext with the interrupted registers; rt frames inside a struct ucontext.
+
+    rt_ucontext: offset of struct ucontext in struct rt_sigframe.
+    uc_mcontext: offset of uc_mcontext (struct sigcontext) in struct ucontext.
+    plain_sigcontext: offset of struct sigcontext in struct sigframe, or None
+    where the kernel pushes only rt frames.
+    regs: the interrupted registers' offsets in struct sigcontext, {name: offset},
+    each one word; sp and pc name two of them.
+    align: the alignment of struct sigcontext in memory.
+    anchor: fields that every sigcontext the kernel writes holds, at
+    (offset in struct sigcontext, bytes, value): the value an int, or a name of
+    Arch.regs meaning that register's value in NT_PRSTATUS (segment registers
+    do not change between the interrupted code and the handler); consecutive
+    fields, searched for as one byte string.  anchors: the anchor's possible
+    offsets (more than one where an optional record may come first).
+    check: more such fields, compared after the anchor matched.
+    mode: (register name, mask, value): the interrupted status register shows
+    user mode.
+    """
+
+    def __init__(self, rt_ucontext, uc_mcontext, plain_sigcontext, regs, sp, pc, align,
+                 anchor, anchors=(0,), check=(), mode=None):
+        self.rt_ucontext = rt_ucontext
+        self.uc_mcontext = uc_mcontext
+        self.plain_sigcontext = plain_sigcontext
+        self.regs = regs
+        self.sp = sp
+        self.pc = pc
+        self.align = align
+        self.anchor = anchor
+        self.anchors = anchors
+        self.check = check
+        self.mode = mode
+        # bytes of struct sigcontext read to check it and take the registers
+        self.size = max(max(regs.values()) + 8, max(o + n for o, n, _ in anchor + check)
+                        + max(anchors))
+
+
+def _offsets(names, start, step):
+    return {n: start + i * step for i, n in enumerate(names)}
+
+
+# arch/x86/include/asm/sigframe.h: struct rt_sigframe {char __user *pretcode;
+# struct ucontext uc; struct siginfo info; ...}; ucontext (include/uapi/asm-generic/
+# ucontext.h) {unsigned long uc_flags; struct ucontext *uc_link; stack_t uc_stack;
+# struct sigcontext uc_mcontext; ...}; arch/x86/include/uapi/asm/sigcontext.h:
+# struct sigcontext_64 {r8 ... r15, di, si, bp, bx, dx, ax, cx, sp, ip, flags (u64);
+# u16 cs, gs, fs, ss; ...}.  arch/x86/kernel/signal_64.c (setup_sigcontext) writes cs
+# and ss from the registers and gs = fs = 0.
+_X86_64_SIGFRAME = SigFrame(
+    8, 40, None,
+    _offsets(("r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rdi", "rsi", "rbp",
+              "rbx", "rdx", "rax", "rcx", "rsp", "rip", "eflags"), 0, 8),
+    "rsp", "rip", 8, anchor=((144, 2, "cs"), (146, 2, 0), (148, 2, 0), (150, 2, "ss")))
+# i386, and i386 processes on x86_64 (ia32 emulation, the same layout):
+# arch/x86/include/asm/sigframe.h: struct sigframe{,_ia32} {pretcode; int sig;
+# struct sigcontext sc; ...}, struct rt_sigframe{,_ia32} {pretcode; int sig; pinfo;
+# puc; siginfo (128 bytes); struct ucontext uc; ...}; ucontext {uc_flags; uc_link;
+# stack_t (12 bytes); uc_mcontext}; struct sigcontext_32 {u16 gs, __gsh, fs, __fsh,
+# es, __esh, ds, __dsh; u32 di, si, bp, sp, bx, dx, cx, ax, trapno, err, ip; u16 cs,
+# __csh; u32 flags, sp_at_signal; u16 ss, __ssh; ...}.  arch/x86/kernel/signal_32.c
+# writes es, ds, cs and ss as 32-bit words from the segment registers.
+_I386_SIGFRAME = SigFrame(
+    144, 20, 8,
+    dict(_offsets(("edi", "esi", "ebp", "esp", "ebx", "edx", "ecx", "eax"), 16, 4), eip=56,
+         eflags=64),
+    "esp", "eip", 4, anchor=((8, 4, "es"), (12, 4, "ds")), check=((60, 4, "cs"), (72, 4, "ss")))
+# arch/arm64/kernel/signal.c: struct rt_sigframe {struct siginfo info; struct
+# ucontext uc;}; arch/arm64/include/uapi/asm/ucontext.h: {uc_flags; uc_link;
+# stack_t (24 bytes); sigset_t; __u8 __unused[120]; struct sigcontext uc_mcontext
+# (16-aligned)}; arch/arm64/include/uapi/asm/sigcontext.h: struct sigcontext {__u64
+# fault_address; regs[31]; sp; pc; pstate; __u8 __reserved[4096] (16-aligned)},
+# whose first record the kernel writes is always struct fpsimd_context {struct
+# _aarch64_ctx {__u32 magic = FPSIMD_MAGIC 0x46508001; __u32 size = 528}; ...}.
+_AARCH64_SIGFRAME = SigFrame(
+    128, 176, None,
+    dict(_offsets(["x%d" % i for i in range(31)] + ["sp", "pc", "pstate"], 8, 8)),
+    "sp", "pc", 16, anchor=((288, 4, 0x46508001), (292, 4, 528)), mode=("pstate", 0x1f, 0))
+# arm, and arm processes on arm64 (compat, the same layout): arch/arm/kernel/signal.c
+# struct sigframe {struct ucontext uc; unsigned long retcode[4];}, struct rt_sigframe
+# {struct siginfo info; struct sigframe sig;}; arch/arm/include/asm/ucontext.h:
+# {uc_flags; uc_link; stack_t (12 bytes); struct sigcontext uc_mcontext; sigset_t
+# (8 bytes); int __unused[30]; unsigned long uc_regspace[128] (8-aligned, at 232)},
+# uc_regspace holding struct aux_sigframe {[struct iwmmxt_sigframe (0xa0 bytes),
+# with CONFIG_IWMMXT] struct vfp_sigframe {magic = VFP_MAGIC 0x56465001; size =
+# 0x120; ...}; ...}; arch/arm/include/uapi/asm/sigcontext.h: struct sigcontext
+# {trap_no, error_code, oldmask, arm_r0 ... arm_r10, arm_fp, arm_ip, arm_sp, arm_lr,
+# arm_pc, arm_cpsr, fault_address}.  Every frame has a ucontext: plain frames too.
+_ARM_SIGFRAME = SigFrame(
+    128, 20, 20,
+    _offsets(["r%d" % i for i in range(11)] + ["fp", "ip", "sp", "lr", "pc", "cpsr"], 12, 4),
+    "sp", "pc", 4, anchor=((212, 4, 0x56465001), (216, 4, 0x120)), anchors=(0, 0xa0),
+    mode=("cpsr", 0x1f, 0x10))
+
 EM_386 = 3
 EM_ARM = 40
 EM_X86_64 = 62
@@ -155,17 +262,18 @@ class Arch:
     fp: frame pointer register whose frame record (saved fp, return address)
     sits at fp (x86, aarch64; on arm gcc's records differ between ARM and
     Thumb code, so none is used).  lr: link register, if the arch has one.
+    sigframe: the SigFrame of a signal handler.
     dwarf: the pr_reg name of each DWARF register number, in that order (None
     where pr_reg has none; the psABI's DWARF register mapping).
-    sigreturn: the signal return trampolines' code [bytes, ...] and
-    sigcontext (offset of the saved registers from the SP the trampoline runs
-    with, their pr_reg names in the kernel's order): SIGRETURNS below.
+    sigreturn: (the signal return trampolines' code [bytes, ...], the bytes
+    between the signal frame's start and the SP the trampoline runs with):
+    SIGRETURNS below.
     """
 
     def __init__(self, name, machine, prstatus_pid, prstatus_reg, regs, sp, pc,
                  red_zone=0, tp_reg=None, tp_note=None, pthread_below_tp=False,
-                 gdb_arch=None, long_double=("double", 8), fp=None, lr=None, dwarf=(),
-                 sigreturn=((), 0, ())):
+                 gdb_arch=None, long_double=("double", 8), fp=None, lr=None, sigframe=None,
+                 dwarf=(), sigreturn=((), 0)):
         self.name = name
         self.machine = machine
         self.prstatus_pid = prstatus_pid
@@ -181,10 +289,10 @@ class Arch:
         self.long_double = long_double
         self.fp_index = regs.index(fp) if fp else None
         self.lr_index = regs.index(lr) if lr else None
+        self.sigframe = sigframe
         self.dwarf = tuple(regs.index(r) if r else None for r in dwarf)
         self.dwarf_sp = dwarf.index(sp) if sp in dwarf else None
-        self.sigreturn_code, self.sigcontext_offset, names = sigreturn
-        self.sigcontext_regs = tuple(regs.index(r) if r else None for r in names)
+        self.sigreturn_code, self.sigreturn_popped = sigreturn
 
 
 _X86_64_REGS = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8",
@@ -202,54 +310,34 @@ _I386_DWARF = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eip")
 _ARM_DWARF = tuple("r%d" % i for i in range(13)) + ("sp", "lr", "pc")
 _AARCH64_DWARF = tuple("x%d" % i for i in range(31)) + ("sp",)
 
-# The kernel's signal frames, as a signal handler's return finds them: the
-# trampoline's code (x86: glibc's __restore_rt, mov $__NR_rt_sigreturn then
+# The kernel's signal return trampolines, as a signal handler's return finds
+# them: their code (x86: glibc's __restore_rt, mov $__NR_rt_sigreturn then
 # syscall / int $0x80; arm, arm64: the vDSO's or sigpage's, mov r7/x8 then
-# svc 0; arm in ARM and Thumb code) and where its SP points.
-#  x86_64 (arch/x86/include/asm/sigframe.h): struct rt_sigframe {char
-#   *pretcode; struct ucontext uc; ...}, pretcode popped by the handler's ret:
-#   SP = &uc.  struct ucontext {unsigned long uc_flags; struct ucontext
-#   *uc_link; stack_t uc_stack (24 bytes); struct sigcontext uc_mcontext;},
-#   sigcontext (uapi/asm/sigcontext.h) starts r8 ... r15, di, si, bp, bx, dx,
-#   ax, cx, sp, ip: registers at SP + 40.
-#  i386: struct rt_sigframe {char *pretcode; int sig; siginfo *pinfo; void
-#   *puc; siginfo_t info (128); struct ucontext uc;}, SP = frame + 4; uc of
-#   i386: flags, link, stack_t (12 bytes), then sigcontext_32: gs, fs, es, ds,
-#   di, si, bp, sp, bx, dx, cx, ax, trapno, err, ip: at SP + 140 + 20.
-#  arm (arch/arm/kernel/signal.h): struct rt_sigframe {siginfo_t info; struct
-#   ucontext uc;}, SP = frame; uc: flags, link, stack_t (12 bytes), then
-#   sigcontext: trap_no, error_code, oldmask, r0 ... r10, fp, ip, sp, lr, pc:
-#   at SP + 128 + 20 + 12.
-#  aarch64 (arch/arm64/kernel/signal.c): struct rt_sigframe {siginfo_t info;
-#   struct ucontext uc;}, SP = frame; uc: flags, link, stack_t (24 bytes),
-#   sigset_t and its padding to 128 bytes, then (16-aligned, at 176)
-#   sigcontext: fault_address, regs[31], sp, pc: at SP + 128 + 176 + 8.
+# svc 0, arm in ARM and Thumb code), and the bytes between the rt_sigframe's
+# start and the SP they run with (x86: the handler's ret popped pretcode; arm
+# and arm64 return through lr, popping nothing).  The frame's layout is the
+# arch's SigFrame.
 SIGRETURNS = {
-    EM_X86_64: ([bytes.fromhex("48c7c00f0000000f05")], 40,
-                ("r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rdi", "rsi", "rbp",
-                 "rbx", "rdx", "rax", "rcx", "rsp", "rip")),
-    EM_386: ([bytes.fromhex("b8ad000000cd80")], 160,
-             ("gs", "fs", "es", "ds", "edi", "esi", "ebp", "esp", "ebx", "edx", "ecx", "eax",
-              None, None, "eip")),
-    EM_ARM: ([bytes.fromhex("ad70a0e3000000ef"), bytes.fromhex("ad2700df")], 160,
-             _ARM_DWARF),
-    EM_AARCH64: ([bytes.fromhex("681180d2010000d4")], 312, _AARCH64_DWARF + ("pc",)),
+    EM_X86_64: ([bytes.fromhex("48c7c00f0000000f05")], 8),
+    EM_386: ([bytes.fromhex("b8ad000000cd80")], 4),
+    EM_ARM: ([bytes.fromhex("ad70a0e3000000ef"), bytes.fromhex("ad2700df")], 0),
+    EM_AARCH64: ([bytes.fromhex("681180d2010000d4")], 0),
 }
 
 ARCHES = {
     EM_X86_64: Arch("x86_64", EM_X86_64, 32, 112, _X86_64_REGS, "rsp", "rip",
                     red_zone=128, tp_reg="fs_base", gdb_arch="i386:x86-64",
-                    long_double=("x87", 16), fp="rbp", dwarf=_X86_64_DWARF,
-                    sigreturn=SIGRETURNS[EM_X86_64]),
+                    long_double=("x87", 16), fp="rbp", sigframe=_X86_64_SIGFRAME,
+                    dwarf=_X86_64_DWARF, sigreturn=SIGRETURNS[EM_X86_64]),
     EM_386: Arch("i386", EM_386, 24, 72, _I386_REGS, "esp", "eip",
                  tp_note=NT_386_TLS, gdb_arch="i386", long_double=("x87", 12), fp="ebp",
-                 dwarf=_I386_DWARF, sigreturn=SIGRETURNS[EM_386]),
+                 sigframe=_I386_SIGFRAME, dwarf=_I386_DWARF, sigreturn=SIGRETURNS[EM_386]),
     EM_ARM: Arch("arm", EM_ARM, 24, 72, _ARM_REGS, "sp", "pc",
-                 tp_note=NT_ARM_TLS, pthread_below_tp=True, lr="lr", dwarf=_ARM_DWARF,
-                 sigreturn=SIGRETURNS[EM_ARM]),
+                 tp_note=NT_ARM_TLS, pthread_below_tp=True, lr="lr", sigframe=_ARM_SIGFRAME,
+                 dwarf=_ARM_DWARF, sigreturn=SIGRETURNS[EM_ARM]),
     EM_AARCH64: Arch("aarch64", EM_AARCH64, 32, 112, _AARCH64_REGS, "sp", "pc",
                      tp_note=NT_ARM_TLS, pthread_below_tp=True, long_double=("quad", 16),
-                     fp="x29", lr="x30", dwarf=_AARCH64_DWARF,
+                     fp="x29", lr="x30", sigframe=_AARCH64_SIGFRAME, dwarf=_AARCH64_DWARF,
                      sigreturn=SIGRETURNS[EM_AARCH64]),
 }
 

@@ -141,6 +141,42 @@ class KernelCore:
             return loads[i]
         return None
 
+    def is_code(self, addr):
+        """addr is in an executable PT_LOAD."""
+        p = self.load_for(addr)
+        return p is not None and bool(p.flags & E.PF_X)
+
+    def stack_for(self, sp, max_guards=2):
+        """The kernel's PT_LOAD of the stack that sp belongs to, or None.
+
+        The readable mapping holding sp (or sp less the red zone); else, for a
+        stack overflow, the readable, writable mapping just above sp: sp lies in
+        the guard gap the kernel keeps below a stack (linux.STACK_GUARD_GAP_PAGES,
+        pages of AT_PAGESZ) or in up to max_guards inaccessible mappings below it
+        (a thread stack's PROT_NONE guard), and the stack starts at most the gap
+        plus those guards above sp."""
+        seg = self.load_for(sp) or self.load_for(sp - self.arch.red_zone)
+        if seg is not None and seg.flags & E.PF_R:
+            return seg
+        loads, starts = self._by_address()
+        i = bisect_right(starts, sp)  # the first mapping above sp
+        if seg is not None:
+            i -= 1  # sp is in an inaccessible mapping: start the walk there
+        reach = self.page_size * linux.STACK_GUARD_GAP_PAGES
+        for p in loads[i:i + max_guards + 1]:
+            if p.vaddr - sp > reach:
+                return None
+            if p.flags & (E.PF_R | E.PF_W) == E.PF_R | E.PF_W:
+                return p
+            if p.flags & (E.PF_R | E.PF_W | E.PF_X):
+                return None  # something else is mapped between sp and any stack
+            reach += p.memsz  # a guard mapping: the stack may begin above it
+        return None
+
+    @property
+    def page_size(self):
+        return self.auxv.get(E.AT_PAGESZ) or self.file_page_size or 4096
+
     def loads_in(self, start, end):
         """The kernel's PT_LOADs that overlap [start, end), in address order: a
         binary search, then only the overlapping ones (one per VMA a file

@@ -5,6 +5,7 @@ caller's registers, trying in order:
 
   signal  the PC is a kernel signal return trampoline (linux.SIGRETURNS):
           the interrupted registers come from the sigcontext on the stack
+          (linux.SigFrame)
           (also found by CFI whose CIE says "S", glibc's __restore_rt)
   cfi     the module's call-frame information (read_cfi: .eh_frame through
           .eh_frame_hdr, else .debug_frame), rules evaluated on the copy;
@@ -101,12 +102,13 @@ class Unwinder:
         self.own_mem = None  # this process's memory, for its vDSO (own_vdso)
         a = self.arch
         to_dwarf = {pr: n for n, pr in enumerate(a.dwarf) if pr is not None}
-        self.sig_dwarf = tuple(to_dwarf.get(pr) if pr is not None else None
-                               for pr in a.sigcontext_regs)
         self.fp_dwarf = to_dwarf.get(a.fp_index)
         self.lr_dwarf = to_dwarf.get(a.lr_index)
-        self.pc_in_sigcontext = a.sigcontext_regs.index(a.pc_index) \
-            if a.pc_index in a.sigcontext_regs else None
+        sf = a.sigframe
+        # the saved registers that have a DWARF number: (offset in sigcontext, number)
+        self.sig_regs = [(off, to_dwarf[a.regs.index(name)]) for name, off in sf.regs.items()
+                         if a.regs.index(name) in to_dwarf] if sf else []
+        self.sig_size = max(sf.regs.values()) + self.w if sf else 0
 
     # --- what is where ---------------------------------------------------------
     def is_code(self, v):
@@ -270,22 +272,25 @@ class Unwinder:
 
     # --- the ways to the caller -----------------------------------------------------
     def signal_frame(self, image, rel_pc, regs):
+        """The registers a signal interrupted, when rel_pc is a signal return
+        trampoline (linux.SIGRETURNS): from the struct sigcontext of the
+        rt_sigframe at SP (linux.SigFrame)."""
         a = self.arch
-        if not a.sigreturn_code:
+        if not a.sigreturn_code or a.sigframe is None:
             return None
         code = image.read(rel_pc, CODE_PEEK)
         if not any(code.startswith(c) for c in a.sigreturn_code):
             return None
-        base = regs[a.dwarf_sp] + a.sigcontext_offset
-        raw = self.mem.read_exact(base, self.w * len(self.sig_dwarf))
+        sf = a.sigframe
+        base = regs[a.dwarf_sp] - a.sigreturn_popped + sf.rt_ucontext + sf.uc_mcontext
+        raw = self.mem.read_exact(base, self.sig_size)
         if raw is None:
             raise CfiError("signal frame at %#x was not copied" % base)
-        values = self.L.words(len(self.sig_dwarf)).unpack(raw)
         new = list(regs)
-        for n, v in zip(self.sig_dwarf, values):
-            if n is not None:
-                new[n] = v
-        return new, values[self.pc_in_sigcontext], "signal"
+        for off, n in self.sig_regs:
+            new[n] = self.word.unpack_from(raw, off)[0]
+        pc = self.word.unpack_from(raw, sf.regs[sf.pc])[0]
+        return new, pc, "signal"
 
     def cfi_step(self, fde, regs, rel_pc):
         """The caller by the CFI row that holds at rel_pc (link-time)."""

@@ -6,6 +6,7 @@ hand puts it there itself).
             gdb must show for its crash (FRAMES)
   crash     Crasher: core_pattern pointed at the handler (one user at a time, under a
             lock), crash a program, get its dump, restore core_pattern
+  cores     a kernel core file read as the handler reads a crashed process
   gdb       the core out of a dump directory, and what gdb says about it: backtraces
             that carry gdb's own text, assert_frames()
   logs      the handler's log lines about a crashed PID (syslog or the kernel log),

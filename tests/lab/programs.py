@@ -23,6 +23,9 @@ BUILDS = {
     "secret": ["gcc", "-g", "-O0", "secret.c"],
     # crash3's frames after waiting on stdin, or with a file mapped (test_process_files)
     "procfiles": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "procfiles.c"],
+    "overflow": ["gcc", "-g", "-O0", "-pthread", "overflow.c"],
+    "altstack": ["gcc", "-g", "-O0", "altstack.c"],
+    "altstack_i386": ["i686-linux-gnu-gcc", "-static", "-g", "-O0", "altstack.c"],
 }
 # Programs linked with libminicoredumper (built into outdir/lib first).
 LINKED = {
