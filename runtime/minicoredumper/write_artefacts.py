@@ -65,7 +65,11 @@ class DumpWriter:
         # also when it is more than is left: a core never comes without it,
         # and a larger budget never gives a worse core (docs/FORMATS.md §9).
         self.json_room = 0
-        self.reserve_summary_json()
+        self.json_smallest = None  # that form's bytes, the last resort after the core
+        if self.budget.limit:
+            self.json_smallest = smallest_form(self._summary(symbols=False))
+            self.json_room = len(self.json_smallest)
+            self.budget.take("summary.json", self.json_room)
         # Then the data the application registered to be kept apart (dumps/PID/),
         # read with the plan: it asked for it by name, so it comes before the core.
         self.choose_externals()
@@ -78,20 +82,11 @@ class DumpWriter:
             c.mark("core")
         self.write_process_files()
 
-    def reserve_summary_json(self):
-        """Set aside the room of summary.json's smallest form (with a budget),
-        again after unwinding: the frames it keeps are then the walk's."""
-        if self.budget.limit:
-            self.budget.cancel("summary.json", self.json_room)
-            self.json_room = len(smallest_form(self._summary(symbols=False)))
-            self.budget.take("summary.json", self.json_room)
-
     def after_release(self, warnings):
         """What needs no more of the process: every thread unwound and the
         core from the snapshot, the plan's warnings in the log, then finish()."""
         if self.snapshot is not None:
             self.unwind()
-            self.reserve_summary_json()
             self.write_core()
             self.crash.mark("core")
         log = self.crash.log
@@ -229,9 +224,11 @@ class DumpWriter:
             written = self.image if "core_bytes" in self.dumped else None
             write_externals(dd, "dumps/%d/" % args.pid, self.externals, self.kc.layout.word,
                             written.symbol_map_offset if written else lambda *_: 0)
-        # The richest form that fits, now that the room set aside is free again.
+        # The richest form that fits, now that the room set aside is free again;
+        # the walks may have found more frames than read_stack before the
+        # release: then the form set aside (read_stack's frames) still fits.
         self.budget.cancel("summary.json", self.json_room)
-        for js in summary_forms(s):
+        for js in list(summary_forms(s)) + ([self.json_smallest] if self.json_smallest else []):
             if self.budget.fits("summary.json", len(js)):
                 dd.write_file("summary.json", js)
                 self.budget.take("summary.json", len(js))
