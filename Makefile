@@ -27,3 +27,5 @@ bench:
 	$(VPY) tests/bench/bench_mappings.py
 	$(VPY) tests/bench/bench_unwind.py
 	$(VPY) tests/bench/bench_stacks.py
+	$(VPY) tests/bench/bench_hostile.py
+	$(VPY) tests/bench/bench_scale.py

@@ -14,16 +14,21 @@ marker (0: accepted), then writes the core.  With it, a crash the handler
 would not dump (rate limit, no watch rule) is rejected before the kernel
 writes anything.
 
-One crash at a time: connections queue in the listen backlog (BACKLOG) and
-each crash is bounded by the config's deadline (deadline_seconds, default 3
-s; reads from the kernel time out there too), so a queued crash waits at
-most for the ones before it.  The crash itself is handled by the pipe
-handler's pipeline (crash.Crash: READ, DECIDE, WRITE, PUBLISH), with the
-accepted connection as the stream, closing it as the release, no SIGALRM
-(the soft deadline only), the crashed PID from SO_PEERCRED and its pidfd
-from SO_PEERPIDFD.  Nothing is spawned per crash; the crash path's modules
-are imported at start, and the parsed config is kept in memory and parsed
-again when its file changes (handler's JsonCache: keyed by stat).
+Each crash in a worker process of its own (os.fork), at most MAX_WORKERS
+at a time: a crash that is slow or stuck (a file system that never answers,
+a stopped worker) never holds up another.  The worker runs the pipe
+handler's pipeline (crash.Crash: READ, DECIDE, WRITE, PUBLISH) as the pipe
+handler does, with the accepted connection as the stream, closing it as the
+release, the crashed PID from SO_PEERCRED and its pidfd from SO_PEERPIDFD,
+and the same hard deadline (SIGALRM: HARD_GRACE seconds past the config's
+deadline_seconds, counted from the connection's arrival).  The server
+watches every worker: at that hard deadline it shuts the connection down
+(the kernel reaps the crashed process whatever the worker is doing), and a
+worker still there WATCHDOG_SLACK seconds later is killed and its crash
+logged as abandoned; the server goes on serving.  Nothing is imported per
+crash: the crash path's modules are imported at start and the workers
+inherit them, and the parsed config is kept in the server (handler's
+JsonCache: keyed by stat), refreshed before each fork.
 
 core_pattern: unless --no-install, the server sets core_pattern to "@PATH"
 ("@@PATH" with the request protocol) once it listens, and on SIGTERM/SIGINT
@@ -37,6 +42,7 @@ server takes the saved pattern over.
 
 import argparse
 import os
+import signal
 import socket
 import struct
 import sys
@@ -50,6 +56,8 @@ from .daemon import STOP_POLL, Stop, StopOnSignals
 from .log import Logger
 
 BACKLOG = 16
+MAX_WORKERS = 8  # crashes handled at the same time; more wait in the backlog
+WATCHDOG_SLACK = 0.25  # seconds past a worker's hard deadline before it is killed
 SO_PEERPIDFD = 77  # Linux 6.5
 # include/uapi/linux/coredump.h (Linux 6.17)
 COREDUMP_KERNEL, COREDUMP_USERSPACE, COREDUMP_REJECT, COREDUMP_WAIT = 1, 2, 4, 8
@@ -136,6 +144,7 @@ class Connection:
                 self.ack(COREDUMP_REJECT | COREDUMP_WAIT)  # nothing is written
         except (OSError, EOFError):
             pass  # the kernel is gone or stopped listening: closing releases the process anyway
+        shut_down(self.conn)  # whoever else still has the fd (the server) holds nothing
         self.conn.close()
         if self.pidfd is not None:
             try:
@@ -144,15 +153,27 @@ class Connection:
                 pass  # already closed by the kernel's side: nothing leaks
 
 
-def handle(conn, cfg_path, cache, request, log):
-    """One crash on an accepted connection, through the pipe handler's pipeline."""
+def shut_down(conn):
+    """Shut a kernel connection down both ways: the kernel, reading for the
+    end of it, lets the crashed process go, whoever still has its fd."""
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already shut down or reset by the kernel: released either way
+
+
+def handle(conn, cfg_path, cache, request, log, t0=None, hard_deadline=False):
+    """One crash on an accepted connection, through the pipe handler's pipeline;
+    t0: its arrival (time.monotonic()); hard_deadline: end this process
+    HARD_GRACE seconds past the deadline (SIGALRM), as the pipe handler does."""
     from .crash import Arrival, Crash
-    t0 = time.monotonic()
+    t0 = time.monotonic() if t0 is None else t0
     c = None
     try:
         # Reads from the kernel time out at the deadline (and the crash as a whole).
+        left = max(0.001, t0 + config_deadline(cache, cfg_path) - time.monotonic())
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
-                        struct.pack("=qq", int(crash_deadline(cache, cfg_path)), 0))
+                        struct.pack("=qq", int(left), int(left % 1 * 1e6)))
         c = Connection(conn, request)
         log.set_pid(c.pid)
         arrival = Arrival(pid=c.pid, uid=c.uid, gid=c.gid, signal=0, time=int(time.time()),
@@ -160,7 +181,7 @@ def handle(conn, cfg_path, cache, request, log):
                           pidfd=c.pidfd,
                           dump_mode=dump_mode(c.pidfd) if c.pidfd is not None else None,
                           stream=conn.fileno(), release=c.release,
-                          stream_ready=c.stream_ready, t0=t0, hard_deadline=False)
+                          stream_ready=c.stream_ready, t0=t0, hard_deadline=hard_deadline)
         return Crash(arrival, log, cache).run()
     except Stop:
         raise
@@ -171,34 +192,159 @@ def handle(conn, cfg_path, cache, request, log):
         if c is not None:
             c.release()
         else:
+            shut_down(conn)
             conn.close()
         log.prefix = ""
 
 
-def crash_deadline(cache, cfg_path):
+def config_deadline(cache, cfg_path):
+    """The config's deadline_seconds (the default when it cannot be read)."""
     from .config import DEFAULT_CONFIG, ConfigError, DEFAULT_DEADLINE, load_main_config
     try:
-        return max(1, int(load_main_config(cfg_path or DEFAULT_CONFIG, [], cache).deadline + 1))
+        return load_main_config(cfg_path or DEFAULT_CONFIG, [], cache).deadline
     except (ConfigError, OSError, ValueError):
-        # the crash itself reports an unusable config; this only sizes a timeout
-        return int(DEFAULT_DEADLINE) + 1
+        # the crash itself reports an unusable config; this only sizes the timeouts
+        return DEFAULT_DEADLINE
+
+
+class Worker:
+    """A crash being handled in a child process: its connection (the server's
+    copy), the pid, the crashed pid if known, and when to let go of it."""
+
+    def __init__(self, pid, conn, release_at):
+        self.pid = pid
+        self.conn = conn
+        self.release_at = release_at  # the hard deadline: the connection shut down
+        self.kill_at = release_at + WATCHDOG_SLACK
+        self.peer = peer_pid(conn)
+        self.killed = False
+
+
+def peer_pid(conn):
+    """The crashed PID of a kernel connection (SO_PEERCRED), None if unknown."""
+    try:
+        return linux.UCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                  linux.UCRED.size))[0]
+    except OSError:
+        return None
+
+
+class Workers:
+    """The crashes being handled, one child process each (os.fork), watched:
+    at its hard deadline a worker's connection is shut down (its crashed
+    process released), WATCHDOG_SLACK later the worker is killed (logged as
+    abandoned).  A killed worker that does not go (uninterruptible sleep) is
+    reaped when it goes and holds no place."""
+
+    def __init__(self, log):
+        self.log = log
+        self.running = {}  # pid -> Worker
+        self.gone = []  # pids killed, not reaped yet
+
+    def full(self):
+        return len(self.running) >= MAX_WORKERS
+
+    def start(self, conn, sock, cfg_path, cache, request):
+        """Handle the crash on conn in a new worker (in this process if fork fails)."""
+        from .crash import HARD_GRACE
+        t0 = time.monotonic()
+        release_at = t0 + config_deadline(cache, cfg_path) + HARD_GRACE  # cache warm for it
+        try:
+            pid = os.fork()
+        except OSError as e:
+            self.log.error("cannot start a worker (%s): crash handled by the server itself"
+                           % e.strerror)
+            handle(conn, cfg_path, cache, request, self.log, t0)
+            return
+        if pid == 0:  # the worker
+            status = 1
+            try:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(sig, signal.SIG_DFL)
+                sock.close()
+                for w in self.running.values():
+                    if w.conn is not None:
+                        w.conn.close()  # other crashes' connections are theirs to close
+                status = handle(conn, cfg_path, cache, request, self.log, t0, hard_deadline=True)
+            finally:
+                os._exit(status)
+        self.running[pid] = Worker(pid, conn, release_at)
+
+    def next_event(self):
+        """Seconds until the next watchdog action (None: nothing to watch)."""
+        times = [w.kill_at if w.conn is None else w.release_at for w in self.running.values()]
+        return max(0.0, min(times) - time.monotonic()) if times else None
+
+    def check(self):
+        """Reap the workers that ended; release and kill the ones past their time."""
+        for pid in list(self.gone):
+            if self._reaped(pid):
+                self.gone.remove(pid)
+        now = time.monotonic()
+        for pid, w in list(self.running.items()):
+            if self._reaped(pid):
+                self._forget(w)
+            elif w.conn is not None and now >= w.release_at:
+                shut_down(w.conn)  # the crashed process goes, whatever the worker does
+                w.conn.close()
+                w.conn = None
+            elif w.conn is None and now >= w.kill_at:
+                os.kill(pid, signal.SIGKILL)
+                self.log.log("error", "%sthe crash's worker %d did not finish by its hard "
+                             "deadline: crash abandoned, worker killed, the crashed process "
+                             "released" % ("pid %d: " % w.peer if w.peer else "", pid))
+                del self.running[pid]
+                if not self._reaped(pid):
+                    self.gone.append(pid)
+
+    def _forget(self, w):
+        del self.running[w.pid]
+        if w.conn is not None:
+            w.conn.close()
+
+    @staticmethod
+    def _reaped(pid):
+        try:
+            got, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return True  # not ours any more: nothing to wait for
+        return got == pid
+
+    def finish(self):
+        """Wait for every worker, each at most until it is killed."""
+        while self.running:
+            self.check()
+            wait = self.next_event()
+            time.sleep(min(0.01, wait) if wait is not None else 0.01)
 
 
 def serve(sock, cfg_path, cache, request, log, stop, max_crashes=None):
-    """Handle crashes one at a time until stop (daemon.StopOnSignals) says so
-    (daemon.Stop) or max_crashes were handled."""
-    sock.settimeout(STOP_POLL)  # to notice a stop request; accepted sockets are blocking
+    """Handle crashes, each in a worker (Workers), until stop
+    (daemon.StopOnSignals) says so (daemon.Stop) or max_crashes were handled;
+    the workers still running are waited for (each at most until its hard
+    deadline) before it returns."""
+    workers = Workers(log)
     n = 0
-    while max_crashes is None or n < max_crashes:
-        stop.check()
-        try:
-            conn, _ = sock.accept()
-        except socket.timeout:
-            continue  # no crash this poll: look at the stop flag again
-        except InterruptedError:
-            continue  # a signal: look at the stop flag again
-        handle(conn, cfg_path, cache, request, log)
-        n += 1
+    try:
+        while max_crashes is None or n < max_crashes:
+            stop.check()
+            workers.check()
+            wait = workers.next_event()
+            timeout = STOP_POLL if wait is None else min(STOP_POLL, wait + 0.001)
+            if workers.full():
+                time.sleep(min(timeout, 0.01))
+                continue  # no place for another crash: the kernel's connections wait
+            sock.settimeout(timeout)  # accepted sockets are blocking
+            try:
+                conn, _ = sock.accept()
+            except socket.timeout:
+                continue  # no crash this poll: look at the workers and the stop flag again
+            except InterruptedError:
+                continue  # a signal: look at the stop flag again
+            workers.start(conn, sock, cfg_path, cache, request)
+            n += 1
+    finally:
+        workers.finish()
 
 
 def state_file(sock_path):

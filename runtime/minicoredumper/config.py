@@ -192,6 +192,7 @@ RECEPT_SCHEMA = {
     "registered": {
         "max_items": (_uint, 1024),
         "max_item_size": (_uint, 1 << 20),
+        "max_total_size": (_uint, 16 << 20),
     },
     "live_dumper": (_bool, False),
     "write_proc_info": (_bool, False),

@@ -16,6 +16,8 @@ import time
 
 import _signal  # the C module: `signal` would import enum on the crash path
 
+from . import deadline
+
 HARD_GRACE = 1.0  # seconds past the deadline before the pipe handler exits
 SUID_SAFE = 2  # dump mode (%d) of a process that is not dumpable, fs.suid_dumpable = 2
 HOOK_ENV = "MINICOREDUMPER_ON_DUMP"  # in the environment of on_dump hooks (publish_hook)
@@ -66,6 +68,8 @@ class Crash:
         self.log = log
         self.t0 = time.monotonic() if arrival.t0 is None else arrival.t0
         self.deadline = self.t0 + DEFAULT_DEADLINE
+        deadline.start(self.t0, DEFAULT_DEADLINE)
+        self.late = None  # the stage in which the deadline passed
         self.released = False
         self.marks = []  # (stage, ms since arrival) for debug.txt
         self.cmdline = ""  # the crashed process's, once read (the journal entry)
@@ -291,7 +295,8 @@ class Crash:
             root_only(final, self.log)
         if policy is not None:
             policy.enforce_total(final)
-        cut = " (deadline cut the dump)" if self.expired() else ""
+        self.mark("published")
+        cut = " (deadline cut the dump: passed in stage %s)" % self.late if self.late else ""
         a = self.arrival
         fields = [("MESSAGE_ID", DUMP_MESSAGE_ID), ("COREDUMP_PID", a.pid),
                   ("COREDUMP_UID", a.uid), ("COREDUMP_GID", a.gid),
@@ -318,13 +323,18 @@ class Crash:
 
     # --- helpers of the stages ---------------------------------------------
     def mark(self, stage):
+        """Stage done: its time for debug.txt; the first stage that ends past the
+        deadline is the one the "dumped" line names."""
         self.marks.append((stage, (time.monotonic() - self.t0) * 1000))
+        if self.late is None and deadline.expired():
+            self.late = stage
 
     def expired(self):
-        return time.monotonic() > self.deadline
+        return deadline.expired()
 
     def set_deadline(self, seconds):
         self.deadline = self.t0 + seconds
+        deadline.start(self.t0, seconds)
         if self.arrival.hard_deadline:
             _signal.signal(_signal.SIGALRM, self._hard_deadline)
             _signal.setitimer(_signal.ITIMER_REAL,

@@ -3,9 +3,13 @@
 Nothing here writes a byte.  The plan lists every range with the reason it is
 dumped and a priority (1 = needed for the crashing thread's backtrace, larger
 numbers are less essential), plus the external dumps that go to dumps/PID/.
-Everything read from the crashed process is bounded and checked.
+Everything read from the crashed process is bounded and checked: every walk
+has a cap on its own and on its work in total (over all threads), and the
+steps after the essential ones stop once deadline.PLAN_SHARE of the deadline
+has gone (a warning says which were left out).
 """
 
+from . import deadline
 from . import elf as E
 from . import linux
 from .config import glob_match
@@ -22,6 +26,10 @@ TOP_OF_STACK = 2048
 MAX_FRAME_RECORDS = 8
 MAX_LINK_MAPS = 1024
 MAX_ROBUST = 1024
+# Robust list nodes read in all, over every thread and every candidate head: a
+# forged thread pointer makes each descriptor word a candidate (issue 17: 32
+# threads, 4 s); a real process holds few robust mutexes per thread.
+MAX_ROBUST_WORK = 8192
 PTHREAD_DESC_SIZE = 4096
 MAX_BUFFER = 64 << 20
 MUTEX_SIZE = {True: 40, False: 24}  # pthread_mutex_t, LP64 and ILP32
@@ -137,6 +145,7 @@ class Planner:
         self.plan = Plan()
         self._desc_size = None
         self._robust_offset = None
+        self._robust_work = MAX_ROBUST_WORK  # node reads left (robust_lists)
 
     def build(self):
         r = self.recept
@@ -145,16 +154,25 @@ class Planner:
             self.stacks()
         if r["dump_auxv_so_list"]:
             self.so_list()
-        if r["dump_pthread_list"]:
-            self.pthread_list()
-        if r["dump_robust_mutex_list"]:
-            self.robust_lists()
-        if r["maps"]["dump_by_name"]:
-            self.maps_by_name()
-        if r["buffers"]:
-            self.buffers()
-        self.registered_data()
+        # What the backtrace does not need stops at the planning share of the deadline.
+        for wanted, step in ((r["dump_pthread_list"], self.pthread_list),
+                             (r["dump_robust_mutex_list"], self.robust_lists),
+                             (r["maps"]["dump_by_name"], self.maps_by_name),
+                             (r["buffers"], self.buffers),
+                             (True, self.registered_data)):
+            if wanted and self.out_of_time(step.__name__):
+                break
+            if wanted:
+                step()
         return self.plan
+
+    def out_of_time(self, what):
+        """True (and a warning) once planning has used its share of the deadline."""
+        if not deadline.expired(deadline.PLAN_SHARE):
+            return False
+        self.plan.warn("deadline: planning stopped at %s (%.0f%% of the deadline gone)"
+                       % (what, deadline.PLAN_SHARE * 100))
+        return True
 
     def threads(self):
         t = self.kc.threads
@@ -347,7 +365,12 @@ class Planner:
         L = self.L
         w = L.wordsize
         rlh = linux.structs(L).robust_list_head
-        for t in self.kc.threads:
+        for n, t in enumerate(self.kc.threads):
+            if self._robust_work <= 0 or self.out_of_time("robust list of thread %d" % t.tid):
+                self.plan.warn("robust lists: %d node reads done, %d of %d threads looked "
+                               "at: the rest left out" % (MAX_ROBUST_WORK - self._robust_work,
+                                                          n, len(self.kc.threads)))
+                break
             head = self._robust_head(t) if t.tp else None
             if head is None:
                 self.plan.note("thread %d: no robust list head found" % t.tid)
@@ -367,12 +390,14 @@ class Planner:
                               "robust mutex of %d" % t.tid, PRIO_THREADS)
 
     def _robust_chain(self, first, head):
-        """(entries, True if the chain returned to head) following next pointers."""
+        """(entries, True if the chain returned to head) following next pointers;
+        each node read counts against MAX_ROBUST_WORK."""
         entries, seen = [], set()
         nxt = first
         while nxt != head:
-            if not nxt or nxt in seen or len(entries) >= MAX_ROBUST:
+            if not nxt or nxt in seen or len(entries) >= MAX_ROBUST or self._robust_work <= 0:
                 return entries, False
+            self._robust_work -= 1
             seen.add(nxt)
             entries.append(nxt)
             raw = self.mem.read_exact(nxt, self.L.wordsize)
@@ -391,6 +416,8 @@ class Planner:
         n = len(raw) // w  # a head may start at any word of the descriptor
         offsets = [self._robust_offset] if self._robust_offset is not None else range(n - 2)
         for i in offsets:
+            if self._robust_work <= 0:
+                return None
             if i * w + rlh.size > len(raw):
                 continue
             addr = start + i * w
@@ -497,8 +524,7 @@ def registration_symbols(lookup):
 def registered_items(mem, layout, arch, symbols, limits, scope, warn):
     """The registrations with a dump_scope up to scope, in registration order."""
     from .read_registrations import read_registrations
-    return [it for it in read_registrations(mem, layout, arch, symbols[0], symbols[1],
-                                            limits, warn) if it.scope <= scope]
+    return read_registrations(mem, layout, arch, symbols[0], symbols[1], limits, warn, scope)
 
 
 def registered_external(it, mem, ident=None):

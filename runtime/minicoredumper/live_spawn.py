@@ -26,6 +26,7 @@ from . import live_pidlist as pidlist
 TRIGGER = "minicoredumper_trigger"
 KERNEL_PATH = "/sbin:/bin:/usr/sbin:/usr/bin"  # what the kernel gives its helpers
 POLL = 0.002
+REAP_WAIT = 0.2  # seconds a killed trigger is waited for before it is left behind
 
 
 def find_trigger(launcher, path):
@@ -65,16 +66,25 @@ def start(dirpath, scope, crashed, config, launcher, log):
 
 
 def wait(pid, deadline, log):
-    """Wait for the trigger until deadline (time.monotonic()); kill it if it overruns."""
+    """Wait for the trigger until deadline (time.monotonic()); kill it if it
+    overruns.  Never blocks: a killed trigger still there REAP_WAIT seconds
+    later (in uninterruptible sleep, or held by a tracer) is left behind, and
+    the crash's own dump is published without waiting for it."""
+    killed = None
     while True:
         got, status = os.waitpid(pid, os.WNOHANG)
         if got:
-            if status:
+            if killed is not None:
+                log.warning("live dump killed unfinished; processes it finished are kept")
+            elif status:
                 log.warning("live dump ended with status %d" % os.waitstatus_to_exitcode(status))
             return
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        if killed is None and now >= deadline:
             os.kill(pid, _signal.SIGKILL)
-            os.waitpid(pid, 0)
-            log.warning("live dump killed unfinished; processes it finished are kept")
+            killed = now
+        elif killed is not None and now >= killed + REAP_WAIT:
+            log.warning("live dump killed unfinished and still there %.1f s later: left "
+                        "behind (processes it finished are kept)" % REAP_WAIT)
             return
         time.sleep(POLL)

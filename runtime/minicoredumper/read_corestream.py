@@ -55,6 +55,7 @@ class KernelCore:
         self.auxv = {}
         self.files = []  # NT_FILE entries: (start, end, page_offset, path)
         self.file_page_size = 4096
+        self.compact_file_notes = {}  # NT_FILE's descs in a compact core (write_core)
         self.siginfo = None  # (signo, code, fault address or None)
         self.sender = None  # (pid, uid) of a process that sent the signal, or None
         self._decode_notes()

@@ -23,6 +23,9 @@ from .write_summary import build as build_summary, forms as summary_forms, small
 SUMMARY_TXT_MAX = 640  # under a max_dump_size
 SUMMARY_TXT_UNLIMITED = 64 << 10  # without one: all threads' frames, bounded
 SNAPSHOT_MAX = 16 << 20  # planned memory copied before the release, at most
+# A core of at most this many bytes before compression (its memory and at most the
+# kernel's headers and notes) is cheap to render: under a budget it is tried first.
+CHEAP_CORE = 256 << 10
 
 
 class DumpWriter:
@@ -163,10 +166,15 @@ class DumpWriter:
             sink.close()
             label = "everything"
         else:
-            label, data = B.fit_core(self.plan, segments, self._render(mem), left)
-            if data is None:
+            ladder = B.rungs(self.plan, segments)
+            richest = sum(e - s for s, e in ladder[0][1]) + len(kc.header_bytes)
+            i, done = B.fit(ladder, self._render(mem), left, self.crash.expired,
+                            cheap=richest <= CHEAP_CORE)
+            self.crash.mark("ladder: %d of %d rungs rendered" % (self.renders, len(ladder)))
+            if done is None:
                 self.dumped["core"] = "none: not even the smallest core fits %d bytes" % left
                 return
+            label, (self.image, data) = ladder[i][0], done
             self.dd.write_file(name, data)
             self.budget.take(name, len(data))
         self.dumped.update(core=name, core_bytes=self.dd.records[name][0], core_content=label,
@@ -174,15 +182,20 @@ class DumpWriter:
                            core_memory_bytes=sum(n for _, n in self.image.present))
 
     def _render(self, mem):
-        def render(ranges, notes, limit):
+        """render(rung, limit, cut) for decide_budget.fit: (CoreImage, its artefact's
+        bytes) of one rung (label, ranges, notes), compressed as the recept says."""
+        self.renders = 0
+
+        def render(rung, limit, cut):
+            _, ranges, notes = rung
+            self.renders += 1
             image = CoreImage(self.kc, ranges, self.recept["core_layout"], notes,
                               private=bool(self.recept["sanitize_stack"]))
             out = MemorySink(limit)
             sink = core_sink(out, self.recept["compression"], image.size, self.args.time)
-            image.write(sink, mem, self.crash.expired)
+            image.write(sink, mem, cut)
             sink.close()
-            self.image = image
-            return out.getvalue()
+            return image, out.getvalue()
         return render
 
     def choose_externals(self):

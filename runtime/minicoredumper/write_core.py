@@ -26,8 +26,11 @@ from .read_process import bisect_right  # the C function, imported there once
 
 CHUNK = 64 << 10
 # Which notes a compact core keeps: all, the crashing thread's, or only what
-# a backtrace needs (its registers, process info, signal, auxv, mapped files).
+# a backtrace needs (its registers, process info, signal, auxv, mapped files);
+# the last also with NT_FILE cut to the files that have code mapped (the ELF
+# objects: data files, fonts and caches, thousands in a big process, left out).
 NOTES_ALL, NOTES_CRASHING_THREAD, NOTES_MINIMAL = "all", "crashing thread", "minimal"
+NOTES_CODE_FILES = "minimal, code files"
 MINIMAL_NOTES = (E.NT_PRSTATUS, E.NT_PRPSINFO, E.NT_SIGINFO, E.NT_AUXV, E.NT_FILE)
 # Floating-point and vector registers: library string and memory functions
 # leave copies of data in them, so privacy leaves them out.
@@ -137,12 +140,12 @@ class CoreImage:
                 threads += 1
             if threads > 1 and self.notes != NOTES_ALL:
                 break  # the kernel writes the crashing thread's notes first
-            if self.notes == NOTES_MINIMAL and ntype not in MINIMAL_NOTES:
+            if self.notes in (NOTES_MINIMAL, NOTES_CODE_FILES) and ntype not in MINIMAL_NOTES:
                 continue
             if self.private and ntype in PRIVATE_NOTES:
                 continue
             if self.compact and name == b"CORE" and ntype == E.NT_FILE:
-                desc = kc.encode_files([f for f in kc.files if not self._written(f)])
+                desc = self._file_note()
             out.append(L.note(name, ntype, desc))
         return b"".join(out)
 
@@ -166,6 +169,22 @@ class CoreImage:
         return bytes(head)
 
     # --- compact pieces -------------------------------------------------------
+    def _file_note(self):
+        """NT_FILE's desc in a compact core: the mappings whose memory cannot
+        differ from their files; at NOTES_CODE_FILES only those of files with a
+        mapping that is executable.  Made once per crash for each (kept on the
+        kernel core): every rung of a budget's ladder has one of the two."""
+        kc = self.kc
+        code_only = self.notes == NOTES_CODE_FILES
+        if code_only not in kc.compact_file_notes:
+            files = [f for f in kc.files if not self._written(f)]
+            if code_only:
+                code = {f[3] for f in kc.files
+                        if any(p.flags & E.PF_X for p in kc.loads_in(f[0], f[1]))}
+                files = [f for f in files if f[3] in code]
+            kc.compact_file_notes[code_only] = kc.encode_files(files)
+        return kc.compact_file_notes[code_only]
+
     def _written(self, entry):
         """Whether a file mapping's memory may differ from the file.
 
@@ -254,7 +273,9 @@ class CoreImage:
         L = self.L
         ehdr = self._ehdr()
         head = L.ehdr.pack(ehdr) + self._head
-        sink.write(head)
+        view = memoryview(head)
+        for off in range(0, len(head), CHUNK):  # a compressor's output comes per piece:
+            sink.write(view[off:off + CHUNK])   # a budget's sink can stop an oversize core early
         pos = len(head)
         lengths = []
         for off, s, e in self.placement:

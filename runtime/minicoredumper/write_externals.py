@@ -13,16 +13,23 @@ def write_externals(dd, folder, externals, word, offset_of=None):
     there is no core) it is where the block starts in its own file.  word
     packs a pointer.
     """
-    files = {}
+    files = {}  # ident -> [payload, ...]: each file written once, in pieces, never joined
+    sizes = {}
     lines = []
     for x in externals:
-        payload = (word.pack(x.pointer) if x.pointer is not None else b"") + x.data
-        start = len(files.get(x.ident, b""))
-        files[x.ident] = files.get(x.ident, b"") + payload
+        pieces = ([word.pack(x.pointer)] if x.pointer is not None else []) + [x.data]
+        start = sizes.get(x.ident, 0)
+        files.setdefault(x.ident, []).extend(pieces)
+        sizes[x.ident] = start + sum(len(p) for p in pieces)
         if x.kind != "T":
             offset = offset_of(x.vaddr, x.size, x.kind) if offset_of else start
             lines.append("%x %x %x %s %s\n" % (offset, x.vaddr, x.size, x.kind, x.ident))
-    for ident, payload in files.items():
-        dd.write_file(folder + ident, payload)
+    for ident, pieces in files.items():
+        sink = dd.create(folder + ident)
+        try:
+            for piece in pieces:
+                sink.write(piece)
+        finally:
+            sink.close()
     if lines:
         dd.write_file("symbol.map", "".join(lines).encode())

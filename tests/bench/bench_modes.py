@@ -11,8 +11,8 @@ registrations with libminicoredumper) and each mode:
   socket  minicoredumper_sockd on the coredump socket ("@" or "@@", Linux 6.16+);
 it measures crash to reap (the program prints CLOCK_MONOTONIC just before its
 fault, CRASH_STAMP; we take the time wait() returns): median and spread over N
-runs; the handler's peak RSS (pipe: the handler's VmHWM from its log line;
-socket: the server's VmHWM after the case); the artefact size (dump
+runs; the handler's peak RSS (its VmHWM from its log line: pipe, the
+handler's; socket, the crash's worker's); the artefact size (dump
 directory, or the kernel's core file: its length and its disk use).  All
 cases use the embedded recept (the targets' default).
 
@@ -138,10 +138,8 @@ def run_mode(c, mode, argv, runs, work):
             d = wait_published(base, before)
             if mode == "pipe":
                 c.wait_idle()
-                r.rss.append(log_rss(pid) or 0)
+            r.rss.append(log_rss(pid) or 0)
             r.sizes.append(dir_size(d) if d else 0)
-        if server is not None:
-            r.rss.append(status_kb(server.pid, "VmHWM"))
     finally:
         if server is not None:
             c.stop_socket_server()
@@ -230,8 +228,6 @@ def main():
     print("|---|---|---|---|---|---|")
     for name, mode, r, runs in rows:
         rss = "-" if not r.rss else (med(r.rss, 1 / 1024.0, "%.1f") + " MiB")
-        if mode == "socket" and r.rss:
-            rss += " (server)"
         print("| %s | %s | %s | %s | %s | %d |" % (name, mode, med(r.times, 1000), rss,
                                                     size_text(mode, r), runs))
     if soaked:

@@ -82,15 +82,17 @@ class Crasher:
             self.lock.close()  # releases the lock
             self.lock = None
 
-    def configure(self, recept=None, config=None, recept_text=None):
-        """Write the main config (and recept) for the next crash; returns base_dir."""
+    def configure(self, recept=None, config=None, recept_text=None, settings=None):
+        """Write the main config (and recept) for the next crash; returns base_dir.
+        settings: more keys of the main config (deadline_seconds ...)."""
         self.n += 1
         base = os.path.join(self.workdir, "crash%d" % self.n)
         rpath = os.path.join(self.workdir, "recept%d.json" % self.n)
         with open(rpath, "w") as f:
             f.write(recept_text if recept_text is not None else json.dumps(recept or {}))
-        cfg = config if config is not None else {"base_dir": base,
-                                                  "watch": [{"recept": rpath}]}
+        cfg = config if config is not None else dict({"base_dir": base,
+                                                       "watch": [{"recept": rpath}]},
+                                                      **(settings or {}))
         with open(self.cfg, "w") as f:
             f.write(cfg if isinstance(cfg, str) else json.dumps(cfg))
         return base

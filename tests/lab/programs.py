@@ -21,11 +21,14 @@ BUILDS = {
     "bigheap": ["gcc", "-g", "-O0", "bigheap.c"],
     "robust": ["gcc", "-g", "-O0", "-pthread", "robust.c"],
     "secret": ["gcc", "-g", "-O0", "secret.c"],
+    "bigthreads": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "bigthreads.c"],
     # crash3's frames after waiting on stdin, or with a file mapped (test_process_files)
     "procfiles": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "procfiles.c"],
     "overflow": ["gcc", "-g", "-O0", "-pthread", "overflow.c"],
     "altstack": ["gcc", "-g", "-O0", "altstack.c"],
     "altstack_i386": ["i686-linux-gnu-gcc", "-static", "-g", "-O0", "altstack.c"],
+    # threads whose thread pointer is a forged descriptor (test_bounded_work)
+    "robustring": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "robustring.c"],
 }
 # Programs linked with libminicoredumper (built into outdir/lib first).
 LINKED = {
@@ -33,6 +36,7 @@ LINKED = {
     "hostile": ["gcc", "-g", "-O0", "hostile.c"],
     "regloop": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "regloop.c"],
     "benchcrash": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "benchcrash.c"],
+    "regflood": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "regflood.c"],
 }
 
 # The crashing thread's frames in gdb's "bt", innermost first: the program's own
