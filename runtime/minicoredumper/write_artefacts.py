@@ -86,10 +86,10 @@ class DumpWriter:
         self.write_process_files()
 
     def after_release(self, warnings):
-        """What needs no more of the process: every thread unwound and the
-        core from the snapshot, the plan's warnings in the log, then finish()."""
+        """What needs no more of the process: the core from the snapshot, the
+        plan's warnings in the log, then finish() (which unwinds every thread
+        first)."""
         if self.snapshot is not None:
-            self.unwind()
             self.write_core()
             self.crash.mark("core")
         log = self.crash.log
@@ -227,6 +227,7 @@ class DumpWriter:
         richest form that fits (its smallest form was set aside before the core),
         debug.txt."""
         args, dd = self.args, self.dd
+        self.unwind()
         s = self._summary(symbols=True)  # s["dump"] is self.dumped: filled in below
         txt = summary_text(s, self.summary_room)
         dd.write_file("summary.txt", txt)

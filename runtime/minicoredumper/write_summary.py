@@ -125,7 +125,7 @@ def build(kc, addresses, modules, arrival, exe, comm, cmdline, facts, dumped=Non
                          mine[n + 1][1] == "signal" else f[4]}
                         for n, f in enumerate(mine)])
     em = exe_module(kc, modules, exe)
-    return {
+    s = {
         "pid": arrival.pid, "tid": t.tid, "uid": arrival.uid, "gid": arrival.gid,
         "time": arrival.time, "time_given": arrival.time_given,
         "hostname": arrival.hostname, "boot_id": facts["boot_id"], "kernel": facts["kernel"],
@@ -142,12 +142,15 @@ def build(kc, addresses, modules, arrival, exe, comm, cmdline, facts, dumped=Non
         "frames": threads[0],
         "frames_end": walks[0].reason if walks else None,
         "thread_frames": [{"tid": w.tid, "frames": f, "end": w.reason}
-                          for w, f in zip(walks[1:], threads[1:])] if walks else [],
+                          for w, f in zip(walks[1:], threads[1:])] if walks else None,
         "modules": [{"path": m.path, "build_id": m.build_id} for m in mods],
         "threads": len(kc.threads),
         "rlimits": facts["rlimits"], "fds": facts["fds"], "fds_more": facts["fds_more"],
         "dump": dumped,
     }
+    if not walks:  # read_stack's frames (before the release): no walks to speak of
+        del s["frames_end"], s["thread_frames"]
+    return s
 
 
 def leave_out(s, n):
