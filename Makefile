@@ -25,6 +25,7 @@ bench:
 	$(VPY) tests/bench/bench_registered.py
 	$(VPY) tests/bench/bench_modes.py
 	$(VPY) tests/bench/bench_mappings.py
+	$(VPY) tests/bench/bench_unwind.py
 	$(VPY) tests/bench/bench_stacks.py
 	$(VPY) tests/bench/bench_hostile.py
 	$(VPY) tests/bench/bench_scale.py

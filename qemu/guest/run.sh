@@ -10,6 +10,8 @@
 #   debug     the embedded recept with write_debug_log, its own config and base_dir
 #             (core_pattern names the config)
 #   generic   the original's default recept (conf/generic.recept.json)
+#   fatcore   the generic recept with dump_fat_core: the kernel's own whole core beside
+#             ours, for the unwound frames against gdb's on the same crash
 # The programs are minicoredumper-crashtests', off PATH in minicoredumper's ptest
 # directory. Then the package test, minicoredumper-ptest's run-ptest, as a Yocto image
 # runs it (ptest-runner: from its directory).
@@ -91,6 +93,19 @@ cat >"$ETC/generic.cfg.json" <<EOF
 EOF
 echo "$PATTERN $ETC/generic.cfg.json" >/proc/sys/kernel/core_pattern
 programs generic /var/crash/generic
+
+# 3b. fatcore: the generic recept that also keeps the kernel's own whole core
+# (dump_fat_core), so that the summary's unwound frames can be checked against gdb's
+# on the very same crash; a longer deadline, as copying threads8's whole core (eight
+# 8 MiB stacks) under TCG takes longer than the default.
+sed -e 's/"dump_fat_core": *false/"dump_fat_core": true/' \
+	"$ETC/generic.recept.json" >"$ETC/fatcore.recept.json"
+cat >"$ETC/fatcore.cfg.json" <<EOF
+{"base_dir": "/var/crash/fatcore", "deadline_seconds": 120,
+ "watch": [{"recept": "fatcore.recept.json"}]}
+EOF
+echo "$PATTERN $ETC/fatcore.cfg.json" >/proc/sys/kernel/core_pattern
+programs fatcore /var/crash/fatcore
 echo "$PATTERN" >/proc/sys/kernel/core_pattern
 
 # 4. live dumps, once the runtime has them: the registry daemon started by the layer's

@@ -275,11 +275,17 @@ class Arch:
     sits at fp (x86, aarch64; on arm gcc's records differ between ARM and
     Thumb code, so none is used).  lr: link register, if the arch has one.
     sigframe: the SigFrame of a signal handler.
+    dwarf: the pr_reg name of each DWARF register number, in that order (None
+    where pr_reg has none; the psABI's DWARF register mapping).
+    sigreturn: (the signal return trampolines' code [bytes, ...], the bytes
+    between the signal frame's start and the SP the trampoline runs with):
+    SIGRETURNS below.
     """
 
     def __init__(self, name, machine, prstatus_pid, prstatus_reg, regs, sp, pc,
                  red_zone=0, tp_reg=None, tp_note=None, pthread_below_tp=False,
-                 gdb_arch=None, long_double=("double", 8), fp=None, lr=None, sigframe=None):
+                 gdb_arch=None, long_double=("double", 8), fp=None, lr=None, sigframe=None,
+                 dwarf=(), sigreturn=((), 0)):
         self.name = name
         self.machine = machine
         self.prstatus_pid = prstatus_pid
@@ -296,6 +302,9 @@ class Arch:
         self.fp_index = regs.index(fp) if fp else None
         self.lr_index = regs.index(lr) if lr else None
         self.sigframe = sigframe
+        self.dwarf = tuple(regs.index(r) if r else None for r in dwarf)
+        self.dwarf_sp = dwarf.index(sp) if sp in dwarf else None
+        self.sigreturn_code, self.sigreturn_popped = sigreturn
 
 
 _X86_64_REGS = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8",
@@ -306,18 +315,42 @@ _I386_REGS = ("ebx", "ecx", "edx", "esi", "edi", "ebp", "eax", "ds", "es", "fs",
 _ARM_REGS = tuple("r%d" % i for i in range(13)) + ("sp", "lr", "pc", "cpsr", "orig_r0")
 _AARCH64_REGS = tuple("x%d" % i for i in range(31)) + ("sp", "pc", "pstate")
 
+# DWARF register numbers (each psABI's "DWARF Register Number Mapping").
+_X86_64_DWARF = ("rax", "rdx", "rcx", "rbx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10",
+                 "r11", "r12", "r13", "r14", "r15", "rip")
+_I386_DWARF = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eip")
+_ARM_DWARF = tuple("r%d" % i for i in range(13)) + ("sp", "lr", "pc")
+_AARCH64_DWARF = tuple("x%d" % i for i in range(31)) + ("sp",)
+
+# The kernel's signal return trampolines, as a signal handler's return finds
+# them: their code (x86: glibc's __restore_rt, mov $__NR_rt_sigreturn then
+# syscall / int $0x80; arm, arm64: the vDSO's or sigpage's, mov r7/x8 then
+# svc 0, arm in ARM and Thumb code), and the bytes between the rt_sigframe's
+# start and the SP they run with (x86: the handler's ret popped pretcode; arm
+# and arm64 return through lr, popping nothing).  The frame's layout is the
+# arch's SigFrame.
+SIGRETURNS = {
+    EM_X86_64: ([bytes.fromhex("48c7c00f0000000f05")], 8),
+    EM_386: ([bytes.fromhex("b8ad000000cd80")], 4),
+    EM_ARM: ([bytes.fromhex("ad70a0e3000000ef"), bytes.fromhex("ad2700df")], 0),
+    EM_AARCH64: ([bytes.fromhex("681180d2010000d4")], 0),
+}
+
 ARCHES = {
     EM_X86_64: Arch("x86_64", EM_X86_64, 32, 112, _X86_64_REGS, "rsp", "rip",
                     red_zone=128, tp_reg="fs_base", gdb_arch="i386:x86-64",
-                    long_double=("x87", 16), fp="rbp", sigframe=_X86_64_SIGFRAME),
+                    long_double=("x87", 16), fp="rbp", sigframe=_X86_64_SIGFRAME,
+                    dwarf=_X86_64_DWARF, sigreturn=SIGRETURNS[EM_X86_64]),
     EM_386: Arch("i386", EM_386, 24, 72, _I386_REGS, "esp", "eip",
                  tp_note=NT_386_TLS, gdb_arch="i386", long_double=("x87", 12), fp="ebp",
-                 sigframe=_I386_SIGFRAME),
+                 sigframe=_I386_SIGFRAME, dwarf=_I386_DWARF, sigreturn=SIGRETURNS[EM_386]),
     EM_ARM: Arch("arm", EM_ARM, 24, 72, _ARM_REGS, "sp", "pc",
-                 tp_note=NT_ARM_TLS, pthread_below_tp=True, lr="lr", sigframe=_ARM_SIGFRAME),
+                 tp_note=NT_ARM_TLS, pthread_below_tp=True, lr="lr", sigframe=_ARM_SIGFRAME,
+                 dwarf=_ARM_DWARF, sigreturn=SIGRETURNS[EM_ARM]),
     EM_AARCH64: Arch("aarch64", EM_AARCH64, 32, 112, _AARCH64_REGS, "sp", "pc",
                      tp_note=NT_ARM_TLS, pthread_below_tp=True, long_double=("quad", 16),
-                     fp="x29", lr="x30", sigframe=_AARCH64_SIGFRAME),
+                     fp="x29", lr="x30", sigframe=_AARCH64_SIGFRAME, dwarf=_AARCH64_DWARF,
+                     sigreturn=SIGRETURNS[EM_AARCH64]),
 }
 
 

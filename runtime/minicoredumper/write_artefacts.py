@@ -7,7 +7,8 @@ SNAPSHOT_MAX bytes: read_process.SnapshotMemory), the stack walked
 fds ...) read; a plan too big to copy has its core written now, while the
 process waits, and so have proc info and the fat core.  after_release()
 writes the rest (the core from the copy, external dump files, summary,
-debug log) and leaves publishing to the caller.  With a max_dump_size,
+debug log; every thread's stack unwound from the copy: read_unwind) and
+leaves publishing to the caller.  With a max_dump_size,
 files are added best-first while they fit (decide_budget.py).
 """
 
@@ -19,7 +20,8 @@ from .read_stack import return_addresses
 from .write_summary import build as build_summary, forms as summary_forms, smallest_form, \
     text as summary_text
 
-SUMMARY_TXT_MAX = 640
+SUMMARY_TXT_MAX = 640  # under a max_dump_size
+SUMMARY_TXT_UNLIMITED = 64 << 10  # without one: all threads' frames, bounded
 SNAPSHOT_MAX = 16 << 20  # planned memory copied before the release, at most
 # A core of at most this many bytes before compression (its memory and at most the
 # kernel's headers and notes) is cheap to render: under a budget it is tried first.
@@ -49,6 +51,7 @@ class DumpWriter:
         self.externals = []
         self.snapshot = None
         self.cmdline = ""  # before_release() reads it
+        self.walks = None  # every thread's frames, after the release (finish)
 
     # --- while the process is still there -----------------------------------
     def before_release(self, proc):
@@ -60,14 +63,16 @@ class DumpWriter:
         self.facts = proc.facts()
         # summary.txt is reserved first: the smallest budget still gets it.
         left = self.budget.left_for("summary.txt")
-        self.summary_room = SUMMARY_TXT_MAX if left is None else min(SUMMARY_TXT_MAX, left)
+        self.summary_room = SUMMARY_TXT_UNLIMITED if left is None else min(SUMMARY_TXT_MAX, left)
         self.budget.take("summary.txt", self.summary_room)
         # Then the room of summary.json's smallest form, the crash's identity,
         # also when it is more than is left: a core never comes without it,
         # and a larger budget never gives a worse core (docs/FORMATS.md §9).
         self.json_room = 0
+        self.json_smallest = None  # that form's bytes, the last resort after the core
         if self.budget.limit:
-            self.json_room = len(smallest_form(self._summary(symbols=False)))
+            self.json_smallest = smallest_form(self._summary(symbols=False))
+            self.json_room = len(self.json_smallest)
             self.budget.take("summary.json", self.json_room)
         # Then the data the application registered to be kept apart (dumps/PID/),
         # read with the plan: it asked for it by name, so it comes before the core.
@@ -83,7 +88,8 @@ class DumpWriter:
 
     def after_release(self, warnings):
         """What needs no more of the process: the core from the snapshot, the
-        plan's warnings in the log, then finish()."""
+        plan's warnings in the log, then finish() (which unwinds every thread
+        first)."""
         if self.snapshot is not None:
             self.write_core()
             self.crash.mark("core")
@@ -109,7 +115,26 @@ class DumpWriter:
         lookups and what the dump holds, for the size of its smallest form."""
         return build_summary(self.kc, self.addresses, self.modules, self.args, self.exe,
                              self.comm, self.cmdline, self.facts,
-                             self.dumped if symbols else None, symbols)
+                             self.dumped if symbols else None, symbols, self.walks)
+
+    def unwind(self):
+        """Every thread's frames from the copied memory (read_unwind), after
+        the release; none without a copy (the summary keeps read_stack's)."""
+        if self.snapshot is None:
+            return
+        from .read_unwind import unwind_threads
+        self.walks, problems = unwind_threads(self.kc, self.snapshot, self.modules,
+                                              self.crash.expired)
+        first = self.walks[0]
+        if first.reason is not None and len(first.frames) < len(self.addresses):
+            # cut short (a stack not copied): what was read before the release
+            first.frames = self.addresses
+            first.reason += "; frames read before the release instead"
+        self.crash.mark("unwound")
+        ends = ["thread %d: %s" % (w.tid, w.reason) for w in self.walks if w.reason]
+        ends += ["CFI of %s: %s" % item for item in sorted(problems.items())]
+        if ends:
+            self.crash.log.debug("unwinding: " + "; ".join(ends[:8]))
 
     def _proc_text(self, name):
         try:
@@ -203,8 +228,9 @@ class DumpWriter:
         richest form that fits (its smallest form was set aside before the core),
         debug.txt."""
         args, dd = self.args, self.dd
+        self.unwind()
         s = self._summary(symbols=True)  # s["dump"] is self.dumped: filled in below
-        txt = summary_text(s).encode("utf-8", "replace")[:self.summary_room]
+        txt = summary_text(s, self.summary_room)
         dd.write_file("summary.txt", txt)
         self.budget.give_back("summary.txt", self.summary_room - len(txt))
         if self.externals:
@@ -213,9 +239,11 @@ class DumpWriter:
             written = self.image if "core_bytes" in self.dumped else None
             write_externals(dd, "dumps/%d/" % args.pid, self.externals, self.kc.layout.word,
                             written.symbol_map_offset if written else lambda *_: 0)
-        # The richest form that fits, now that the room set aside is free again.
+        # The richest form that fits, now that the room set aside is free again;
+        # the walks may have found more frames than read_stack before the
+        # release: then the form set aside (read_stack's frames) still fits.
         self.budget.cancel("summary.json", self.json_room)
-        for js in summary_forms(s):
+        for js in list(summary_forms(s)) + ([self.json_smallest] if self.json_smallest else []):
             if self.budget.fits("summary.json", len(js)):
                 dd.write_file("summary.json", js)
                 self.budget.take("summary.json", len(js))

@@ -1,9 +1,11 @@
 """WRITE: the crash summary: summary.json and its short text twin, summary.txt.
 
 What a person needs when no gdb is at hand: signal, code and fault address,
-the crashing thread's registers, the PC and return addresses that
-read_stack.return_addresses() found (each as module + offset + build-id, with
-the symbol name when the module's .symtab or .dynsym has it), who crashed
+the crashing thread's registers, every thread's frames as read_unwind
+walked them after the release (crashing thread first; read_stack's return
+addresses when nothing was copied to walk; each frame as module + offset +
+build-id, with the symbol name when the module's .symtab or .dynsym has it,
+and how it was found), who crashed
 where (pid, uid, gid, time, host, boot id, kernel, exe with its build-id and
 package, cgroup and systemd unit), its rlimits and open fds, and what the
 dump holds.  Under a small budget summary.json leaves keys out in LEAVE_OUT's
@@ -20,11 +22,21 @@ from .linux import SIGNAL_NAMES, si_code_name
 # What summary.json leaves out, group after group, while the budget cannot
 # hold it (docs/FORMATS.md §9): the smallest form is the identity of the
 # crash (pid, tid, uid, gid, time, host, boot id, exe, its build-id, comm,
-# signal, the frames and their modules).  "frames.symbol": every frame's symbol;
-# "frames.scan": the frames a stack scan guessed, but for the first KEEP_FRAMES frames.
+# signal, the crashing thread's frames and their modules).  "thread_frames": the
+# other threads' frames, "frames_end": why the crashing thread's walk ended;
+# "frames.symbol": every frame's symbol; "frames.scan": the frames a stack scan
+# guessed, but for the first KEEP_FRAMES frames.
 LEAVE_OUT = [("fds", "fds_more"), ("rlimits",), ("registers",), ("cmdline",),
              ("cgroup", "unit", "user_unit"), ("package",), ("arch", "kernel", "threads"),
-             ("dump",), ("frames.symbol",), ("frames.scan",)]
+             ("thread_frames", "frames_end"), ("dump",), ("frames.symbol",), ("frames.scan",)]
+MAX_LOOKUPS = 1024
+# Frames whose PC is where execution stopped (the first, and the one a signal
+# interrupted); the others hold a return address, looked up at PC - 1 as gdb
+# does (a call that never returns may end its function).
+EXACT = ("pc", "signal")
+# The symbol of the kernel's signal return trampoline's frame (the one below a
+# frame found in a signal's context), as gdb names it.
+SIGNAL_TRAMPOLINE = "<signal handler called>"
 KEEP_FRAMES = 4
 
 # The FDO packaging metadata note (.note.package) is the process's own bytes:
@@ -37,21 +49,34 @@ PACKAGE_DEPTH = 8  # nested values are skipped, this deep at most
 
 
 def symbolize(addresses, modules, names=True):
-    """[(address, how, module, offset, symbol or None)]; names False: no
-    symbol lookup (every symbol None)."""
+    """[(address, how, module, offset, symbol or None)] for [(address, how)];
+    names False: no symbol lookup (every symbol None).  A return address's
+    symbol is the one holding address - 1 (EXACT).  Only the first
+    MAX_LOOKUPS distinct addresses are named (nearest_symbols' cost grows
+    with symbols times addresses)."""
     by_module = {}
     placed = []
+    looked_up = 0
     for addr, how in addresses:
         m = _module_for(addr, modules)
-        placed.append((addr, how, m))
-        if names and m is not None and m.file is not None:
-            by_module.setdefault(m, []).append(addr - m.bias)
+        back = 0 if how in EXACT else 1
+        placed.append((addr, how, m, back))
+        if names and m is not None and looked_up < MAX_LOOKUPS and m.file is not None:
+            rel = by_module.setdefault(m, set())
+            looked_up += (addr - m.bias - back) not in rel
+            rel.add(addr - m.bias - back)
     found = {}
     for m, rel in by_module.items():
-        for r, (name, off) in m.nearest_symbols(set(rel)).items():
-            found[(m, r)] = "%s+%#x" % (name, off) if off else name
-    return [(addr, how, m, addr - m.bias if m else None,
-             found.get((m, addr - m.bias)) if m else None) for addr, how, m in placed]
+        for r, (name, off) in m.nearest_symbols(rel).items():
+            found[(m, r)] = (name, off)
+    out = []
+    for addr, how, m, back in placed:
+        sym = found.get((m, addr - m.bias - back)) if m else None
+        if sym is not None:
+            name, off = sym[0], sym[1] + back
+            sym = "%s+%#x" % (name, off) if off else name
+        out.append((addr, how, m, addr - m.bias if m else None, sym))
+    return out
 
 
 def _module_for(addr, modules):
@@ -73,22 +98,34 @@ def exe_module(kc, modules, exe):
 
 
 def build(kc, addresses, modules, arrival, exe, comm, cmdline, facts, dumped=None,
-          symbols=True):
+          symbols=True, walks=None):
     """The summary as a dict (what summary.json holds), keys in their
     order; addresses from read_stack.return_addresses() and facts from
     read_process.Process.facts(), both read while the process was still
-    there; arrival: crash.Arrival.  symbols False: no symbol lookup (each
-    frame's symbol None), for the size of the smallest form."""
+    there; walks: read_unwind.Walk per thread (crashing thread first), which
+    replace addresses, or None; arrival: crash.Arrival.  symbols False: no
+    symbol lookup (each frame's symbol None), for the size of the smallest
+    form."""
     a = kc.arch
     t = kc.crashing_thread
     signo, code, addr = kc.siginfo or (None, None, None)
-    frames = symbolize(addresses, modules, symbols)
+    lists = [w.frames for w in walks] if walks else [addresses]
+    every = symbolize([f for frames in lists for f in frames], modules, symbols)
     mods = []
-    for _, _, m, _, _ in frames:
+    for _, _, m, _, _ in every:
         if m is not None and m not in mods:
             mods.append(m)
+    threads = []
+    for frames in lists:
+        mine, every = every[:len(frames)], every[len(frames):]
+        threads.append([{"pc": "%#x" % f[0], "how": f[1],
+                         "module": mods.index(f[2]) if f[2] is not None else None,
+                         "offset": "%#x" % f[3] if f[3] is not None else None,
+                         "symbol": SIGNAL_TRAMPOLINE if n + 1 < len(mine) and
+                         mine[n + 1][1] == "signal" else f[4]}
+                        for n, f in enumerate(mine)])
     em = exe_module(kc, modules, exe)
-    return {
+    s = {
         "pid": arrival.pid, "tid": t.tid, "uid": arrival.uid, "gid": arrival.gid,
         "time": arrival.time, "time_given": arrival.time_given,
         "hostname": arrival.hostname, "boot_id": facts["boot_id"], "kernel": facts["kernel"],
@@ -102,15 +139,18 @@ def build(kc, addresses, modules, arrival, exe, comm, cmdline, facts, dumped=Non
         "sender": ({"pid": kc.sender[0], "uid": kc.sender[1]} if kc.sender is not None
                    else None),
         "registers": dict(zip(a.regs, ("%#x" % v for v in t.regs))),
-        "frames": [{"pc": "%#x" % f[0], "how": f[1],
-                    "module": mods.index(f[2]) if f[2] is not None else None,
-                    "offset": "%#x" % f[3] if f[3] is not None else None,
-                    "symbol": f[4]} for f in frames],
+        "frames": threads[0],
+        "frames_end": walks[0].reason if walks else None,
+        "thread_frames": [{"tid": w.tid, "frames": f, "end": w.reason}
+                          for w, f in zip(walks[1:], threads[1:])] if walks else None,
         "modules": [{"path": m.path, "build_id": m.build_id} for m in mods],
         "threads": len(kc.threads),
         "rlimits": facts["rlimits"], "fds": facts["fds"], "fds_more": facts["fds_more"],
         "dump": dumped,
     }
+    if not walks:  # read_stack's frames (before the release): no walks to speak of
+        del s["frames_end"], s["thread_frames"]
+    return s
 
 
 def leave_out(s, n):
@@ -149,8 +189,10 @@ def smallest_form(s):
     return to_json(leave_out(s, len(LEAVE_OUT)), None).encode("utf-8", "replace") + b"\n"
 
 
-def text(s):
-    """summary.txt: the few lines a person reads first."""
+def text(s, limit=None):
+    """summary.txt: the few lines a person reads first, then every thread's
+    frames (crashing thread first), at most limit bytes (UTF-8) cut at a line
+    boundary, a last line saying how many were left out."""
     sender = s.get("sender")
     lines = ["%s (pid %s, uid %s, gid %s) killed by %s%s code %s%s%s%s" % (
         s["exe"] or s["comm"], s["pid"], s["uid"], s["gid"], s["signal_name"] or "signal",
@@ -166,12 +208,38 @@ def text(s):
     if pkg:
         where.append("package %s %s" % (pkg.get("name", "?"), pkg.get("version", "?")))
     lines.append(", ".join(where))
-    for n, f in enumerate(s["frames"]):
+    lines += _frame_lines(s, s["frames"])
+    for t in s.get("thread_frames") or ():
+        lines.append("thread %s:" % t["tid"])
+        lines += _frame_lines(s, t["frames"])
+    return _cut([line + "\n" for line in lines], limit)
+
+
+def _frame_lines(s, frames):
+    out = []
+    for n, f in enumerate(frames):
         mod = s["modules"][f["module"]] if f["module"] is not None else None
         at = "%s+%s" % (mod["path"].rsplit("/", 1)[-1], f["offset"]) if mod else "?"
-        lines.append("#%d %s %s (%s)%s" % (n, f["pc"], f["symbol"] or "??", at,
-                                           " [%s]" % f["how"] if f["how"] == "scan" else ""))
-    return "\n".join(lines) + "\n"
+        out.append("#%d %s %s (%s)%s" % (n, f["pc"], f["symbol"] or "??", at,
+                                         "" if f["how"] in ("pc", "cfi") else " [%s]" % f["how"]))
+    return out
+
+
+def _cut(lines, limit):
+    """The lines joined, whole lines only within limit bytes (UTF-8) and a
+    last line "(N more lines)" when some were left out."""
+    data = [line.encode("utf-8", "replace") for line in lines]
+    if limit is None or sum(map(len, data)) <= limit:
+        return b"".join(data)
+    more = len(("(%d more lines)\n" % len(data)).encode())
+    out, used = [], 0
+    for line in data:
+        if used + len(line) + more > limit:
+            break
+        out.append(line)
+        used += len(line)
+    tail = ("(%d more lines)\n" % (len(data) - len(out))).encode()
+    return b"".join(out) + (tail if used + len(tail) <= limit else b"")
 
 
 def _utc(t):

@@ -18,9 +18,12 @@ def extract_core(publish_dumpdir, dest):
     return unpack_core(core_artefact(d), os.path.join(dest, "core"))
 
 
-def gdb(exe, core, *commands, sysroot=None, program="gdb"):
-    """gdb's output (stdout and stderr) of `gdb -batch` running commands on exe and core."""
+def gdb(exe, core, *commands, sysroot=None, program="gdb", early=()):
+    """gdb's output (stdout and stderr) of `gdb -batch` running commands on exe and
+    core; early: commands run before exe and core are loaded (-iex)."""
     argv = [program, "-nx", "-batch", "-ex", "set auto-load safe-path /"]
+    for c in early:
+        argv += ["-iex", c]
     if sysroot:
         argv += ["-ex", "set sysroot " + sysroot]
     for c in commands:
@@ -78,6 +81,29 @@ def threads_backtraces(exe, core):
         elif current and FRAME.match(line):
             result[current].append(FRAME.match(line).group(2))
     return Threads(result, out)
+
+
+LWP = re.compile(r"^Thread \d+ \(.*LWP (\d+)\)")
+SIGNAL_FRAME = re.compile(r"^#\d+\s+(<signal handler called>)")
+
+
+def threads_by_tid(exe, core, **kw):
+    """{tid: Backtrace} of every thread ("thread apply all bt"), past main, as a
+    device without debug files shows them: gdb reads no separate debug files
+    (the crash path only has the mapped binaries' own symbols); kw: sysroot,
+    program."""
+    out = gdb(exe, core, "thread apply all bt", early=(
+        "set debug-file-directory /nonexistent", "set backtrace past-main on"), **kw)
+    result = {}
+    names = None
+    for line in out.splitlines():
+        m = LWP.match(line)
+        if m:
+            names = result[int(m.group(1))] = Backtrace([], out)
+        elif names is not None and (FRAME.match(line) or SIGNAL_FRAME.match(line)):
+            m = FRAME.match(line)
+            names.append(m.group(2) if m else "<signal handler called>")
+    return result
 
 
 def assert_frames(expected, bt, whole=True, tail=4000):

@@ -16,6 +16,8 @@ BUILDS = {
     "crash3": ["gcc", "-g", "-O0", "-fPIE", "-pie", "crash3.c"],
     "threads8": ["gcc", "-g", "-O0", "-pthread", "threads8.c"],
     "crash3_i386": ["i686-linux-gnu-gcc", "-static", "-g", "-O0", "crash3.c"],
+    "crash3_o2": ["gcc", "-g", "-O2", "-fomit-frame-pointer", "-fPIE", "-pie", "crash3.c"],
+    "crash3_static": ["gcc", "-static", "-g", "-O0", "crash3.c"],
     "bigheap": ["gcc", "-g", "-O0", "bigheap.c"],
     "robust": ["gcc", "-g", "-O0", "-pthread", "robust.c"],
     "secret": ["gcc", "-g", "-O0", "secret.c"],

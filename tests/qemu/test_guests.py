@@ -24,6 +24,7 @@ import report
 from lab import ENV, RUNTIME
 from lab.gdb import assert_frames, backtrace, extract_core, frames
 from lab.programs import FRAMES
+from lab.unwind import assert_same_as_gdb
 
 RECEPTS = ["embedded", "debug", "generic"]
 PROGRAMS = ["crash3", "threads8", "mycrasher"]
@@ -311,3 +312,15 @@ def test_mcd_gdb_on_a_guest_dump(guest):
                        env=ENV, timeout=300)
     assert p.returncode == 0, p.stderr
     assert_frames(FRAMES["crash3"], frames(p.stdout), whole=False)
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_unwound_frames_of_every_thread_are_gdbs(guest, program):
+    """Under the fatcore scenario (generic recept with dump_fat_core) the summary's
+    function names of every thread, unwound on the guest with its own binaries'
+    tables (.eh_frame, .ARM.exidx), equal gdb-multiarch's on the kernel's core of
+    the same crash, with the guest's root file system as sysroot."""
+    d = dump(guest, "fatcore", program)["dir"]
+    rootfs = guest["rootfs"]
+    assert_same_as_gdb(d, os.path.join(rootfs, PTEST_BIN, program), sysroot=rootfs,
+                       program="gdb-multiarch")

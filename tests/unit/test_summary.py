@@ -106,8 +106,11 @@ def _summary():
             "code_name": "SEGV_MAPERR", "fault_address": "0x0", "sender": None,
             "registers": {"rip": "0x1"},
             "frames": [{"pc": "0x1", "how": "pc", "module": 0, "offset": "0x1",
-                        "symbol": "main"}],
-            "modules": [{"path": "/bin/x", "build_id": "ab"}], "threads": 1,
+                        "symbol": "main"}], "frames_end": None,
+            "thread_frames": [{"tid": 8, "frames": [{"pc": "0x2", "how": "pc", "module": 0,
+                                                     "offset": "0x2", "symbol": "f"}],
+                               "end": None}],
+            "modules": [{"path": "/bin/x", "build_id": "ab"}], "threads": 2,
             "rlimits": {"core": [0, "unlimited"]}, "fds": {"0": "/dev/null"},
             "fds_more": False, "dump": {"core": "core"}}
 
@@ -155,3 +158,21 @@ def test_smallest_form_keeps_the_trusted_frames_and_the_first_scanned():
     small = json.loads(W.smallest_form(s))
     assert [f["how"] for f in small["frames"]] == ["pc", "lr", "scan", "scan", "fp"]
     assert small["left_out"][-1] == "frames.scan"
+
+
+def test_summary_txt_is_cut_at_line_boundaries():
+    """summary.txt holds every thread's frames, and a limit cuts whole lines only,
+    the last saying how many were left out."""
+    s = _summary()
+    s["frames"] = [{"pc": "%#x" % (0x1000 + i), "how": "cfi", "module": 0,
+                    "offset": "%#x" % i, "symbol": "f%d" % i} for i in range(30)]
+    whole = W.text(s)
+    lines = whole.decode().splitlines()
+    assert lines[-2:] == ["thread 8:", "#0 0x2 f (x+0x2)"] and "#29 0x101d f29 (x+0x1d)" in lines
+    for limit in (100, 200, 333, 640):
+        cut = W.text(s, limit)
+        assert len(cut) <= limit and cut.endswith(b"\n")
+        kept = cut.decode().splitlines()
+        assert kept[:-1] == lines[:len(kept) - 1]  # whole lines, in order
+        assert kept[-1] == "(%d more lines)" % (len(lines) - len(kept) + 1)
+    assert W.text(s, len(whole)) == whole
