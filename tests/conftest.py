@@ -11,6 +11,16 @@ import pytest
 from lab.crash import Crasher
 from lab.programs import build_programs
 from lab.regd import Lab
+from minicoredumper import deadline
+
+
+@pytest.fixture(autouse=True)
+def no_crash_deadline():
+    """Each test starts without a crash deadline: a test that made a crash.Crash
+    in this process (test_pipeline, test_identity) leaves its clock behind
+    (deadline.py's one clock per process), which would end later tests'
+    planning loops early."""
+    deadline.stop()
 
 
 @pytest.fixture(scope="session")

@@ -98,6 +98,7 @@ class Crash:
             if self.base_fd is not None:
                 os.close(self.base_fd)
                 self.base_fd = None
+            deadline.stop()  # a process that handles more crashes starts afresh
 
     def dump(self):
         """One call per stage."""

@@ -1,9 +1,10 @@
 """The crash's deadline: one clock that every stage and every loop over the
 crashed process's data asks.
 
-crash.Crash starts it when the crash arrives (start()) and sets its length
-from the config (deadline_seconds); until then, and in programs that never
-start it, nothing expires.  A loop asks expired() between two pieces of
+crash.Crash starts it when the crash arrives (start()), sets its length
+from the config (deadline_seconds) and stops it when the crash is over
+(stop()); until then, after it, and in programs that never start it,
+nothing expires.  A loop asks expired() between two pieces of
 work and, when it says True, stops with what it has and a log line: at the
 deadline the dump is finished with what was read (README, "deadline_seconds").
 expired(share) asks whether that share of the time has gone: planning what
@@ -24,6 +25,11 @@ _clock = [0.0, float("inf")]  # [t0, end] in time.monotonic() seconds
 def start(t0, seconds):
     """The deadline of the crash that arrived at t0 (time.monotonic()): seconds later."""
     _clock[0], _clock[1] = t0, t0 + seconds
+
+
+def stop():
+    """No deadline any more (the crash is over): nothing expires until the next start()."""
+    _clock[0], _clock[1] = 0.0, float("inf")
 
 
 def end():
