@@ -246,7 +246,14 @@ def parse_args(argv):
         i = argv.index("--")
         argv, rest = argv[:i], argv[i + 1:]
     parser = build_parser()
-    args, extra = parser.parse_known_args(_join_values(argv))
+    argv = _join_values(argv)
+    verbs = parser._subparsers._group_actions[0].choices
+    for word in argv:  # options before the verb are mcd's own: name an unknown one
+        if word in verbs or not word.startswith("-") or word == "--":
+            break
+        if word not in parser._option_string_actions:
+            parser.error("unrecognized arguments: %s" % word)
+    args, extra = parser.parse_known_args(argv)
     if extra:
         error = getattr(args, "usage_error", parser.error)
         if not hasattr(args, "matches") or any(e.startswith("-") for e in extra):

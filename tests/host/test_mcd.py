@@ -334,3 +334,18 @@ def test_version_through_the_handler_launcher(tmp_path):
     launcher.chmod(0o755)
     p = subprocess.run([str(launcher), "--version"], capture_output=True, text=True)
     assert (p.returncode, p.stdout) == (0, "minicoredumper %s\n" % __version__)
+
+
+# --- user reports: missing base_dir, unknown options ------------------------------------
+
+def test_list_of_a_missing_base_dir_says_it_is_missing():
+    p = mcd("list", "--base-dir", "/nonexistent")
+    assert p.returncode == 1
+    assert p.stderr.startswith("mcd: /nonexistent: no such directory"), p.stderr
+
+
+@pytest.mark.parametrize("argv", [["--bogus"], ["--bogus", "list"]])
+def test_an_unknown_option_before_the_verb_is_named(argv):
+    p = mcd(*argv)
+    assert p.returncode == 2
+    assert "unrecognized arguments: --bogus" in p.stderr.splitlines()[-1], p.stderr
