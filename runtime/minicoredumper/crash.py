@@ -70,6 +70,7 @@ class Crash:
         self.deadline = self.t0 + DEFAULT_DEADLINE
         deadline.start(self.t0, DEFAULT_DEADLINE)
         self.late = None  # the stage in which the deadline passed
+        self.no_core = None  # why the dump has no core, when the budget left it none
         self.released = False
         self.marks = []  # (stage, ms since arrival) for debug.txt
         self.cmdline = ""  # the crashed process's, once read (the journal entry)
@@ -276,6 +277,9 @@ class Crash:
             if recept["live_dumper"] and dd.live_dumps:  # after the release: it competes
                 live = self.start_live_dump(cfg, recept, dd)  # for the CPUs
             writer.after_release(warnings)
+            core = writer.dumped.get("core")
+            if isinstance(core, str) and core.startswith("none"):
+                self.no_core = core[len("none: "):]
             self.cache.save()
             if live is not None:
                 pid, live = live, None
@@ -320,6 +324,8 @@ class Crash:
             policy.enforce_total(final)
         self.mark("published")
         cut = " (deadline cut the dump: passed in stage %s)" % self.late if self.late else ""
+        if self.no_core:
+            cut += "; no core: %s (the summaries alone)" % self.no_core
         a = self.arrival
         fields = [("MESSAGE_ID", DUMP_MESSAGE_ID), ("COREDUMP_PID", a.pid),
                   ("COREDUMP_UID", a.uid), ("COREDUMP_GID", a.gid),

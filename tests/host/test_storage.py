@@ -41,6 +41,16 @@ def embedded(**changes):
     return r
 
 
+def test_a_dump_without_a_core_says_so_in_the_log(crasher, programs):
+    """A budget that keeps the summaries but no core: the "dumped" line says there is
+    no core and why (a new user read only "dumped ... in 65 ms" and looked for one)."""
+    d = crasher.crash([programs["crash3"]], embedded(max_dump_size=2000))
+    assert not [f for f in os.listdir(d) if f.startswith("core")]
+    pid = int(d.rsplit(".", 1)[1])
+    dumped = [l for l in handler_log(pid) if "dumped crash3 to" in l]
+    assert dumped and "no core: not even the smallest core fits" in dumped[-1], dumped
+
+
 def test_budget_ladder_is_never_exceeded_and_never_gets_worse(crasher, programs, tmp_path):
     exe = programs["threads8"]
     quality = []
