@@ -168,8 +168,13 @@ class DumpWriter:
                               private=bool(self.recept["sanitize_stack"]))
             out = MemorySink(limit)
             sink = core_sink(out, self.recept["compression"], image.size, self.args.time)
-            image.write(sink, mem, cut)
-            sink.close()
+            try:
+                image.write(sink, mem, cut)
+                sink.close()
+            except BaseException:  # over budget, or the deadline: a program is stopped
+                if sink is not out:
+                    sink.abort()
+                raise
             return image, out.getvalue()
         return render
 
