@@ -265,3 +265,26 @@ def test_unreapable_trigger_keeps_the_crash_dump(crasher, regd, programs, tmp_pa
             os.kill(traced, signal.SIGKILL)
             os.waitpid(traced, WALL)  # the tracer reaps what it holds
         os.replace(saved, trigger)
+
+
+@pytest.mark.parametrize("name", ["embedded", "generic"])
+def test_own_executable_mapped_ten_thousand_times(crasher, programs, name, tmp_path):
+    """A program that maps its own executable 10,000 times (each mapping an ELF
+    header: 10,000 modules to read_modules before) crashes 3 deep: the dump is
+    published within the deadline and gdb's backtrace of our core is the kernel's.
+    (Before: one symbol lookup per module and name, 4.8 s, past the hard deadline.)"""
+    import json
+    from lab import ROOT
+    argv = [programs["mapself"], "10000"]
+    kernel = crasher.kernel_core(argv)
+    try:
+        expected = backtrace(argv[0], kernel)
+    finally:
+        os.unlink(kernel)
+    assert list(expected) == FRAMES["crash3"], expected.gdb_text
+    with open(os.path.join(ROOT, "conf", name + ".recept.json")) as f:
+        recept = json.load(f)
+    _, reaped, _, d, lines = crash(crasher, argv, recept)
+    assert_on_time(reaped, d, lines)
+    bt = backtrace(argv[0], extract_core(d, str(tmp_path)))
+    assert list(bt) == list(expected), bt.gdb_text
