@@ -28,3 +28,4 @@ bench:
 	$(VPY) tests/bench/bench_stacks.py
 	$(VPY) tests/bench/bench_hostile.py
 	$(VPY) tests/bench/bench_scale.py
+	$(VPY) tests/bench/bench_regd.py

@@ -75,6 +75,7 @@ class Crash:
         self.cmdline = ""  # the crashed process's, once read (the journal entry)
         self.hook_crashed = False  # the crashed process is an on_dump hook's (no hook then)
         self.cache = cache
+        self.base_fd = None  # base_dir's fd once admit() opened it (closed by run())
         self.pidfd = arrival.pidfd
         if self.pidfd is not None:
             try:  # not for the live dumper we may spawn
@@ -94,6 +95,9 @@ class Crash:
             return e.status
         finally:
             self.release()
+            if self.base_fd is not None:
+                os.close(self.base_fd)
+                self.base_fd = None
 
     def dump(self):
         """One call per stage."""
@@ -171,21 +175,11 @@ class Crash:
         """The storage policy (decide_storage.StoragePolicy; None when the config
         sets no limit) once base_dir exists and the rate limit lets this
         executable dump."""
-        base = cfg.base_dir
-        if not os.path.isdir(base):
-            try:
-                os.makedirs(base, 0o700)
-                self.log.info("created base_dir %s" % base)
-            except FileExistsError:
-                if not os.path.isdir(base):  # else made by a crash beside us (a storm)
-                    raise NotDumped("base_dir %s exists and is no directory" % base) from None
-            except OSError as e:
-                raise NotDumped("base_dir %s cannot be created (%s)" % (base, e.strerror)) \
-                    from None
+        self.base_fd = self.open_base_dir(cfg.base_dir)
         policy = None
         if cfg.storage_limits:  # imported only when there is a limit to keep
             from .decide_storage import StoragePolicy
-            policy = StoragePolicy(cfg, self.log.info)
+            policy = StoragePolicy(cfg, self.log.info, self.base_fd)
             admitted, why = policy.admit(exe, self.deadline)
             if not admitted:  # nothing written, released at once
                 raise NotDumped(why, level="warning", status=0)
@@ -196,6 +190,24 @@ class Crash:
             self.log.info("%s is not dumpable (setuid or similar; fs.suid_dumpable = 2): "
                           "root-only artefacts" % (exe or comm))
         return policy
+
+    def open_base_dir(self, base):
+        """base_dir's fd, the directory created (0700) when missing; NotDumped
+        when it cannot be, or when someone other than root could change it
+        (publish_dumpdir.open_base_dir: then nothing is written at all)."""
+        from .files import Untrusted
+        from .publish_dumpdir import open_base_dir
+        try:
+            fd, made = open_base_dir(base)
+        except Untrusted as e:
+            raise NotDumped("base_dir %s refused: %s (it and every directory above it must "
+                            "be root's and writable by nobody else)" % (base, e)) from None
+        except OSError as e:
+            raise NotDumped("base_dir %s cannot be opened or created (%s)"
+                            % (base, e.strerror or e)) from None
+        if made:
+            self.log.info("created base_dir %s" % base)
+        return fd
 
     def read_kernel_notes(self):
         """The kernel's ELF header, program headers and notes (read_corestream.KernelCore)."""
@@ -217,11 +229,12 @@ class Crash:
         """The dump's half-built directory (publish_dumpdir.DumpDir), after what a killed
         handler left behind is gone and old dumps made room."""
         from .publish_dumpdir import DumpDir, clean_leftovers, dump_name
-        clean_leftovers(cfg.base_dir, self.log.info)
+        clean_leftovers(self.base_fd, self.log.info)
         try:
             if policy is not None:
                 policy.make_room(recept["max_dump_size"])
-            return DumpDir(cfg.base_dir, dump_name(comm, self.arrival.time, self.arrival.pid))
+            return DumpDir(cfg.base_dir, dump_name(comm, self.arrival.time, self.arrival.pid),
+                           self.base_fd)
         except OSError as e:
             raise NotDumped("base_dir %s is not writable (%s)" % (cfg.base_dir, e.strerror)) \
                 from None

@@ -28,8 +28,12 @@ def _boot_id():
 
 
 class StoragePolicy:
-    def __init__(self, cfg, log):
+    """The main config's limits on base_dir, whose fd is base_fd (kept open by
+    the caller while the policy is used); log(text) reports evictions."""
+
+    def __init__(self, cfg, log, base_fd):
         self.base_dir = cfg.base_dir
+        self.base_fd = base_fd
         self.max_dumps = cfg.max_dumps
         self.max_total = cfg.max_total_size
         self.min_free = cfg.min_free_space
@@ -41,8 +45,12 @@ class StoragePolicy:
     def _load(self):
         if self._history is None:
             try:
-                with open(os.path.join(self.base_dir, RATE_FILE), "rb") as f:
-                    h = marshal.loads(f.read(1 << 20))
+                fd = os.open(RATE_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             dir_fd=self.base_fd)
+                try:
+                    h = marshal.loads(os.read(fd, 1 << 20))
+                finally:
+                    os.close(fd)
                 self._history = h if isinstance(h, dict) else {}
             except (OSError, ValueError, EOFError, TypeError):
                 # a missing or damaged history is an empty one: this crash is admitted
@@ -79,8 +87,9 @@ class StoragePolicy:
         if not self.rate:
             return True, ""
         try:
-            fd = os.open(os.path.join(self.base_dir, RATE_FILE + ".lock"),
-                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(RATE_FILE + ".lock",
+                         os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=self.base_fd)
         except OSError as e:
             # the caller logs why: a dump is worth more than a rate limit
             return True, "rate limit not checked: %s" % (e.strerror or e)
@@ -107,13 +116,13 @@ class StoragePolicy:
                 del history[other]
         from .files import replace_file
         try:
-            replace_file(os.path.join(self.base_dir, RATE_FILE), marshal.dumps(history))
+            replace_file(RATE_FILE, marshal.dumps(history), dir_fd=self.base_fd)
         except OSError as e:
             self.log("rate-limit state not saved: %s" % (e.strerror or e))
 
     # --- space ---------------------------------------------------------------
     def _free(self):
-        st = os.statvfs(self.base_dir)
+        st = os.statvfs(self.base_fd)
         return st.f_bavail * st.f_frsize
 
     def make_room(self, incoming=0):
@@ -122,7 +131,7 @@ class StoragePolicy:
         if not (self.max_dumps or self.min_free):
             return
         from .tool_catalog import list_dumps  # only when a limit is set
-        dumps = list_dumps(self.base_dir)
+        dumps = list_dumps(self.base_dir, dir_fd=self.base_fd)
         while dumps and (
                 (self.max_dumps and len(dumps) >= self.max_dumps) or
                 (self.min_free and self._free() - incoming < self.min_free)):
@@ -133,7 +142,7 @@ class StoragePolicy:
         if not self.max_total:
             return
         from .tool_catalog import list_dumps
-        dumps = list_dumps(self.base_dir)
+        dumps = list_dumps(self.base_dir, dir_fd=self.base_fd)
         total = sum(d.size for d in dumps)
         for d in dumps:
             if total <= self.max_total:
@@ -145,7 +154,7 @@ class StoragePolicy:
     def _evict(self, dump):
         from .files import remove_tree
         try:
-            remove_tree(dump.path)
+            remove_tree(dump.name, self.base_fd)
             self.log("evicted %s (storage policy)" % dump.name)
         except OSError as e:
             self.log("could not evict %s: %s" % (dump.name, e.strerror or e))

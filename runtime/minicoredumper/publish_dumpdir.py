@@ -5,12 +5,19 @@ The directory is built under a hidden temporary name in base_dir
 (publish_manifest.py) written last, then renamed into place and base_dir fsynced, so
 readers never see half a dump.  A later run removes what a killed handler
 left behind (clean_leftovers).
+
+base_dir is opened once per crash by open_base_dir, which refuses a path that
+someone other than root could change (files.open_trusted_dir); everything
+after that is relative to its fd and to the .part directory's own fd,
+without following a symlink (openat, mkdirat, renameat, unlinkat), so a link
+planted in base_dir, or the .part directory swapped for one, never sends a
+write, a removal or an eviction outside base_dir.
 """
 
 import os
 import time
 
-from .files import fsync_dir, remove_tree
+from .files import open_dir, open_trusted_dir, remove_tree
 from .publish_manifest import MANIFEST, manifest_bytes
 
 PART = ".part."  # .<name>.part.<handler pid>: a directory under construction
@@ -31,38 +38,61 @@ def dump_name(comm, timestamp, pid):
     return "%s.%s.%d" % (safe_name(comm or "unknown"), stamp, pid)
 
 
+def open_base_dir(path):
+    """(fd, made): base_dir opened for a crash (files.open_trusted_dir, missing
+    directories created 0700; made lists them).  Untrusted (str(): why) for a
+    path someone other than root could change; OSError when it cannot be
+    opened or created.  The caller closes fd."""
+    return open_trusted_dir(path, create=0o700)
+
+
 class DumpDir:
     """A dump directory under construction: files, their integrity record, and
-    the rename that publishes it whole."""
+    the rename that publishes it whole.
 
-    def __init__(self, base_dir, name):
+    base_dir: the directory's path (for names and messages); dir_fd: its fd,
+    which every operation is relative to (duplicated: the caller keeps its
+    own; None: base_dir is opened here, not through a symlink).  path: the
+    half-built directory's path (for a helper process such as the live
+    dumper); final: the published path once publish() returned."""
+
+    def __init__(self, base_dir, name, dir_fd=None):
         self.base_dir = base_dir
         self.name = name
         self.final = "%s/%s" % (base_dir, name)
-        self.path = "%s/.%s%s%d" % (base_dir, name, PART, os.getpid())
-        os.mkdir(self.path, 0o700)
+        self.part = ".%s%s%d" % (name, PART, os.getpid())
+        self.path = "%s/%s" % (base_dir, self.part)
+        self.base_fd = open_dir(base_dir) if dir_fd is None else os.dup(dir_fd)
+        self.fd = -1
+        try:
+            os.mkdir(self.part, 0o700, dir_fd=self.base_fd)
+            self.fd = open_dir(self.part, self.base_fd)
+        except BaseException:
+            self.close()
+            raise
         self.records = {}  # rel -> (size, crc32)
         self.made = set()  # subdirectories already there
 
     def file(self, rel):
-        """Absolute path for rel inside the directory, creating parents (0700)."""
+        """rel, relative to the directory's fd (self.fd), its parents created (0700)."""
         parts = rel.split("/")
-        d = self.path
+        d = ""
         for p in parts[:-1]:
-            d += "/" + p
-            if d in self.made:
-                continue
-            try:
-                os.mkdir(d, 0o700)
-            except FileExistsError:  # made by the live dumper meanwhile
-                pass
-            self.made.add(d)
-        return d + "/" + parts[-1]
+            d += p
+            if d not in self.made:
+                try:
+                    os.mkdir(d, 0o700, dir_fd=self.fd)
+                except FileExistsError:  # made by the live dumper meanwhile
+                    pass
+                self.made.add(d)
+            d += "/"
+        return rel
 
     def create(self, rel):
         """A FileSink for rel, recorded in the integrity record when closed."""
         from .write_sinks import FileSink
-        return FileSink(self.file(rel), lambda size, crc: self._record(rel, size, crc))
+        return FileSink(self.file(rel), lambda size, crc: self._record(rel, size, crc),
+                        dir_fd=self.fd)
 
     def _record(self, rel, size, crc):
         self.records[rel] = (size, crc)
@@ -80,7 +110,8 @@ class DumpDir:
         name = core_name(compression)
         comp = compression["compressor"]
         if comp and compressor_for(comp) is None:
-            sink = FilterSink(self.file(name), comp, lambda n, c: self._record(name, n, c))
+            sink = FilterSink(self.file(name), comp, lambda n, c: self._record(name, n, c),
+                              dir_fd=self.fd)
             if compression["in_tar"]:
                 sink = TarMember(sink, "core", size, mtime)
             return sink, name
@@ -95,29 +126,30 @@ class DumpDir:
         whose files do not all fit the budget (budget.Budget) is removed.
         Returns the names removed for the budget."""
         from .write_sinks import file_size_crc
-        top = "%s/%s" % (self.path, rel_dir)
         try:
-            names = sorted(os.listdir(top))
+            top = open_dir(rel_dir, self.fd)
         except FileNotFoundError:
             return []  # the live dumper wrote nothing
-        dropped = []
-        for name in names:
-            sub = "%s/%s" % (top, name)
-            if name.startswith(".") and PART in name:
-                remove_tree(sub)
-                continue
-            found = {}
-            for root, _, files in os.walk(sub):
-                for f in files:
-                    rel = os.path.relpath(os.path.join(root, f), self.path)
-                    if rel not in self.records:
-                        found[rel] = file_size_crc(os.path.join(root, f))
-            if budget is not None and not _take_all(budget, found):
-                remove_tree(sub)
-                dropped.append(name)
-                continue
-            self.records.update(found)
-        return dropped
+        try:
+            dropped = []
+            for name in sorted(os.listdir(top)):
+                if name.startswith(".") and PART in name:
+                    remove_tree(name, top)
+                    continue
+                found = {}
+                for root, _, files, fd in os.fwalk(name, dir_fd=top):
+                    for f in files:
+                        rel = "%s/%s/%s" % (rel_dir, root, f)
+                        if rel not in self.records:
+                            found[rel] = file_size_crc(f, dir_fd=fd)
+                if budget is not None and not _take_all(budget, found):
+                    remove_tree(name, top)
+                    dropped.append(name)
+                    continue
+                self.records.update(found)
+            return dropped
+        finally:
+            os.close(top)
 
     def publish(self, manifest=True):
         """Write the integrity record last (unless manifest is False), fsync,
@@ -125,24 +157,47 @@ class DumpDir:
         Returns the final path."""
         if manifest:
             self.write_file(MANIFEST, manifest_bytes(self.records))
-        target = self.final
+        target = self.name
         n = 1
-        while os.path.exists(target):
-            target = "%s.%d" % (self.final, n)
+        while _exists(target, self.base_fd):
+            target = "%s.%d" % (self.name, n)
             n += 1
-        fsync_dir(self.path)
-        os.rename(self.path, target)
-        fsync_dir(self.base_dir)
-        self.final = target
-        return target
+        os.fsync(self.fd)
+        mine = os.fstat(self.fd)
+        there = os.stat(self.part, dir_fd=self.base_fd, follow_symlinks=False)
+        if (there.st_dev, there.st_ino) != (mine.st_dev, mine.st_ino):
+            raise OSError("%s was replaced while the dump was written" % self.part)
+        os.rename(self.part, target, src_dir_fd=self.base_fd, dst_dir_fd=self.base_fd)
+        os.fsync(self.base_fd)
+        self.close()
+        self.final = "%s/%s" % (self.base_dir, target)
+        return self.final
 
     def discard(self):
         """Remove the half-built directory; what cannot be removed now stays
         hidden (.part) and the next run's clean_leftovers() removes it."""
         try:
-            remove_tree(self.path)
+            remove_tree(self.part, self.base_fd)
         except OSError:
             pass  # see above: never published, cleaned up later
+        finally:
+            self.close()
+
+    def close(self):
+        """Close the fds (publish and discard do)."""
+        for fd in (self.fd, self.base_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.fd = self.base_fd = -1
+
+
+def _exists(name, dir_fd):
+    """True if name is an entry of dir_fd (a symlink counts, not followed)."""
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        return True
+    except FileNotFoundError:
+        return False
 
 
 def _take_all(budget, files):
@@ -156,12 +211,14 @@ def _take_all(budget, files):
     return True
 
 
-def clean_leftovers(base_dir, log):
-    """Remove directories a killed handler left half-built (its PID is gone)."""
+def clean_leftovers(base_fd, log):
+    """Remove directories a killed handler left half-built (its PID is gone)
+    from the base_dir whose fd is base_fd; a symlink named like one is removed
+    itself, never what it points to."""
     try:
-        names = os.listdir(base_dir)
+        names = os.listdir(base_fd)
     except OSError:
-        return  # no base_dir to clean: the caller creates it or reports why it cannot
+        return  # cannot be listed: the dump's own mkdir reports why
     for name in names:
         if not name.startswith(".") or PART not in name:
             continue
@@ -169,7 +226,7 @@ def clean_leftovers(base_dir, log):
         if pid.isdigit() and os.path.exists("/proc/%s" % pid) and int(pid) != os.getpid():
             continue  # still being written
         try:
-            remove_tree("%s/%s" % (base_dir, name))
+            remove_tree(name, base_fd)
             log("removed %s, left half-written by a handler that died" % name)
         except OSError as e:
             log("%s, left half-written by a handler that died, cannot be removed: %s"

@@ -1,10 +1,16 @@
 """READ: the published dumps in a base_dir, for the storage policy and mcd.
 
 A dump directory is named <comm>.<YYYYmmdd.HHMMSS±zzzz>.<pid>[.<n>]; hidden
-entries (half-built dumps, the rate-limit state) are not dumps.
+entries (half-built dumps, the rate-limit state) are not dumps, nor is anything
+that is not a directory itself (a symlink named like a dump is not followed).
+Names are looked at relative to base_dir's fd, so the storage policy (which
+evicts what is listed here) never leaves base_dir.
 """
 
 import os
+import stat
+
+from .files import DIR_FLAGS
 
 
 def parse_name(name):
@@ -31,11 +37,20 @@ def stamp_time(stamp):
 
 
 class Dump:
-    def __init__(self, base_dir, name):
+    """A published dump: name, path, comm, stamp, pid, mtime; size on demand.
+    dir_fd: base_dir's fd, which name is resolved against without following a
+    symlink (None: the path, as mcd is given it); ValueError if it is no
+    directory."""
+
+    def __init__(self, base_dir, name, dir_fd=None):
         self.name = name
         self.path = os.path.join(base_dir, name)
         self.comm, self.stamp, self.pid = parse_name(name)
-        st = os.stat(self.path)
+        self.dir_fd = dir_fd
+        st = os.stat(self.path) if dir_fd is None else \
+            os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISDIR(st.st_mode):
+            raise ValueError("%s is not a directory" % self.path)
         self.mtime = st.st_mtime
         self._size = None
 
@@ -47,12 +62,14 @@ class Dump:
 
     @property
     def size(self):
+        """Bytes on disk of its files (st_blocks), symlinks not followed."""
         if self._size is None:
             total = 0
-            for root, _, files in os.walk(self.path):
+            top = self.name if self.dir_fd is not None else self.path
+            for _, _, files, fd in os.fwalk(top, dir_fd=self.dir_fd):
                 for f in files:
                     try:
-                        total += os.lstat(os.path.join(root, f)).st_blocks * 512
+                        total += os.stat(f, dir_fd=fd, follow_symlinks=False).st_blocks * 512
                     except OSError:
                         pass  # removed meanwhile: it takes no room
             self._size = total
@@ -67,22 +84,31 @@ class Dump:
         return None
 
 
-def list_dumps(base_dir, strict=False):
-    """Published dumps, oldest first.  A base_dir that cannot be listed holds
-    none, or with strict raises its OSError (FileNotFoundError if missing)."""
+def list_dumps(base_dir, strict=False, dir_fd=None):
+    """Published dumps, oldest first (Dump list).  dir_fd: base_dir's fd (the
+    handler's, opened without following links); None: base_dir is opened here
+    (mcd), following a symlink to it as a reader may.  A base_dir that cannot
+    be listed holds none, or with strict raises its OSError
+    (FileNotFoundError if missing)."""
     out = []
     try:
-        names = os.listdir(base_dir)
+        fd = os.open(base_dir, DIR_FLAGS & ~os.O_NOFOLLOW) if dir_fd is None else dir_fd
     except OSError:
         if strict:
             raise
         return out
-    for name in names:
-        if name.startswith(".") or not os.path.isdir(os.path.join(base_dir, name)):
-            continue
-        try:
-            out.append(Dump(base_dir, name))
-        except (OSError, ValueError):
-            continue  # removed meanwhile or not a dump directory: not listed
+    try:
+        for name in os.listdir(fd):
+            if name.startswith("."):
+                continue
+            try:
+                if not stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                    continue  # a file, or a symlink named like a dump: not one
+                out.append(Dump(base_dir, name, fd if dir_fd is not None else None))
+            except (OSError, ValueError):
+                continue  # removed meanwhile or not a dump directory: not listed
+    finally:
+        if dir_fd is None:
+            os.close(fd)
     out.sort(key=lambda d: (d.mtime, d.name))
     return out

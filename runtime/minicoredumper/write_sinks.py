@@ -28,10 +28,12 @@ class OverBudget(Exception):
 
 class FileSink:
     """A plain file; skip() leaves holes.  Tracks size and CRC32 for the
-    integrity record; on_close(size, crc) is told when the file is complete."""
+    integrity record; on_close(size, crc) is told when the file is complete.
+    dir_fd: path is relative to that directory (publish_dumpdir's)."""
 
-    def __init__(self, path, on_close=None):
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    def __init__(self, path, on_close=None, dir_fd=None):
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600,
+                          dir_fd=dir_fd)
         self.pos = 0
         self.end = 0
         self.crc = 0
@@ -196,12 +198,14 @@ class ProgramCompressor:
 class FilterSink:
     """An external program as a filter: our bytes on its stdin, its stdout to the file."""
 
-    def __init__(self, path, program, on_close=None):
+    def __init__(self, path, program, on_close=None, dir_fd=None):
         import subprocess  # only for a non-builtin compressor
         self.path = path
+        self.dir_fd = dir_fd
         self.on_close = on_close
-        self.out = open(path, "xb")
-        os.chmod(path, 0o600)
+        self.out = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                                     0o600, dir_fd=dir_fd), "wb")
+        os.fchmod(self.out.fileno(), 0o600)
         self.p = subprocess.Popen([program], stdin=subprocess.PIPE, stdout=self.out,
                                   stderr=subprocess.DEVNULL, close_fds=True)
 
@@ -221,14 +225,16 @@ class FilterSink:
         if rc != 0:
             raise OSError("compressor exited with status %d" % rc)
         if self.on_close:
-            self.on_close(*file_size_crc(self.path))
+            self.on_close(*file_size_crc(self.path, self.dir_fd))
 
 
-def file_size_crc(path):
-    """(size, CRC32) of a file, read in chunks."""
+def file_size_crc(path, dir_fd=None):
+    """(size, CRC32) of a file (relative to dir_fd when given; a symlink is
+    not followed), read in chunks."""
     crc = 0
     size = 0
-    with open(path, "rb") as f:
+    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd),
+                   "rb") as f:
         while True:
             b = f.read(len(ZEROS))
             if not b:

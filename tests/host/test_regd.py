@@ -6,90 +6,20 @@ import errno
 import json
 import os
 import random
-import select
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import time
 
 import pytest
 
 from minicoredumper import live_pidlist as pidlist
 from minicoredumper.cmd_regd import ADDRESS
 from lab import ENV
-from lab.regd import wait_for
-
-MAGIC = 0x55555555
-REGISTER, UNREGISTER, SHUTDOWN = 1, 2, 3
-
-
-def client_address(pid):
-    return ("\0minicoredumper.%d" % pid).encode().ljust(108, b"\0")
-
-
-def exchange(sock, req, data=MAGIC, timeout=2.0):
-    """Send {req, data} to the daemon; the reply (req, data) or None."""
-    sock.settimeout(timeout)
-    sock.sendto(struct.pack("=II", req, data), ADDRESS)
-    try:
-        return struct.unpack("=II", sock.recv(64))
-    except socket.timeout:
-        return None
-
-
-class Client:
-    """A forked process that talks to the daemon as the library does, on command."""
-
-    def __init__(self, lab, bind_as=None, uid=None):
-        self.cmd_r, self.cmd_w = os.pipe()
-        self.res_r, self.res_w = os.pipe()
-        self.pid = os.fork()
-        if self.pid == 0:
-            self._child(lab.netns, bind_as, uid)
-        os.close(self.cmd_r)
-        os.close(self.res_w)
-
-    def _child(self, netns, bind_as, uid):
-        code = 0
-        try:
-            # Only our own pipe ends: a brother's command pipe held open here
-            # would never see its end of file.
-            for fd in map(int, os.listdir("/proc/self/fd")):
-                if fd > 2 and fd not in (self.cmd_r, self.res_w):
-                    try:
-                        os.close(fd)
-                    except OSError:
-                        pass
-            netns.enter()
-            if uid is not None:
-                os.setuid(uid)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            sock.bind(client_address(bind_as or os.getpid()))
-            while select.select([self.cmd_r], [], [], 60)[0]:  # never hang a test run
-                req = os.read(self.cmd_r, 1)
-                if not req:
-                    break
-                reply = exchange(sock, req[0])
-                os.write(self.res_w, b"-" if reply is None else struct.pack("=II", *reply))
-        except BaseException:
-            code = 1
-        os._exit(code)
-
-    def send(self, req):
-        """The daemon's reply (req, data), or None when it did not answer."""
-        os.write(self.cmd_w, bytes([req]))
-        out = os.read(self.res_r, 8)
-        return None if out == b"-" else struct.unpack("=II", out)
-
-    def close(self):
-        """Exit without unregistering (again: nothing)."""
-        if self.cmd_w is not None:
-            os.close(self.cmd_w)
-            os.close(self.res_r)
-            os.waitpid(self.pid, 0)
-            self.cmd_w = None
-
+from lab.regd import (MAGIC, REGISTER, SHUTDOWN, UNREGISTER, Client, Flood,
+                      wait_for)
 
 def in_netns(lab, fn):
     """fn() run in a forked process inside the lab's network namespace; its
@@ -286,3 +216,42 @@ def test_restart_after_kill_9_keeps_the_live_entries(regd, state):
     finally:
         a.close()
         b.close()
+
+
+FLOOD_N = 2000
+
+
+def test_a_flood_of_one_user_denies_nobody_else(regd, state):
+    """2,000 processes of nobody register at once; meanwhile 10 processes of another
+    user register as the library does (a send that never blocks, 100 ms for the
+    reply): every one is answered in time, the flood is worked through in seconds,
+    and nobody holds more than the per-user limit of the list."""
+    from minicoredumper.cmd_regd import MAX_PER_USER
+    d = regd.start(state=state)
+    others = [Client(regd, uid=1, library=True) for _ in range(10)]
+    marker = None
+    flood = Flood(regd, FLOOD_N)
+    try:
+        failed, slowest = 0, 0
+        for c in others:
+            time.sleep(0.1)
+            t = time.monotonic()
+            failed += c.send(REGISTER) is None  # not answered within LIBRARY_TIMEOUT
+            slowest = max(slowest, time.monotonic() - t)  # and our pipes' round trip
+        forked, answered = flood.answered()
+        marker = Client(regd)
+        assert marker.send(REGISTER) is not None  # after every flood request
+        worked_through = time.monotonic() - flood.t0
+        assert failed == 0, failed
+        assert worked_through < 15, worked_through  # forking 2,000 processes takes some
+        pids = d.pids()
+        assert {c.pid for c in others} | {marker.pid} <= set(pids)
+        assert len(pids) - len(others) - 1 <= MAX_PER_USER
+        assert answered <= MAX_PER_USER
+        print("flood of %d: forked in %.1f s, worked through in %.1f s, %d answered; "
+              "the other user's 10: slowest %.0f ms" % (FLOOD_N, forked, worked_through,
+                                                        answered, slowest * 1000))
+    finally:
+        flood.stop()
+        for c in [c for c in others + [marker] if c is not None]:
+            c.close()

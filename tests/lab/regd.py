@@ -5,19 +5,29 @@ namespace: a Netns keeps a private one alive, and its daemons and apps run
 in it (nsenter), so a test never meets a daemon of the machine or of another
 test run, and one it leaves behind disturbs nobody.  The registry's list is a
 file, shared as usual: the handler and the trigger read it from outside.
-Apps are tests/programs/regloop.c instances (see there).  Needs root.
+Apps are tests/programs/regloop.c instances (see there); a Client talks the
+protocol by hand, on command; a Flood is one user's registrations by the
+thousand.  Needs root.
 """
 
 import ctypes
 import os
 import select
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
 
 from lab import ENV
 from minicoredumper import live_pidlist as pidlist
+from minicoredumper.cmd_regd import ADDRESS
+
+MAGIC = 0x55555555  # what the library sends as data
+REGISTER, UNREGISTER, SHUTDOWN = 1, 2, 3
+LIBRARY_TIMEOUT = 0.1  # the library's wait for a reply (libminicoredumper.c, regd_send)
+NOBODY = 65534
 
 CLONE_NEWNET = 0x40000000
 
@@ -183,6 +193,137 @@ class App:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        self.proc.stdout.close()
+
+
+def client_address(pid):
+    return ("\0minicoredumper.%d" % pid).encode().ljust(108, b"\0")
+
+
+def exchange(sock, req, data=MAGIC, timeout=2.0, flags=0):
+    """Send {req, data} to the daemon; the reply (req, data) or None (also when
+    the send fails: with MSG_DONTWAIT, a full queue)."""
+    sock.settimeout(timeout)
+    try:
+        sock.sendto(struct.pack("=II", req, data), flags, ADDRESS)
+        return struct.unpack("=II", sock.recv(64))
+    except OSError:  # socket.timeout, BlockingIOError (EAGAIN) and the like
+        return None
+
+
+class Client:
+    """A forked process that talks to the daemon on command, as uid (None: ours).
+    library: as libminicoredumper does (a send that never blocks, LIBRARY_TIMEOUT
+    for the reply); else a blocking send and 2 s."""
+
+    def __init__(self, lab, bind_as=None, uid=None, library=False):
+        self.cmd_r, self.cmd_w = os.pipe()
+        self.res_r, self.res_w = os.pipe()
+        self.library = library
+        self.pid = os.fork()
+        if self.pid == 0:
+            self._child(lab.netns, bind_as, uid)
+        os.close(self.cmd_r)
+        os.close(self.res_w)
+
+    def _child(self, netns, bind_as, uid):
+        code = 0
+        try:
+            # Only our own pipe ends: a brother's command pipe held open here
+            # would never see its end of file.
+            for fd in map(int, os.listdir("/proc/self/fd")):
+                if fd > 2 and fd not in (self.cmd_r, self.res_w):
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+            netns.enter()
+            if uid is not None:
+                os.setuid(uid)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            sock.bind(client_address(bind_as or os.getpid()))
+            while select.select([self.cmd_r], [], [], 60)[0]:  # never hang a test run
+                req = os.read(self.cmd_r, 1)
+                if not req:
+                    break
+                reply = exchange(sock, req[0], timeout=LIBRARY_TIMEOUT, flags=socket.MSG_DONTWAIT) \
+                    if self.library else exchange(sock, req[0])
+                os.write(self.res_w, b"-" if reply is None else struct.pack("=II", *reply))
+        except BaseException:
+            code = 1
+        os._exit(code)
+
+    def send(self, req):
+        """The daemon's reply (req, data), or None when it did not answer."""
+        os.write(self.cmd_w, bytes([req]))
+        out = os.read(self.res_r, 8)
+        return None if out == b"-" else struct.unpack("=II", out)
+
+    def close(self):
+        """Exit without unregistering (again: nothing)."""
+        if self.cmd_w is not None:
+            os.close(self.cmd_w)
+            os.close(self.res_r)
+            os.waitpid(self.pid, 0)
+            self.cmd_w = None
+
+
+# One user's flood, run as that user: argv[1] processes, each registering once (a
+# blocking send: it waits for room in the daemon's queue) and staying alive until the
+# flood ends.  Prints "forked" once all are started, then how many got a reply within
+# the library's wait, then waits for its stdin to close.
+FLOOD = r"""
+import os, socket, struct, sys
+n, timeout = int(sys.argv[1]), float(sys.argv[2])
+daemon = b"\0minicoredumper".ljust(108, b"\0")
+hold_r, hold_w = os.pipe()
+res_r, res_w = os.pipe()
+for _ in range(n):
+    if os.fork() == 0:
+        os.close(hold_w)
+        os.close(res_r)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.bind(("\0minicoredumper.%d" % os.getpid()).encode().ljust(108, b"\0"))
+        s.sendto(struct.pack("=II", 1, 0x55555555), daemon)
+        s.settimeout(timeout)
+        try:
+            ok = len(s.recv(64)) == 8
+        except OSError:
+            ok = False
+        os.write(res_w, b"+" if ok else b"-")
+        os.read(hold_r, 1)
+        os._exit(0)
+os.close(res_w)
+print("forked", flush=True)
+got = b""
+while len(got) < n:
+    got += os.read(res_r, n)
+print(got.count(b"+"), flush=True)
+sys.stdin.read()
+"""
+
+
+class Flood:
+    """n processes of uid registering at once (FLOOD), in the lab's namespace."""
+
+    def __init__(self, lab, n, uid=NOBODY, timeout=LIBRARY_TIMEOUT):
+        argv = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups",
+                sys.executable, "-c", FLOOD, str(n), str(timeout)]
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(lab.netns.argv(argv), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+
+    def answered(self):
+        """(seconds until all were forked, how many got a reply in time); waits for both."""
+        assert self.proc.stdout.readline() == "forked\n"
+        forked = time.monotonic() - self.t0
+        return forked, int(self.proc.stdout.readline())
+
+    def stop(self):
+        """End the flood: its processes exit (without unregistering)."""
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
         self.proc.stdout.close()
 
 

@@ -146,7 +146,13 @@ def test_json_cache_ignores_a_directory_others_can_write(tmp_path):
 def _policy(tmp_path, rate):
     from minicoredumper.decide_storage import StoragePolicy
     cfg = C.MainConfig({"base_dir": str(tmp_path), "rate_limit": rate}, "/x.json", [])
-    return StoragePolicy(cfg, lambda msg: None)
+    return StoragePolicy(cfg, lambda msg: None, _dir_fd(tmp_path))
+
+
+def _dir_fd(path):
+    """path's fd, as the handler gives the storage policy (a few per test run, left
+    open until the run ends)."""
+    return os.open(str(path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
 def test_rate_limit_within_a_boot_ignores_the_wall_clock(tmp_path, monkeypatch):
@@ -191,7 +197,7 @@ def test_min_free_space_evicts_oldest_first(tmp_path, monkeypatch):
         os.utime(d, (1000 + i, 1000 + i))
         names.append(d.name)
     cfg = C.MainConfig({"base_dir": str(tmp_path), "min_free_space": 850}, "/x.json", [])
-    policy = StoragePolicy(cfg, lambda m: None)
+    policy = StoragePolicy(cfg, lambda m: None, _dir_fd(tmp_path))
     # A file system with 1000 bytes, each dump taking 100.
     monkeypatch.setattr(policy, "_free", lambda: 1000 - 100 * len(
         [n for n in os.listdir(tmp_path) if not n.startswith(".")]))
