@@ -231,6 +231,17 @@ class DumpWriter:
                 dd.write_file("debug.txt", debug)
 
 
+    def salvage_summary(self):
+        """summary.txt at the hard deadline, when finish() has not written it:
+        from what before_release() read, no symbol lookups.  False when
+        before_release() had not read the summary's facts yet."""
+        if not hasattr(self, "facts"):
+            return False
+        txt = summary_text(self._summary(symbols=False)).encode("utf-8", "replace")
+        self.dd.write_file("summary.txt", txt[:getattr(self, "summary_room", SUMMARY_TXT_MAX)])
+        return True
+
+
 def _debug_text(args, exe, comm, kc, plan, image, warnings, marks):
     out = ["minicoredumper debug log",
            "pid %d uid %d gid %d signal %d time %d host %s" % (

@@ -288,3 +288,33 @@ def test_own_executable_mapped_ten_thousand_times(crasher, programs, name, tmp_p
     assert_on_time(reaped, d, lines)
     bt = backtrace(argv[0], extract_core(d, str(tmp_path)))
     assert list(bt) == list(expected), bt.gdb_text
+
+
+def test_hard_deadline_publishes_the_summary(crasher, programs, tmp_path):
+    """The pipe handler stopped at its hard deadline (deadline + 1 s; here the
+    recept's compressor program sleeps, so the core is never finished) publishes
+    what is complete: summary.txt, the integrity record, no half-written core; the
+    dump verifies.  (Before: the handler exited and the .part directory was lost.)"""
+    from test_storage import mcd
+    compressor = tmp_path / "slow"
+    compressor.write_text("#!/bin/sh\nsleep 4\nexec cat >/dev/null\n")
+    compressor.chmod(0o755)
+    argv = [programs["crash3"]]
+    base = crasher.configure({"compression": {"compressor": str(compressor),
+                              "extension": "gz", "in_tar": True}},
+                             settings={"deadline_seconds": 1})
+    t = time.monotonic()
+    rc, reaped, pid = crasher.run(argv)
+    assert rc == -11
+    dumps = published(base, timeout=4)
+    took = time.monotonic() - t
+    assert len(dumps) == 1, (os.listdir(base), handler_log(pid))
+    d = dumps[0]
+    assert took < 1 + 1 + 1.5, took  # deadline, hard deadline, then publishing
+    assert sorted(os.listdir(d)) == ["manifest", "summary.txt"], os.listdir(d)
+    text = open(os.path.join(d, "summary.txt")).read()
+    assert text.startswith("%s (pid %d," % (argv[0], pid)) and "SIGSEGV" in text, text
+    p = mcd("verify", "--base-dir", base)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert any("hard deadline passed" in l and "publishing what was read" in l
+               for l in handler_log(pid)), handler_log(pid)
