@@ -28,15 +28,16 @@ RESULTS_DISK_MB = 64
 DEFAULT_TIMEOUT = 900
 
 
-def make_job(path, job):
-    """The job disk: a tar of run.sh, job.json and the job's timeout, padded to 1 MiB."""
+def make_job(path, job, script="run.sh"):
+    """The job disk: a tar of run.sh (qemu/guest/SCRIPT), job.json and the job's
+    timeout, padded to 1 MiB."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as t:
         def add(name, data, mode=0o644):
             info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = len(data), mode, int(time.time())
             t.addfile(info, io.BytesIO(data))
-        with open(os.path.join(HERE, "guest", "run.sh"), "rb") as f:
+        with open(os.path.join(HERE, "guest", script), "rb") as f:
             add("run.sh", f.read(), 0o755)
         add("job.json", json.dumps(job).encode())
         add("timeout", b"%d\n" % job["guest_timeout"])
@@ -45,16 +46,26 @@ def make_job(path, job):
         f.write(data + b"\0" * ((1 << 20) - len(data) % (1 << 20)))
 
 
-def qemu_command(arch, image_dir, job_img, results_img, console):
+def qemu_command(arch, image_dir, job_img, results_img, console, drives=(), eeprom=None):
+    """QEMU's argv; drives: more (serial, raw image path) disks (the raw store's);
+    eeprom: an EEPROM's image file, on the arch's eeprom machine (guests.py)."""
     a = ARCHS[arch]
     append = "console=%s panic=-1 quiet loglevel=4" % a["console"]
-    cmd = [a["qemu"], *a["machine"], "-accel", "tcg", "-smp", "1", "-m", "512",
+    machine = a["machine"]
+    if eeprom:
+        e = a["eeprom"]
+        machine = e["machine"] + [
+            "-dtb", os.path.join(image_dir, e["dtb"]),
+            "-drive", "file=%s,format=raw,if=none,id=mcdeeprom" % eeprom,
+            "-device", "at24c-eeprom,address=%#x,rom-size=%d,drive=mcdeeprom"
+            % (e["address"], e["bytes"])]
+    cmd = [a["qemu"], *machine, "-accel", "tcg", "-smp", "1", "-m", "512",
            "-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
            "-monitor", "none", "-serial", "file:" + console, "-nic", "none",
            "-kernel", os.path.join(image_dir, "vmlinuz"),
            "-initrd", os.path.join(image_dir, "initrd.cpio"),
            "-append", append]
-    disks = [("mcdjob", job_img), ("mcdresults", results_img)]
+    disks = [("mcdjob", job_img), ("mcdresults", results_img)] + list(drives)
     if a["disk_device"] == "virtio-blk-device":
         # virtio-mmio transports are probed last-created first: reversed, the job is
         # vda and the results vdb on every guest (init finds them by serial anyway).
@@ -65,8 +76,11 @@ def qemu_command(arch, image_dir, job_img, results_img, console):
     return cmd
 
 
-def boot(arch, outdir, image_dir=None, timeout=DEFAULT_TIMEOUT):
-    """Boot once; returns the boot record (also written to OUTDIR/boot.json)."""
+def boot(arch, outdir, image_dir=None, timeout=DEFAULT_TIMEOUT, script="run.sh", drives=(),
+         job_extra=None, eeprom=None):
+    """Boot once; returns the boot record (also written to OUTDIR/boot.json).
+    script: the job (qemu/guest/SCRIPT); drives: more (serial, raw image) disks;
+    job_extra: more keys for job.json; eeprom: an EEPROM image (qemu_command)."""
     image_dir = image_dir or os.path.join(cache_dir(), "images", arch)
     if os.path.exists(outdir):
         shutil.rmtree(outdir)
@@ -74,13 +88,14 @@ def boot(arch, outdir, image_dir=None, timeout=DEFAULT_TIMEOUT):
     job = {"id": uuid.uuid4().hex, "arch": arch, "guest_timeout": max(60, int(timeout) - 60),
            # for the guest's run-ptest, as for the host's checks (tests/qemu/conftest.py)
            "eeprom_budget": int(os.environ.get("MCD_EEPROM_BUDGET", "4096"))}
+    job.update(job_extra or {})
     job_img = os.path.join(outdir, "job.img")
     results_img = os.path.join(outdir, "results.img")
-    make_job(job_img, job)
+    make_job(job_img, job, script)
     with open(results_img, "wb") as f:
         f.truncate(RESULTS_DISK_MB << 20)
     console = os.path.join(outdir, "console.log")
-    cmd = qemu_command(arch, image_dir, job_img, results_img, console)
+    cmd = qemu_command(arch, image_dir, job_img, results_img, console, drives, eeprom)
     record = {"arch": arch, "command": cmd, "job_id": job["id"], "timeout": timeout}
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -137,25 +137,34 @@ def kernel_stage(arch, deb):
     modules.builtin says which wanted drivers need no module at all."""
     stage = os.path.join(cache_dir(), "stage", arch, "kernel-" + os.path.basename(deb)[:-4])
     info_path = os.path.join(stage, "info.json")
+    every = ARCHS[arch]["modules"] + ARCHS[arch]["store_modules"] + [
+        e["dtb"] for e in [ARCHS[arch].get("eeprom")] if e]  # a new one: stage again
     if os.path.exists(info_path):
         with open(info_path) as f:
-            return stage, json.load(f)
+            info = json.load(f)
+        if info.get("wanted") == every:
+            return stage, info
     if os.path.exists(stage):
         shutil.rmtree(stage)
     os.makedirs(stage)
-    wanted = set(ARCHS[arch]["modules"])
+    wanted = set(ARCHS[arch]["modules"] + ARCHS[arch]["store_modules"])
+    # the device tree of the eeprom machine (guests.py), if the arch has one
+    dtbs = tuple("/" + e["dtb"] for e in [ARCHS[arch].get("eeprom")] if e)
     meta, kos = {}, {}
     # Pass 1: the kernel, the module lists, and every module whose name may be wanted
     # (the wanted ones and those in the same directories: their usual dependencies).
     dirs = ("/kernel/drivers/virtio/", "/kernel/drivers/block/")
     for m, data in debfetch.stream_members(
-            deb, lambda n: n.startswith("./boot/vmlinuz-") or n.endswith(
+            deb, lambda n: n.startswith("./boot/vmlinuz-") or n.endswith(dtbs) or n.endswith(
                 ("/modules.order", "/modules.builtin")) or (n.endswith(".ko") and any(d in n for d in dirs))):
         if data is None:
             continue
         if m.name.startswith("./boot/vmlinuz-"):
             meta["release"] = m.name[len("./boot/vmlinuz-"):]
             with open(os.path.join(stage, "vmlinuz"), "wb") as f:
+                f.write(data)
+        elif m.name.endswith(dtbs):
+            with open(os.path.join(stage, os.path.basename(m.name)), "wb") as f:
                 f.write(data)
         elif m.name.endswith(".ko"):
             kos[m.name.split("/kernel/", 1)[1]] = data
@@ -190,28 +199,32 @@ def kernel_stage(arch, deb):
                 deb, lambda n: n.split("/kernel/", 1)[-1] in need):
             if data is not None:
                 kos[m.name.split("/kernel/", 1)[1]] = data
-    load, builtin_wanted = [], sorted(n for n in wanted if n in builtin)
+    builtin_wanted = sorted(n for n in wanted if n in builtin)
 
-    def visit(name):
+    def visit(name, load, loaded):
+        if name in builtin:
+            return
         path = by_name[name]
-        if path in load or name in builtin:
+        if path in load or path in loaded:
             return
         for dep in _modinfo(kos[path], "depends"):
             for d in dep.split(","):
                 if d:
-                    visit(d.replace("-", "_"))
+                    visit(d.replace("-", "_"), load, loaded)
         load.append(path)
 
+    load, store_load = [], []
     for name in ARCHS[arch]["modules"]:
-        if name not in builtin:
-            visit(name)
-    for path in load:
+        visit(name, load, ())
+    for name in ARCHS[arch]["store_modules"]:
+        visit(name, store_load, load)
+    for path in load + store_load:
         dest = os.path.join(stage, "modules", path)
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         with open(dest, "wb") as f:
             f.write(kos[path])
-    info = {"release": release, "load_order": load, "builtin": builtin_wanted,
-            "deb": os.path.basename(deb)}
+    info = {"release": release, "load_order": load, "store_load_order": store_load,
+            "builtin": builtin_wanted, "deb": os.path.basename(deb), "wanted": every}
     with open(info_path, "w") as f:
         json.dump(info, f, indent=1)
     return stage, info
@@ -219,15 +232,21 @@ def kernel_stage(arch, deb):
 
 def kernel_and_modules(arch, deb, rootfs, outdir):
     """vmlinuz to outdir, the modules into rootfs with their load order in
-    /etc/mcd-guest/modules."""
+    /etc/mcd-guest/modules (loaded at boot) and /etc/mcd-guest/store-modules (by the
+    raw store's job)."""
     stage, info = kernel_stage(arch, deb)
     shutil.copy(os.path.join(stage, "vmlinuz"), os.path.join(outdir, "vmlinuz"))
+    eeprom = ARCHS[arch].get("eeprom")
+    if eeprom:
+        shutil.copy(os.path.join(stage, eeprom["dtb"]), os.path.join(outdir, eeprom["dtb"]))
     moddir = os.path.join(rootfs, "usr/lib/modules", info["release"])
-    for path in info["load_order"]:
+    for path in info["load_order"] + info["store_load_order"]:
         copy_into(os.path.join(stage, "modules", path), moddir, path)
     os.makedirs(os.path.join(rootfs, "etc/mcd-guest"), exist_ok=True)
-    with open(os.path.join(rootfs, "etc/mcd-guest/modules"), "w") as f:
-        f.write("".join(p + "\n" for p in info["load_order"]))
+    for name, order in (("modules", info["load_order"]),
+                        ("store-modules", info["store_load_order"])):
+        with open(os.path.join(rootfs, "etc/mcd-guest", name), "w") as f:
+            f.write("".join(p + "\n" for p in order))
     return info["release"], info["load_order"], info["builtin"]
 
 

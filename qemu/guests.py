@@ -2,7 +2,8 @@
 
 Everything that differs between the guests is here: the Debian architecture and its
 GNU triplet, the kernel package, the cross compiler and the C library it links against,
-how QEMU boots it and which kernel modules the init script loads.
+how QEMU boots it, which kernel modules the init script loads and which ones the raw
+store's job loads itself (store_modules).
 """
 
 import os
@@ -29,6 +30,7 @@ ARCHS = {
         "console": "ttyS0",
         "disk_device": "virtio-blk-pci",
         "modules": ["virtio_pci", "virtio_blk"],
+        "store_modules": [],  # the cloud kernel has no MTD
         "gdb_arch": "i386:x86-64",
         "elf_machine": "EM_X86_64",
     },
@@ -44,6 +46,17 @@ ARCHS = {
         "console": "ttyAMA0",
         "disk_device": "virtio-blk-device",
         "modules": ["virtio_mmio", "virtio_blk"],
+        # in the image, loaded by the raw store's job: a simulated NAND flash, and the
+        # I2C controller and EEPROM driver of the eeprom machine
+        "store_modules": ["nandsim", "i2c_versatile", "at24"],
+        # An emulated I2C EEPROM for the raw store: `virt` has no I2C bus; vexpress-a15
+        # has the motherboard's versatile I2C controller (the DVI bus, at 0x1c160000,
+        # with QEMU's DDC device at 0x50), which the kernel's vexpress device tree names;
+        # the EEPROM (QEMU's at24c-eeprom, 8 KiB, backed by an image file) sits at 0x57
+        # and is made known to Linux through the bus's new_device.
+        "eeprom": {"machine": ["-M", "vexpress-a15", "-cpu", "cortex-a15"],
+                   "dtb": "vexpress-v2p-ca15-tc1.dtb", "address": 0x57, "bytes": 8192,
+                   "model": "24c64"},
         "gdb_arch": "arm",
         "elf_machine": "EM_ARM",
     },
@@ -58,6 +71,7 @@ ARCHS = {
         "console": "ttyAMA0",
         "disk_device": "virtio-blk-device",
         "modules": ["virtio_mmio", "virtio_blk"],
+        "store_modules": [],  # the cloud kernel has no MTD
         "gdb_arch": "aarch64",
         "elf_machine": "EM_AARCH64",
     },

@@ -204,7 +204,9 @@ def build_parser():
     u = sub.add_parser("uninstall", help="restore the previous core_pattern and core_pipe_limit")
     u.set_defaults(func=cmd_uninstall)
     from .tool_verbs import add_verbs
+    from .tool_rawstore import add_store_verb
     add_verbs(sub)
+    add_store_verb(sub)
     return p
 
 
@@ -213,7 +215,7 @@ def build_parser():
 VALUE_OPTIONS = {"--config", "--base-dir", "-S", "--since", "-U", "--until", "-n", "-F",
                  "--field", "-o", "--output", "--symbol-map", "-b", "--buffer", "--exe",
                  "--sysroot", "--debugger", "-A", "--debugger-arguments", "--handler",
-                 "--mode"}
+                 "--mode", "--store", "--slot-size"}
 
 
 def _join_values(argv):
@@ -266,6 +268,9 @@ def main(argv=None):
     from .tool_verbs import UserError
     args = parse_args(sys.argv[1:] if argv is None else list(argv))
     try:
+        if getattr(args, "store", None) and hasattr(args, "matches"):  # a dump verb
+            from .tool_rawstore import run_on_store
+            return run_on_store(args)
         return args.func(args)
     except UserError as e:
         print("mcd: %s" % e, file=sys.stderr)

@@ -270,7 +270,9 @@ def fallback_recept():
 
 MAIN_KEYS = ("base_dir", "watch", "deadline_seconds", "max_dumps", "max_total_size",
              "min_free_space", "rate_limit", "live_max_pause_ms", "log_level",
-             "journal_socket", "on_dump", "on_dump_timeout_seconds", "rlimit_core")
+             "journal_socket", "on_dump", "on_dump_timeout_seconds", "rlimit_core",
+             "store")
+STORE_KEYS = ("device", "slot_size", "slots")  # of "store": a raw store (docs/FORMATS.md §12)
 DEFAULT_LIVE_MAX_PAUSE_MS = 25
 DEFAULT_ON_DUMP_TIMEOUT = 10.0
 LOG_LEVELS = ("error", "warning", "info", "debug")
@@ -281,7 +283,8 @@ RLIMIT_CORE_RULES = ("hard", "soft", "ignore")
 
 class MainConfig:
     """The main config: base_dir, watch rules, deadline, storage limits, logging,
-    the on_dump hook, whether a process's RLIMIT_CORE counts."""
+    the on_dump hook, whether a process's RLIMIT_CORE counts, the raw store (store:
+    None, or {device, slot_size?, slots?})."""
 
     def __init__(self, obj, path, warnings):
         if not isinstance(obj, dict):
@@ -330,6 +333,13 @@ class MainConfig:
                 and _positive(self.rate_limit["interval_seconds"])):
             raise ConfigError('%s: rate_limit must be {"count": N, "interval_seconds": S}'
                               % path)
+        self.store = obj.get("store")  # None: dump directories in base_dir
+        if self.store is not None and not (
+                isinstance(self.store, dict) and set(self.store) <= set(STORE_KEYS)
+                and _str(self.store.get("device")) and self.store["device"].startswith("/")
+                and _uint(self.store.get("slot_size", 0)) and _uint(self.store.get("slots", 0))):
+            raise ConfigError('%s: store must be {"device": "/dev/...", "slot_size": BYTES, '
+                              '"slots": N} (slot_size and slots optional)' % path)
         watch = obj.get("watch", [])
         if not isinstance(watch, list):
             raise ConfigError("%s: watch must be a list" % path)

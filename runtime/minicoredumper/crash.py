@@ -121,7 +121,7 @@ class Crash:
             dd = self.open_dump_dir(cfg, policy, recept, comm)       # PUBLISH: .part
             final = self.write_dump(cfg, recept, proc, kc, dd, exe, comm, warnings)
         self.after_publish(final, policy, exe, comm)                 # PUBLISH: policy
-        if cfg.on_dump:
+        if cfg.on_dump and cfg.store is None:  # a raw store has no directory to give it
             self.start_hook(cfg, final)                              # PUBLISH: on_dump
 
     # --- the stages -----------------------------------------------------------
@@ -186,17 +186,18 @@ class Crash:
     def admit(self, cfg, recept, exe, comm):
         """The storage policy (decide_storage.StoragePolicy; None when the config
         sets no limit) once base_dir exists and the rate limit lets this
-        executable dump."""
-        self.base_fd = self.open_base_dir(cfg.base_dir)
+        executable dump; with a raw store neither (its ring is its limit)."""
         policy = None
-        if cfg.storage_limits:  # imported only when there is a limit to keep
-            from .decide_storage import StoragePolicy
-            policy = StoragePolicy(cfg, self.log.info, self.base_fd)
-            admitted, why = policy.admit(exe, self.deadline)
-            if not admitted:  # nothing written, released at once
-                raise NotDumped(why, level="warning", status=0)
-            if why:
-                self.log.warning(why)
+        if cfg.store is None:  # a raw store needs neither (docs/FORMATS.md §12)
+            self.base_fd = self.open_base_dir(cfg.base_dir)
+            if cfg.storage_limits:  # imported only when there is a limit to keep
+                from .decide_storage import StoragePolicy
+                policy = StoragePolicy(cfg, self.log.info, self.base_fd)
+                admitted, why = policy.admit(exe, self.deadline)
+                if not admitted:  # nothing written, released at once
+                    raise NotDumped(why, level="warning", status=0)
+                if why:
+                    self.log.warning(why)
         self.mark("config")
         if self.arrival.dump_mode == SUID_SAFE:
             self.log.info("%s is not dumpable (setuid or similar; fs.suid_dumpable = 2): "
@@ -239,14 +240,22 @@ class Crash:
 
     def open_dump_dir(self, cfg, policy, recept, comm):
         """The dump's half-built directory (publish_dumpdir.DumpDir), after what a killed
-        handler left behind is gone and old dumps made room."""
+        handler left behind is gone and old dumps made room; with a raw store, the
+        record on its way there (publish_rawstore.RawDump)."""
         from .publish_dumpdir import DumpDir, clean_leftovers, dump_name
+        name = dump_name(comm, self.arrival.time, self.arrival.pid)
+        if cfg.store is not None:
+            from .publish_rawstore import RawDump
+            from .rawstore import StoreError
+            try:
+                return RawDump(cfg.store, name)
+            except StoreError as e:
+                raise NotDumped("raw store %s" % e) from None
         clean_leftovers(self.base_fd, self.log.info)
         try:
             if policy is not None:
                 policy.make_room(recept["max_dump_size"])
-            return DumpDir(cfg.base_dir, dump_name(comm, self.arrival.time, self.arrival.pid),
-                           self.base_fd)
+            return DumpDir(cfg.base_dir, name, self.base_fd)
         except OSError as e:
             raise NotDumped("base_dir %s is not writable (%s)" % (cfg.base_dir, e.strerror)) \
                 from None
@@ -276,8 +285,8 @@ class Crash:
                 raise NotDumped("PID %d is no longer the crashed process (after reading "
                                 "its memory)" % self.arrival.pid)
             self.mark("released")
-            if recept["live_dumper"]:  # after the release: it competes for the CPUs
-                live = self.start_live_dump(cfg, recept, dd)
+            if recept["live_dumper"] and dd.live_dumps:  # after the release: it competes
+                live = self.start_live_dump(cfg, recept, dd)  # for the CPUs
             writer.after_release(warnings)
             self.cache.save()
             if live is not None:
@@ -319,7 +328,7 @@ class Crash:
         journald, its structured entry: docs/FORMATS.md §11)."""
         from .linux import SIGNAL_NAMES
         from .log import DUMP_MESSAGE_ID
-        if self.arrival.dump_mode == SUID_SAFE:
+        if self.arrival.dump_mode == SUID_SAFE and os.path.isdir(final):  # not a raw store's
             root_only(final, self.log)
         if policy is not None:
             policy.enforce_total(final)

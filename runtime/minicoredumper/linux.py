@@ -131,6 +131,18 @@ def structs(layout):
 # struct ucred (include/linux/socket.h): SO_PEERCRED and SCM_CREDENTIALS.
 UCRED = struct.Struct("=iII")  # pid_t pid; uid_t uid; gid_t gid
 
+# include/uapi/mtd/mtd-abi.h: struct mtd_info_user {__u8 type; __u32 flags;
+# __u32 size; __u32 erasesize; __u32 writesize; __u32 oobsize; __u64 padding;}
+# and struct erase_info_user {__u32 start; __u32 length;}, in the C layout of
+# the machine we run on (native alignment: 32 bytes on x86_64 and arm, 28 on
+# i386), and the ioctls that take them: _IOR('M', 1, ...) and _IOW('M', 2, ...).
+MTD_INFO_USER = struct.Struct("@BIIIIIQ")
+MTD_INFO_FIELDS = ("type", "flags", "size", "erasesize", "writesize", "oobsize")
+ERASE_INFO_USER = struct.Struct("@II")
+MEMGETINFO = (2 << 30) | (MTD_INFO_USER.size << 16) | (ord("M") << 8) | 1
+MEMERASE = (1 << 30) | (ERASE_INFO_USER.size << 16) | (ord("M") << 8) | 2
+MTD_NANDFLASH, MTD_MLCNANDFLASH = 4, 8  # mtd_info_user.type of the NAND kinds
+
 
 
 

@@ -56,6 +56,9 @@ class DumpDir:
     half-built directory's path (for a helper process such as the live
     dumper); final: the published path once publish() returned."""
 
+    live_dumps = True  # a live dumper may write into it beside the handler
+    room = 0  # no limit of its own: the recept's max_dump_size is the budget
+
     def __init__(self, base_dir, name, dir_fd=None):
         self.base_dir = base_dir
         self.name = name

@@ -796,6 +796,7 @@ def add_verbs(sub):
     """Register the dump verbs on mcd's subparsers."""
     import textwrap
     from argparse import RawDescriptionHelpFormatter
+    from .tool_rawstore import add_store_options
 
     def verb(name, help, description, epilog="", aliases=(), usage=None):
         p = sub.add_parser(name, help=help, description=textwrap.fill(description, 79),
@@ -807,6 +808,7 @@ def add_verbs(sub):
                                         "minicoredumper.cfg.json)")
         p.add_argument("--base-dir", help="dump directory (default: where the handler "
                                           "writes, the config's base_dir)")
+        add_store_options(p)
         g = p.add_argument_group("selection")
         g.add_argument("-S", "--since", metavar="TIME", help="dumps of crashes at or after TIME")
         g.add_argument("-U", "--until", metavar="TIME", help="dumps of crashes at or before TIME")

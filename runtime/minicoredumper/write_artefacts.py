@@ -42,7 +42,8 @@ class DumpWriter:
         self.comm = comm
         self.plan = plan
         self.modules = modules
-        self.budget = B.Budget(recept["max_dump_size"])
+        # the recept's max_dump_size, or the room of a raw store's slot when less
+        self.budget = B.Budget(min([n for n in (recept["max_dump_size"], dd.room) if n] or [0]))
         self.dumped = {}
         self.image = None
         self.externals = []

@@ -491,7 +491,8 @@ def test_extract_writes_to_standard_output_when_it_is_not_a_terminal(lab, tmp_pa
 
 # --- help, man page, completion -----------------------------------------------------------
 
-VERBS = ("install", "uninstall", "list", "info", "gdb", "debug", "extract", "dump", "verify")
+VERBS = ("install", "uninstall", "list", "info", "gdb", "debug", "extract", "dump", "verify",
+         "store")
 
 
 def test_help_cites_no_source_files():
@@ -544,11 +545,13 @@ def test_bash_completion(tmp_path):
     assert (p.returncode, p.stderr) == (0, "")
     assert complete("mcd", "") == sorted(VERBS + ("--help", "--version"))
     assert complete("mcd", "d") == ["debug", "dump"]
-    assert complete("mcd", "list", "--s") == ["--since"]
+    assert complete("mcd", "list", "--s") == ["--since", "--slot-size", "--store"]
     assert complete("mcd", "gdb", "--debugger", "") == ["gdb", "gdb-multiarch", "lldb"]
     assert complete("mcd", "list", "-F", "gi") == ["gid"]
     assert complete("mcd", "info", "--since", "y") == ["yesterday"]
     assert complete("mcd", "install", "--mode", "") == ["pipe", "socket"]
+    assert complete("mcd", "store", "i") == ["import"]
+    assert complete("mcd", "list", "--sto") == ["--store"]
     options = complete("mcd", "extract", "-")
     assert {"-o", "--output", "--buffer", "--symbol-map", "-1", "-n", "-r", "--since",
             "--until", "--base-dir", "--config"} <= set(options)

@@ -74,7 +74,7 @@ RECIPE_VARS = [
 ]
 PACKAGE_VARS = [
     "FILES", "RDEPENDS", "RRECOMMENDS", "CONFFILES", "SYSTEMD_SERVICE", "INITSCRIPT_NAME",
-    "INITSCRIPT_PARAMS", "ALLOW_EMPTY",
+    "INITSCRIPT_PARAMS", "ALLOW_EMPTY", "SYSTEMD_AUTO_ENABLE",
 ]
 # In the order BitBake runs them; the *_ptest_base tasks exist only with ptest.bbclass
 # and DISTRO_FEATURES "ptest".

@@ -17,8 +17,8 @@ import sys
 import pytest
 
 from lab.programs import FRAMES
-from layertest import (LAYER, REPO, RECIPES, RUNTIME, installed_files, read, split_packages,
-                      target)
+from layertest import (LAYER, REPO, RECIPES, RUNTIME, harness, installed_files, read,
+                       split_packages, target)
 from minicoredumper import __version__
 from python3_packages import KNOWN_PACKAGES
 
@@ -167,8 +167,11 @@ def test_runtime_packages_and_dependencies(bb_systemd, bb_sysvinit):
 def test_runtime_service_variables(bb_systemd, bb_sysvinit):
     v = target(bb_systemd, "runtime")
     pk = v["packages"]
-    assert v["SYSTEMD_PACKAGES"] == PN + "-daemon"
+    assert v["SYSTEMD_PACKAGES"].split() == [PN + "-daemon", PN + "-tools"]
     assert pk[PN + "-daemon"]["SYSTEMD_SERVICE"] == "minicoredumper-regd.service"
+    # the raw store's import: installed, off by default (MINICOREDUMPER_STORE_IMPORT)
+    assert pk[PN + "-tools"]["SYSTEMD_SERVICE"] == "minicoredumper-store-import.service"
+    assert pk[PN + "-tools"]["SYSTEMD_AUTO_ENABLE"] == "disable"
     assert v["INITSCRIPT_PACKAGES"].split() == [PN, PN + "-daemon"]
     assert pk[PN]["INITSCRIPT_NAME"] == "minicoredumper"
     assert pk[PN + "-daemon"]["INITSCRIPT_NAME"] == "minicoredumper-regd"
@@ -202,7 +205,9 @@ def test_runtime_install_tree(bb_systemd):
     assert not any(p.endswith(".in") for p in handler), "launcher.in is no target file"
     assert set(split[PN + "-daemon"]) >= {
         "/etc/init.d/minicoredumper-regd", "/usr/lib/systemd/system/minicoredumper-regd.service"}
-    assert set(split.get(PN + "-tools", [])) == {p for p in files if p.startswith("/usr/bin/")}
+    assert set(split.get(PN + "-tools", [])) == {p for p in files if p.startswith("/usr/bin/")} | {
+        "/etc/init.d/minicoredumper-store-import",
+        "/usr/lib/systemd/system/minicoredumper-store-import.service"}
     assert split[PN + "-ptest"] == [PTEST_PATH + "/run-ptest"]
     # the man pages in ${PN}-doc, section by section; mcd's completion in
     # ${PN}-bash-completion (bash-completion.bbclass), which needs bash-completion
@@ -301,6 +306,7 @@ def test_runtime_configuration(bb_systemd):
     main = json.loads(read(confdir + "/minicoredumper.cfg.json"))
     recepts = [rule.get("recept") for rule in main["watch"]]
     assert recepts and all(r and os.path.basename(r) == "embedded.recept.json" for r in recepts)
+    assert "store" not in main  # dump directories unless MINICOREDUMPER_STORE_DEVICE is set
     for name in os.listdir(confdir):
         json.loads(read(os.path.join(confdir, name)))
     for r in recepts:
@@ -349,6 +355,14 @@ def test_systemd_unit(bb_systemd):
     assert not re.search(r"@[A-Z]+@", text)
     # The abstract socket is per network namespace; the PID list is in /run/minicoredumper.
     assert "PrivateNetwork" not in unit["Service"] and "PrivateDevices" not in unit["Service"]
+    text = read(image_dir(v) + "/usr/lib/systemd/system/minicoredumper-store-import.service")
+    unit = unit_sections(text)
+    assert unit["Service"]["ExecStart"] == ["/usr/bin/mcd store import"]
+    assert unit["Service"]["Type"] == ["oneshot"]
+    assert unit["Unit"]["After"] == ["local-fs.target"]
+    assert unit["Install"]["WantedBy"] == ["multi-user.target"]
+    # it reads the device: no PrivateDevices
+    assert not re.search(r"@[A-Z]+@", text) and "PrivateDevices" not in unit["Service"]
 
 
 def test_init_scripts(bb_systemd):
@@ -356,7 +370,8 @@ def test_init_scripts(bb_systemd):
     ran(v)
     handler = read(image_dir(v) + "/etc/init.d/minicoredumper")
     regd = read(image_dir(v) + "/etc/init.d/minicoredumper-regd")
-    for text in (handler, regd):
+    store = read(image_dir(v) + "/etc/init.d/minicoredumper-store-import")
+    for text in (handler, regd, store):
         assert text.startswith("#!/bin/sh\n")
         assert not re.search(r"@[A-Z]+@", text)
         assert "### BEGIN INIT INFO" in text
@@ -364,6 +379,35 @@ def test_init_scripts(bb_systemd):
     assert "/etc/sysctl.d /run/sysctl.d /usr/lib/sysctl.d" in handler
     assert "DAEMON=/usr/sbin/minicoredumper_regd\n" in regd
     assert "PIDFILE=/run/minicoredumper_regd.pid\n" in regd
+    assert "MCD=/usr/bin/mcd\n" in store and '"$MCD" store import' in store
+
+
+def test_raw_store_variables(tmp_path):
+    """MINICOREDUMPER_STORE_DEVICE and friends go into the installed main config's
+    store; MINICOREDUMPER_STORE_IMPORT = "1" enables the import at boot (systemd, and
+    sysvinit's rcS.d links through update-rc.d)."""
+    conf = ['MINICOREDUMPER_STORE_DEVICE = "/sys/bus/nvmem/devices/0-00500/nvmem"',
+            'MINICOREDUMPER_STORE_SLOT_SIZE = "1024"', 'MINICOREDUMPER_STORE_IMPORT = "1"']
+    args = ["--distro-features", "systemd usrmerge", "--run", "bash"]
+    for line in conf:
+        args += ["--conf", line]
+    status, output, report = harness(tmp_path / "systemd", *args)
+    assert status == 0, output[-4000:]
+    v = target(report, "runtime")
+    ran(v)
+    main = json.loads(read(image_dir(v) + "/etc/minicoredumper/minicoredumper.cfg.json"))
+    assert main["store"] == {"device": "/sys/bus/nvmem/devices/0-00500/nvmem",
+                             "slot_size": 1024, "slots": 0}
+    from minicoredumper.config import MainConfig
+    assert MainConfig(main, "/etc/x.json", []).store == main["store"]
+    assert v["packages"][PN + "-tools"]["SYSTEMD_AUTO_ENABLE"] == "enable"
+    status, output, report = harness(tmp_path / "sysvinit", "--distro-features", "sysvinit",
+                                     "--conf", conf[-1])
+    assert status == 0, output[-4000:]
+    v = target(report, "runtime")
+    assert v["INITSCRIPT_PACKAGES"].split() == [PN, PN + "-daemon", PN + "-tools"]
+    params = v["packages"][PN + "-tools"]["INITSCRIPT_PARAMS"].split()
+    assert params[:2] == ["start", "40"] and params[2] == "S", params
 
 
 def test_install_is_shell_neutral(bb_systemd, bb_sysvinit):

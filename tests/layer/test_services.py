@@ -24,7 +24,7 @@ import pytest
 from layertest import LAYER, need_tool, read
 
 FILES = os.path.join(LAYER, "recipes-core", "minicoredumper", "files")
-SCRIPTS = ["minicoredumper.init", "minicoredumper-regd.init"]
+SCRIPTS = ["minicoredumper.init", "minicoredumper-regd.init", "minicoredumper-store-import.init"]
 # Run on the target only (it crashes programs under the kernel's core_pattern): checked
 # here by shellcheck, run by the QEMU guests (tests/qemu).
 PTEST_SCRIPT = "run-ptest"
@@ -38,22 +38,24 @@ def test_shellcheck_init_scripts():
     assert proc.returncode == 0, proc.stdout
 
 
-def test_systemd_analyze_verify(tmp_path):
-    """verify refuses a unit whose ExecStart binary is missing, and the daemon is not
-    installed on this host: so the unit is verified as a copy whose @SBINDIR@ is a
-    scratch directory holding an executable stand-in. --man=no: Documentation= names a
-    man page that needs not be installed here. Warnings count as failures. A transaction
-    for this unit alone never queues basic.target, so an ordering cycle through it cannot
-    show here: test_systemd_boot.py verifies the boot."""
+@pytest.mark.parametrize("unit_name, placeholder, program", [
+    ("minicoredumper-regd.service", "@SBINDIR@", "minicoredumper_regd"),
+    ("minicoredumper-store-import.service", "@BINDIR@", "mcd")])
+def test_systemd_analyze_verify(tmp_path, unit_name, placeholder, program):
+    """verify refuses a unit whose ExecStart binary is missing, and the programs are not
+    installed on this host: so each unit is verified as a copy whose @SBINDIR@ or
+    @BINDIR@ is a scratch directory holding an executable stand-in. --man=no:
+    Documentation= names a man page that needs not be installed here. Warnings count as
+    failures. A transaction for this unit alone never queues basic.target, so an
+    ordering cycle through it cannot show here: test_systemd_boot.py verifies the boot."""
     analyze = need_tool("systemd-analyze", "systemd")
-    sbin = tmp_path / "sbin"
-    sbin.mkdir()
-    standin = sbin / "minicoredumper_regd"
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    standin = bindir / program
     standin.write_text("#!/bin/sh\nexit 0\n")
     standin.chmod(0o755)
-    unit = tmp_path / "minicoredumper-regd.service"
-    unit.write_text(read(os.path.join(FILES, "minicoredumper-regd.service"))
-                    .replace("@SBINDIR@", str(sbin)))
+    unit = tmp_path / unit_name
+    unit.write_text(read(os.path.join(FILES, unit_name)).replace(placeholder, str(bindir)))
     proc = subprocess.run([analyze, "verify", "--man=no", str(unit)],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.returncode == 0, proc.stdout
@@ -96,7 +98,7 @@ class Tree:
         (self.procsys / "kernel" / "core_pipe_limit").write_text("0\n")
 
     def fill(self, text):
-        return (text.replace("@SBINDIR@", str(self.sbin))
+        return (text.replace("@SBINDIR@", str(self.sbin)).replace("@BINDIR@", str(self.sbin))
                 .replace("@SYSCONFDIR@", str(self.etc))
                 .replace("@SYSCTLDIR@", str(self.sysctldir))
                 .replace("@RUNDIR@", str(self.run))
@@ -197,3 +199,18 @@ def test_regd_script_starts_and_stops_the_daemon(tmp_path, shell):
                 os.kill(pid, 9)
             except ProcessLookupError:
                 pass
+
+
+def test_store_import_script_runs_mcd_store_import(tmp_path, shell):
+    t = Tree(tmp_path, shell)
+    script = t.install("minicoredumper-store-import.init", t.root / "store-import")
+    assert t(script, "start").returncode == 5, "no mcd installed"
+    mcd = t.sbin / "mcd"
+    said = t.root / "argv"
+    mcd.write_text("#!/bin/sh\necho \"$@\" > %s\nexit 3\n" % said)
+    mcd.chmod(0o755)
+    res = t(script, "start")
+    assert res.returncode == 3, res.stdout  # mcd's status is the script's
+    assert said.read_text() == "store import\n"
+    assert t(script, "stop").returncode == 0 and t(script, "status").returncode == 0
+    assert t(script, "bogus").returncode == 2

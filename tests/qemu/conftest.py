@@ -130,6 +130,20 @@ def budget():
     return BUDGET
 
 
+@pytest.fixture(scope="session")
+def boot_timeout():
+    """Seconds one boot may take (MCD_QEMU_TIMEOUT)."""
+    return TIMEOUT
+
+
+@pytest.fixture
+def guest_tools(arch):
+    """Skips the test when the host lacks what building and booting arch needs."""
+    missing = missing_tools(arch)
+    if missing:
+        pytest.skip("%s guest: missing %s" % (arch, "; ".join("%s (%s)" % m for m in missing)))
+
+
 def pytest_terminal_summary(terminalreporter):
     s = _SESSION.get("session")
     if not s:

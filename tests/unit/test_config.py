@@ -203,3 +203,17 @@ def test_min_free_space_evicts_oldest_first(tmp_path, monkeypatch):
         [n for n in os.listdir(tmp_path) if not n.startswith(".")]))
     policy.make_room()
     assert os.listdir(tmp_path) == [names[-1]]  # the two oldest went
+
+
+def test_store_setting():
+    """The raw store (docs/FORMATS.md §12): absent is the directory store; an object
+    with an absolute device, optional slot_size and slots; anything else refused."""
+    assert C.MainConfig({}, "/x.json", []).store is None
+    w = []
+    cfg = C.MainConfig({"store": {"device": "/dev/mtd3", "slot_size": 65536}}, "/x.json", w)
+    assert cfg.store == {"device": "/dev/mtd3", "slot_size": 65536} and w == []
+    for bad in ({"device": "mtd3"}, {"slot_size": 4096}, {"device": "/dev/x", "slots": -1},
+                {"device": "/dev/x", "size": 1}, "/dev/mtd3", {"device": "/dev/x",
+                                                               "slot_size": True}):
+        with pytest.raises(C.ConfigError, match="store must be"):
+            C.MainConfig({"store": bad}, "/x.json", [])

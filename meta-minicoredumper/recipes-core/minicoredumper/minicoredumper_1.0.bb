@@ -20,7 +20,9 @@ SRC_URI = "file://LICENSE \
            file://60-minicoredumper.conf.in \
            file://minicoredumper.init \
            file://minicoredumper-regd.init \
-           file://minicoredumper-regd.service"
+           file://minicoredumper-regd.service \
+           file://minicoredumper-store-import.init \
+           file://minicoredumper-store-import.service"
 S = "${UNPACKDIR}"
 
 # A plain install, not a wheel: see "How the recipes work" in the layer's README.md.
@@ -36,6 +38,14 @@ MINICOREDUMPER_TARGET_RECEPT ?= "embedded.recept.json"
 MINICOREDUMPER_CORE_PIPE_LIMIT ?= "2147483647"
 MINICOREDUMPER_SYSCTLDIR = "${nonarch_libdir}/sysctl.d"
 MINICOREDUMPER_PKGDIR = "${PYTHON_SITEPACKAGES_DIR}/minicoredumper"
+# The raw store (README "Dumps without a file system"): a device set here goes into the
+# main config's "store" (slot size 0: the MTD erase block, else 4096; slots 0: as many as
+# the device holds); MINICOREDUMPER_STORE_IMPORT = "1" runs `mcd store import` at boot.
+MINICOREDUMPER_STORE_DEVICE ?= ""
+MINICOREDUMPER_STORE_SLOT_SIZE ?= "0"
+MINICOREDUMPER_STORE_SLOTS ?= "0"
+# nooelint: oelint.vars.mispell.unknown - our own variable (not a misspelt oe-core one)
+MINICOREDUMPER_STORE_IMPORT ?= "0"
 
 do_install() {
     install -d ${D}${MINICOREDUMPER_PKGDIR}
@@ -66,6 +76,18 @@ do_install() {
     install -m 0644 ${S}/conf/*.json ${D}${sysconfdir}/minicoredumper/
     sed -i -e 's|generic\.recept\.json|${MINICOREDUMPER_TARGET_RECEPT}|g' \
         ${D}${sysconfdir}/minicoredumper/minicoredumper.cfg.json
+    if [ -n "${MINICOREDUMPER_STORE_DEVICE}" ]; then
+        ${PYTHON} -c 'import json, sys
+path, device, size, slots = sys.argv[1:]
+with open(path) as f:
+    cfg = json.load(f)
+cfg["store"] = {"device": device, "slot_size": int(size), "slots": int(slots)}
+with open(path, "w") as f:
+    json.dump(cfg, f, indent=4)
+    f.write("\n")' ${D}${sysconfdir}/minicoredumper/minicoredumper.cfg.json \
+            "${MINICOREDUMPER_STORE_DEVICE}" "${MINICOREDUMPER_STORE_SLOT_SIZE}" \
+            "${MINICOREDUMPER_STORE_SLOTS}"
+    fi
 
     install -D -m 0644 ${UNPACKDIR}/60-minicoredumper.conf.in \
         ${D}${MINICOREDUMPER_SYSCTLDIR}/60-minicoredumper.conf
@@ -73,12 +95,18 @@ do_install() {
     install -D -m 0755 ${UNPACKDIR}/minicoredumper-regd.init ${D}${INIT_D_DIR}/minicoredumper-regd
     install -D -m 0644 ${UNPACKDIR}/minicoredumper-regd.service \
         ${D}${systemd_system_unitdir}/minicoredumper-regd.service
+    install -D -m 0755 ${UNPACKDIR}/minicoredumper-store-import.init \
+        ${D}${INIT_D_DIR}/minicoredumper-store-import
+    install -D -m 0644 ${UNPACKDIR}/minicoredumper-store-import.service \
+        ${D}${systemd_system_unitdir}/minicoredumper-store-import.service
     sed -i -e 's|@SBINDIR@|${sbindir}|g' -e 's|@SYSCONFDIR@|${sysconfdir}|g' \
         -e 's|@SYSCTLDIR@|${MINICOREDUMPER_SYSCTLDIR}|g' -e 's|@RUNDIR@|${runtimedir}|g' \
-        -e 's|@CORE_PIPE_LIMIT@|${MINICOREDUMPER_CORE_PIPE_LIMIT}|g' \
+        -e 's|@CORE_PIPE_LIMIT@|${MINICOREDUMPER_CORE_PIPE_LIMIT}|g' -e 's|@BINDIR@|${bindir}|g' \
         ${D}${MINICOREDUMPER_SYSCTLDIR}/60-minicoredumper.conf \
         ${D}${INIT_D_DIR}/minicoredumper ${D}${INIT_D_DIR}/minicoredumper-regd \
-        ${D}${systemd_system_unitdir}/minicoredumper-regd.service
+        ${D}${INIT_D_DIR}/minicoredumper-store-import \
+        ${D}${systemd_system_unitdir}/minicoredumper-regd.service \
+        ${D}${systemd_system_unitdir}/minicoredumper-store-import.service
 }
 
 PACKAGE_BEFORE_PN = "${PN}-daemon ${PN}-tools"
@@ -90,7 +118,9 @@ FILES:${PN}-daemon += "${sbindir}/minicoredumper_regd \
                        ${sbindir}/minicoredumper_sockd \
                        ${INIT_D_DIR}/minicoredumper-regd \
                        ${systemd_system_unitdir}/minicoredumper-regd.service"
-FILES:${PN}-tools += "${bindir}"
+FILES:${PN}-tools += "${bindir} \
+                      ${INIT_D_DIR}/minicoredumper-store-import \
+                      ${systemd_system_unitdir}/minicoredumper-store-import.service"
 
 CONFFILES:${PN} = "${sysconfdir}/minicoredumper/minicoredumper.cfg.json \
                    ${sysconfdir}/minicoredumper/generic.recept.json \
@@ -105,14 +135,20 @@ RDEPENDS:${PN} = "python3-compression python3-core \
 RDEPENDS:${PN}-daemon = "${PN} python3-core python3-ctypes python3-io"
 RDEPENDS:${PN}-tools = "${PN} python3-core"
 
-SYSTEMD_PACKAGES = "${PN}-daemon"
+SYSTEMD_PACKAGES = "${PN}-daemon ${PN}-tools"
 SYSTEMD_SERVICE:${PN}-daemon = "minicoredumper-regd.service"
+SYSTEMD_SERVICE:${PN}-tools = "minicoredumper-store-import.service"
+SYSTEMD_AUTO_ENABLE:${PN}-tools = "${@'enable' if d.getVar('MINICOREDUMPER_STORE_IMPORT') == '1' else 'disable'}"
 
-INITSCRIPT_PACKAGES = "${PN} ${PN}-daemon"
+# The import's init script is always installed, linked into rcS.d only when enabled.
+INITSCRIPT_PACKAGES = "${PN} ${PN}-daemon \
+                       ${@'${PN}-tools' if d.getVar('MINICOREDUMPER_STORE_IMPORT') == '1' else ''}"
 INITSCRIPT_NAME:${PN} = "minicoredumper"
 INITSCRIPT_PARAMS:${PN} = "start 38 S ."
 INITSCRIPT_NAME:${PN}-daemon = "minicoredumper-regd"
 INITSCRIPT_PARAMS:${PN}-daemon = "start 39 S . stop 20 0 1 6 ."
+INITSCRIPT_NAME:${PN}-tools = "minicoredumper-store-import"
+INITSCRIPT_PARAMS:${PN}-tools = "start 40 S ."
 
 # The package test (ptest.bbclass, DISTRO_FEATURES "ptest"): ${PN}-ptest holds run-ptest,
 # which crashes the programs of minicoredumper-crashtests (in ${PTEST_PATH}/bin) under the
