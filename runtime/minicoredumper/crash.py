@@ -397,7 +397,9 @@ class Crash:
                        % (time.monotonic() - self.t0))
         if self.late is None:
             self.late = "hard deadline"
-        dd.drop_unrecorded()
+        drop = getattr(dd, "drop_unrecorded", None)  # a raw store's RawDump has no files
+        if drop is not None:                         # until its record is written
+            drop()
         if "summary.txt" not in dd.records and not (writer and writer.salvage_summary()):
             a = self.arrival
             dd.write_file("summary.txt", (
