@@ -79,6 +79,24 @@ def test_three_deep_crash_has_full_backtrace_at_4kib(crasher, programs, tmp_path
         assert_frames(FRAMES["crash3"], backtrace(programs["crash3"], core))
 
 
+def test_budget_with_a_compressor_program(crasher, programs, tmp_path):
+    """A compressor run as a program (a path: not a built-in name) under a budget:
+    the ladder renders through the program, the core fits and gdb reads it; a budget
+    too small for any core keeps the summary and the manifest verifies."""
+    gzip = shutil.which("gzip")
+    for kib, has_core in ((8, True), (1, False)):
+        d = crasher.crash([programs["crash3"]], embedded(max_dump_size=kib * 1024, compression={
+            "compressor": gzip, "extension": "gz", "in_tar": True}))
+        assert dir_bytes(d) <= kib * 1024, (kib, dir_bytes(d))
+        assert os.path.exists(os.path.join(d, "summary.txt"))
+        assert os.path.exists(os.path.join(d, "core.tar.gz")) == has_core, os.listdir(d)
+        if has_core:
+            core = extract_core(d, str(tmp_path))
+            assert_frames(FRAMES["crash3"], backtrace(programs["crash3"], core))
+        p = mcd("verify", "--base-dir", os.path.dirname(d), os.path.basename(d))
+        assert p.returncode == 0, p.stdout + p.stderr
+
+
 def test_summary(crasher, programs):
     d = crasher.crash([programs["crash3"], "hello"], embedded(max_dump_size=16384))
     s = json.load(open(os.path.join(d, "summary.json")))
