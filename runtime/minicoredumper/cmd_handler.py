@@ -7,7 +7,8 @@ The kernel starts us with only fd 0 (the core stream).  fds 1 and 2 go to
 kernel until fd 0 is closed (core_pipe_limit != 0).  This module turns the
 command line into an Arrival and runs the crash pipeline (crash.py); a
 SIGALRM bounds the whole run: at the deadline the dump is finished with
-what has been read, one second later the process exits.
+what has been read, one second later what is complete is published
+(crash.Crash.publish_at_hard_deadline) and the process exits.
 """
 
 import os

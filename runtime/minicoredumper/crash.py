@@ -18,7 +18,8 @@ import _signal  # the C module: `signal` would import enum on the crash path
 
 from . import deadline
 
-HARD_GRACE = 1.0  # seconds past the deadline before the pipe handler exits
+HARD_GRACE = 1.0  # seconds past the deadline before the pipe handler stops (HardDeadline)
+SALVAGE_GRACE = 0.5  # seconds after that to publish what is complete, then it exits
 SUID_SAFE = 2  # dump mode (%d) of a process that is not dumpable, fs.suid_dumpable = 2
 HOOK_ENV = "MINICOREDUMPER_ON_DUMP"  # in the environment of on_dump hooks (publish_hook)
 
@@ -33,6 +34,12 @@ class NotDumped(Exception):
         self.status = status
 
 
+class HardDeadline(BaseException):
+    """Raised by the SIGALRM handler HARD_GRACE seconds past the deadline, wherever
+    the pipe handler is; write_dump catches it and publishes what is complete
+    (a BaseException: no `except Exception` on the way swallows it)."""
+
+
 class Arrival:
     """How one crash reached us: the kernel's facts about it and its transport.
 
@@ -44,7 +51,8 @@ class Arrival:
     stream: the fd the core comes on; release(): let the kernel reap the
     process (default: close stream); stream_ready(): called before the first
     read of the stream.  t0: time.monotonic() at arrival; hard_deadline: a
-    SIGALRM ends the process HARD_GRACE seconds past the deadline."""
+    SIGALRM stops the run HARD_GRACE seconds past the deadline (HardDeadline:
+    what is complete is published), and ends the process SALVAGE_GRACE later."""
 
     def __init__(self, pid, uid, gid, signal, time, hostname, comm, config=None,
                  pidfd=None, dump_mode=None, stream=0, release=None, stream_ready=None,
@@ -70,6 +78,7 @@ class Crash:
         self.deadline = self.t0 + DEFAULT_DEADLINE
         deadline.start(self.t0, DEFAULT_DEADLINE)
         self.late = None  # the stage in which the deadline passed
+        self.no_core = None  # why the dump has no core, when the budget left it none
         self.released = False
         self.marks = []  # (stage, ms since arrival) for debug.txt
         self.cmdline = ""  # the crashed process's, once read (the journal entry)
@@ -93,6 +102,10 @@ class Crash:
         except NotDumped as e:
             self.log.log(e.level, "not dumped: %s" % e)
             return e.status
+        except HardDeadline:  # before the dump directory: nothing to keep
+            self.log.error("hard deadline passed after %.1f s: nothing kept"
+                           % (time.monotonic() - self.t0))
+            return 3
         finally:
             self.release()
             if self.base_fd is not None:
@@ -255,6 +268,7 @@ class Crash:
         from .write_artefacts import DumpWriter
         live = None
         modules = None
+        writer = None
         try:
             modules = self.find_modules(proc)                              # READ
             plan = self.plan_dump(recept, proc, kc, modules)               # DECIDE
@@ -276,6 +290,9 @@ class Crash:
             if recept["live_dumper"] and dd.live_dumps:  # after the release: it competes
                 live = self.start_live_dump(cfg, recept, dd)  # for the CPUs
             writer.after_release(warnings)
+            core = writer.dumped.get("core")
+            if isinstance(core, str) and core.startswith("none"):
+                self.no_core = core[len("none: "):]
             self.cache.save()
             if live is not None:
                 pid, live = live, None
@@ -284,6 +301,8 @@ class Crash:
         except BaseException as e:
             self.release()
             self.kill_live_dump(live)
+            if isinstance(e, HardDeadline):
+                return self.publish_at_hard_deadline(dd, writer, kc)
             dd.discard()
             if isinstance(e, OSError):
                 raise NotDumped("writing %s failed (%s): nothing kept"
@@ -320,6 +339,8 @@ class Crash:
             policy.enforce_total(final)
         self.mark("published")
         cut = " (deadline cut the dump: passed in stage %s)" % self.late if self.late else ""
+        if self.no_core:
+            cut += "; no core: %s (the summaries alone)" % self.no_core
         a = self.arrival
         fields = [("MESSAGE_ID", DUMP_MESSAGE_ID), ("COREDUMP_PID", a.pid),
                   ("COREDUMP_UID", a.uid), ("COREDUMP_GID", a.gid),
@@ -364,8 +385,36 @@ class Crash:
                               max(0.01, self.deadline + HARD_GRACE - time.monotonic()))
 
     def _hard_deadline(self, signum, frame):
+        """SIGALRM at the hard deadline: HardDeadline where the handler is, and
+        SALVAGE_GRACE seconds later (publishing what is complete took too long) exit."""
+        _signal.signal(_signal.SIGALRM, self._exit_now)
+        _signal.setitimer(_signal.ITIMER_REAL, SALVAGE_GRACE)
+        raise HardDeadline()
+
+    def _exit_now(self, signum, frame):
         self.log.error("hard deadline passed after %.1f s: exiting" % (time.monotonic() - self.t0))
         os._exit(3)
+
+    def publish_at_hard_deadline(self, dd, writer, kc):
+        """Publish dd with what is complete: the files closed so far (half-written
+        ones removed), summary.txt from what was read when it is not written yet
+        (write_artefacts.DumpWriter.salvage_summary, else the arrival's facts),
+        the integrity record.  Returns the published path."""
+        self.log.error("hard deadline passed after %.1f s: publishing what was read"
+                       % (time.monotonic() - self.t0))
+        if self.late is None:
+            self.late = "hard deadline"
+        drop = getattr(dd, "drop_unrecorded", None)  # a raw store's RawDump has no files
+        if drop is not None:                         # until its record is written
+            drop()
+        if "summary.txt" not in dd.records and not (writer and writer.salvage_summary()):
+            a = self.arrival
+            dd.write_file("summary.txt", (
+                "%s (pid %d, uid %d, gid %d) killed by signal %d\ntime %d, host %s; "
+                "the hard deadline passed before more was read\n" % (
+                    a.comm, a.pid, a.uid, a.gid, a.signal or (kc.siginfo or [0])[0],
+                    a.time, a.hostname)).encode("utf-8", "replace"))
+        return dd.publish()
 
     def release(self):
         """Let the kernel reap the crashed process (once)."""

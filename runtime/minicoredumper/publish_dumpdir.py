@@ -120,6 +120,14 @@ class DumpDir:
             return sink, name
         return core_sink(self.create(name), compression, size, mtime), name
 
+    def drop_unrecorded(self):
+        """Remove the files not in the integrity record (half-written when the
+        hard deadline stopped the handler), so that what is published verifies."""
+        for root, _, files, fd in os.fwalk(".", dir_fd=self.fd):
+            for f in files:
+                if os.path.normpath(os.path.join(root, f)) not in self.records:
+                    os.unlink(f, dir_fd=fd)
+
     def size(self):
         return sum(n for n, _ in self.records.values())
 

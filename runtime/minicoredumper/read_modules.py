@@ -18,8 +18,9 @@ Whoever else reads a module's file (a CFI unwinder reading .eh_frame) uses
 Module.file.pread(offset, size): bytes within the file, charged to the
 crash's ReadBudget (bytes and deadline), b"" once it is spent.
 
-Symbols (.symtab, then .dynsym; defined symbols only) are looked up in that
-file, bounded: a symbol or string table larger than the file or than
+One Module per mapped file, and more only for its loaded copies
+(find_modules), at most MAX_MODULES.  Symbols (.symtab, then .dynsym; defined
+symbols only) are looked up in that file, once per name, bounded: a symbol or string table larger than the file or than
 MAX_TABLE is treated as missing (logged once), and every file and the crash
 as a whole read at most MAX_FILE_READ and MAX_READ bytes before the deadline.
 """
@@ -27,6 +28,7 @@ as a whole read at most MAX_FILE_READ and MAX_READ bytes before the deadline.
 import os
 import stat
 import time
+from bisect import bisect_left
 
 from . import elf as E
 
@@ -36,6 +38,7 @@ MAX_PHNUM_IN_MEMORY = 256
 CHUNK = 64 << 10
 E_PAGE = 4096
 MAX_FILES = 512  # mapped files kept open per process (the same file once)
+MAX_MODULES = 1024  # ELF images per process (one per file, but for loaded copies)
 MAX_TABLE = 64 << 20  # bytes of one symbol or string table, beyond: no symbols from it
 MAX_FILE_READ = 96 << 20  # bytes read from one file per crash
 MAX_READ = 256 << 20  # bytes read from all mapped files per crash
@@ -223,20 +226,48 @@ def find_symbol(modules, name):
 def find_modules(process, mem, deadline=None, warn=None):
     """Every ELF image the process has mapped, in address order (Modules),
     each with its file opened (open_files) while the process is held;
-    deadline (time.monotonic()) and warn(message) go to their ReadBudget."""
+    deadline (time.monotonic()) and warn(message) go to their ReadBudget.
+
+    One module per mapped file (device and inode), the first in address order,
+    and another of the same file only where it is loaded: an executable
+    mapping of that file within its PT_LOAD span (a dlmopen copy; a stack's PC
+    can fall in it).  A file mapped again only to be read (a program that maps
+    its own executable 10,000 times) adds nothing for gdb: no module.  At most
+    MAX_MODULES modules (warned once)."""
     modules = Modules(ReadBudget(deadline=deadline, warn=warn))
-    seen = set()
-    for m in process.maps:
-        if m.offset != 0 or not m.readable or m.start in seen:
+    maps = process.maps
+    code = {}  # (dev, inode) -> starts of the file's executable mappings, ascending
+    for m in maps:
+        if m.inode and m.perms[2:3] == "x":
+            code.setdefault((m.dev, m.inode), []).append(m.start)
+    files = set()
+    for m in maps:
+        if m.offset != 0 or not m.readable:
             continue
         if not (m.path.startswith("/") or m.path == "[vdso]"):
             continue
+        key = (m.dev, m.inode) if m.inode else None
+        starts = code.get(key, ())
+        if key in files and bisect_left(starts, m.start) == len(starts):
+            continue  # no code of that file from here on: not loaded here
+        if len(modules) >= MAX_MODULES:
+            modules.budget.warn("more than %d ELF images mapped: no module from %s and "
+                                "the mappings after it" % (MAX_MODULES, m.path))
+            break
         mod = read_module(mem, m.start, m.path, m)
-        if mod is not None:
-            seen.add(m.start)
-            modules.append(mod)
-            if m.inode and not mem.may_stall(m.start):
-                mod.file = _open_file(modules, process.dir, m)
+        if mod is None:
+            continue
+        if key in files:
+            end = max((mod.bias + p.vaddr + p.memsz for p in mod.phdrs
+                       if p.type == E.PT_LOAD), default=m.end)
+            i = bisect_left(starts, m.start)
+            if not starts[i] < end:
+                continue  # its code is beyond it: another copy's
+        if key is not None:
+            files.add(key)
+        modules.append(mod)
+        if m.inode and not mem.may_stall(m.start):
+            mod.file = _open_file(modules, process.dir, m)
     return modules
 
 
@@ -306,6 +337,7 @@ class SymbolFile:
     def __init__(self, file):
         self.file = file
         self.tables = None
+        self.found = {}  # name -> lookup()'s answer
 
     def load(self):
         """Find the usable symbol tables (.symtab before .dynsym) once."""
@@ -340,13 +372,15 @@ class SymbolFile:
         return None
 
     def lookup(self, name):
-        """(st_value, st_size, st_type) of the first defined symbol called name."""
-        self.load()
-        for L, symtab, strtab in self.tables:
-            found = self._scan(L, symtab, strtab, name)
-            if found is not None:
-                return found
-        return None
+        """(st_value, st_size, st_type) of the first defined symbol called name
+        (None: none); each name is searched for once per file (modules that
+        share the file ask again)."""
+        if name not in self.found:
+            self.load()
+            self.found[name] = next((hit for hit in (self._scan(L, symtab, strtab, name)
+                                                    for L, symtab, strtab in self.tables)
+                                     if hit is not None), None)
+        return self.found[name]
 
     def _scan(self, L, symtab, strtab, name):
         """Chunked search: first the string offsets that read as `name`, then

@@ -194,8 +194,13 @@ class DumpWriter:
                               private=bool(self.recept["sanitize_stack"]))
             out = MemorySink(limit)
             sink = core_sink(out, self.recept["compression"], image.size, self.args.time)
-            image.write(sink, mem, cut)
-            sink.close()
+            try:
+                image.write(sink, mem, cut)
+                sink.close()
+            except BaseException:  # over budget, or the deadline: a program is stopped
+                if sink is not out:
+                    sink.abort()
+                raise
             return image, out.getvalue()
         return render
 
@@ -253,6 +258,17 @@ class DumpWriter:
                                 warnings, self.crash.marks).encode("utf-8", "replace")
             if self.budget.fits("debug.txt", len(debug)):
                 dd.write_file("debug.txt", debug)
+
+
+    def salvage_summary(self):
+        """summary.txt at the hard deadline, when finish() has not written it:
+        from what before_release() read, no symbol lookups.  False when
+        before_release() had not read the summary's facts yet."""
+        if not hasattr(self, "facts"):
+            return False
+        txt = summary_text(self._summary(symbols=False)).encode("utf-8", "replace")
+        self.dd.write_file("summary.txt", txt[:getattr(self, "summary_room", SUMMARY_TXT_MAX)])
+        return True
 
 
 def _debug_text(args, exe, comm, kc, plan, image, warnings, marks):

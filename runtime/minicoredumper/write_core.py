@@ -92,6 +92,23 @@ def dumplist_note(L, pairs):
     return L.note(E.MCD_NOTE_OWNER, E.NT_MCD_DUMPLIST, b"".join(pair.pack(s, n) for s, n in pairs))
 
 
+
+def _code_runs(kc):
+    """Starts of the NT_FILE mappings (kc.files, in address order) that lie in a
+    run of one file's address-contiguous mappings holding an executable one:
+    a loaded ELF object's mappings, not the same file mapped again only to be
+    read (a program that maps its own executable 10,000 times)."""
+    keep = set()
+    run = []
+    for f in list(kc.files) + [None]:
+        if run and (f is None or f[3] != run[-1][3] or f[0] != run[-1][1]):
+            if any(p.flags & E.PF_X for g in run for p in kc.loads_in(g[0], g[1])):
+                keep.update(g[0] for g in run)
+            run = []
+        if f is not None:
+            run.append(f)
+    return keep
+
 class CoreImage:
     """The file layout of one core; `write` streams it into a sink."""
 
@@ -172,16 +189,16 @@ class CoreImage:
     def _file_note(self):
         """NT_FILE's desc in a compact core: the mappings whose memory cannot
         differ from their files; at NOTES_CODE_FILES only those of files with a
-        mapping that is executable.  Made once per crash for each (kept on the
+        mapping that is executable, and of those file only the mappings next to
+        one (_code_runs).  Made once per crash for each (kept on the
         kernel core): every rung of a budget's ladder has one of the two."""
         kc = self.kc
         code_only = self.notes == NOTES_CODE_FILES
         if code_only not in kc.compact_file_notes:
             files = [f for f in kc.files if not self._written(f)]
             if code_only:
-                code = {f[3] for f in kc.files
-                        if any(p.flags & E.PF_X for p in kc.loads_in(f[0], f[1]))}
-                files = [f for f in files if f[3] in code]
+                code = _code_runs(kc)
+                files = [f for f in files if f[0] in code]
             kc.compact_file_notes[code_only] = kc.encode_files(files)
         return kc.compact_file_notes[code_only]
 

@@ -3,8 +3,8 @@
 A sink takes write(bytes) and skip(n) (n zero bytes: a hole in a plain file,
 zeros in a compressed stream).  gzip, xz and bzip2 are built in; zstd when a
 module for it is installed; any other compressor name runs that program as a
-filter, like the original.  Compression modules are imported only when a
-recept names them.
+filter, like the original (under a budget, into memory: ProgramCompressor).
+Compression modules are imported only when a recept names them.
 """
 
 import os
@@ -121,6 +121,79 @@ class CompressedSink:
         self.out.write(self.c.flush())
         self.out.close()
 
+    def abort(self):
+        """Give up a render cut short: a compressor program is killed."""
+        stop = getattr(self.c, "abort", None)
+        if stop:
+            stop()
+
+
+class ProgramCompressor:
+    """A compressor program (compress/flush, as the built-in ones) for a trial
+    render under a budget: our bytes on its stdin, its stdout into an anonymous
+    memory file (memfd) whose size is watched, so that a render past limit bytes
+    is given up early (OverBudget) and the program killed.  flush() returns its
+    whole output; a non-zero exit raises OSError, as FilterSink does."""
+
+    CHECK_EVERY = 256 << 10  # bytes fed between looks at the output's size
+
+    def __init__(self, program, limit):
+        import subprocess  # only for a non-builtin compressor
+        self.limit = limit
+        self.fd = os.memfd_create("core", os.MFD_CLOEXEC)
+        self.fed = 0
+        try:
+            self.p = subprocess.Popen([program], stdin=subprocess.PIPE, stdout=self.fd,
+                                      stderr=subprocess.DEVNULL, close_fds=True)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def _check(self):
+        size = os.fstat(self.fd).st_size
+        if size > self.limit:
+            self.abort()
+            raise OverBudget(size)
+
+    def compress(self, b):
+        self.p.stdin.write(b)
+        self.fed += len(b)
+        if self.fed >= self.CHECK_EVERY:
+            self.fed = 0
+            self._check()
+        return b""
+
+    def flush(self):
+        self.p.stdin.close()
+        rc = self.p.wait()
+        if rc != 0:
+            self.abort()
+            raise OSError("compressor exited with status %d" % rc)
+        self._check()
+        size = os.fstat(self.fd).st_size
+        parts = []
+        while size > 0:
+            b = os.pread(self.fd, size, sum(map(len, parts)))
+            if not b:
+                break
+            parts.append(b)
+            size -= len(b)
+        os.close(self.fd)
+        self.fd = -1
+        return b"".join(parts)
+
+    def abort(self):
+        if self.p.poll() is None:
+            self.p.kill()
+        try:
+            self.p.stdin.close()
+        except OSError:
+            pass  # a broken pipe: the program is gone
+        self.p.wait()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
 
 class FilterSink:
     """An external program as a filter: our bytes on its stdin, its stdout to the file."""
@@ -234,6 +307,9 @@ class TarMember:
         self.sink.skip(-self.size % TAR_BLOCK + 2 * TAR_BLOCK)
         self.sink.close()
 
+    def abort(self):
+        self.sink.abort()
+
 
 def tar_header(name, size, mtime, mode):
     """The ustar header of one regular file owned by root."""
@@ -266,14 +342,20 @@ def core_name(compression):
 
 
 def core_sink(out, compression, size, mtime):
-    """Wrap a raw output sink (file or memory) per the compression block.
+    """Wrap a raw output sink per the compression block.
 
-    For a compressor that is a program, out must be None and a FilterSink
-    is returned by the caller instead (see DumpDir.core_sink)."""
+    out: a MemorySink (a trial render under a budget; a compressor that is a
+    program runs as a ProgramCompressor bounded by its limit) or a FileSink (a
+    compressor that is a program is not for it: the caller writes through a
+    FilterSink instead, see DumpDir.core_sink).  The sink returned has abort()
+    when compressed, for a render cut short."""
     comp = compression["compressor"]
     if not comp:
         return out
-    sink = CompressedSink(out, compressor_for(comp))
+    c = compressor_for(comp)
+    if c is None:
+        c = ProgramCompressor(comp, out.limit)
+    sink = CompressedSink(out, c)
     if compression["in_tar"]:
         return TarMember(sink, "core", size, mtime)
     return sink

@@ -1,9 +1,9 @@
 """Benchmark the worst inputs of issue 17 (not part of `make test`).
 
-    python3 tests/bench/bench_hostile.py [--runs N]
+    python3 tests/bench/bench_hostile.py [--runs N] [--cases PROGRAM,...]
 
 For each input that grows the handler's work with what the crashing user controls
-(tests/programs robustring.c and regflood.c), crashed under the pipe handler with
+(tests/programs robustring.c, regflood.c and mapself.c), crashed under the pipe handler with
 the default deadline (3 s) and an empty recept: crash to reap, whether a dump was
 published (else the handler's last line says why), its size, and the handler's peak
 RSS, sampled every 5 ms from /proc/PID/status (VmHWM) of the handler process, so
@@ -37,6 +37,7 @@ CASES = [
     ("1,024 text registrations x 256 %s of 64 KiB", ["regflood", "text", "1024"]),
     ("1,024 registrations of 1 MiB with idents", ["regflood", "bin", "1024"]),
     ("1,024 registrations of 1 MiB into the core", ["regflood", "core", "1024"]),
+    ("own executable mapped 10,000 times", ["mapself", "10000"]),
     ("the 3-deep crash (for scale)", ["crash3"]),
 ]
 
@@ -98,13 +99,18 @@ def run_case(c, argv, runs):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--cases", default=",".join(sorted({argv[0] for _, argv in CASES})),
+                    help="the programs whose cases run")
     args = ap.parse_args()
-    work, progs = workspace("mcd-bench.", ["robustring", "regflood", "crash3"])
+    names = args.cases.split(",")
+    work, progs = workspace("mcd-bench.", names)
     c = Crasher(work)
     results = []
     try:
         c.install()
         for label, argv in CASES:
+            if argv[0] not in names:
+                continue
             results.append((label, run_case(c, [progs[argv[0]]] + argv[1:], args.runs)))
     finally:
         c.restore()

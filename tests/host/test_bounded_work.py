@@ -265,3 +265,56 @@ def test_unreapable_trigger_keeps_the_crash_dump(crasher, regd, programs, tmp_pa
             os.kill(traced, signal.SIGKILL)
             os.waitpid(traced, WALL)  # the tracer reaps what it holds
         os.replace(saved, trigger)
+
+
+@pytest.mark.parametrize("name", ["embedded", "generic"])
+def test_own_executable_mapped_ten_thousand_times(crasher, programs, name, tmp_path):
+    """A program that maps its own executable 10,000 times (each mapping an ELF
+    header: 10,000 modules to read_modules before) crashes 3 deep: the dump is
+    published within the deadline and gdb's backtrace of our core is the kernel's.
+    (Before: one symbol lookup per module and name, 4.8 s, past the hard deadline.)"""
+    import json
+    from lab import ROOT
+    argv = [programs["mapself"], "10000"]
+    kernel = crasher.kernel_core(argv)
+    try:
+        expected = backtrace(argv[0], kernel)
+    finally:
+        os.unlink(kernel)
+    assert list(expected) == FRAMES["crash3"], expected.gdb_text
+    with open(os.path.join(ROOT, "conf", name + ".recept.json")) as f:
+        recept = json.load(f)
+    _, reaped, _, d, lines = crash(crasher, argv, recept)
+    assert_on_time(reaped, d, lines)
+    bt = backtrace(argv[0], extract_core(d, str(tmp_path)))
+    assert list(bt) == list(expected), bt.gdb_text
+
+
+def test_hard_deadline_publishes_the_summary(crasher, programs, tmp_path):
+    """The pipe handler stopped at its hard deadline (deadline + 1 s; here the
+    recept's compressor program sleeps, so the core is never finished) publishes
+    what is complete: summary.txt, the integrity record, no half-written core; the
+    dump verifies.  (Before: the handler exited and the .part directory was lost.)"""
+    from test_storage import mcd
+    compressor = tmp_path / "slow"
+    compressor.write_text("#!/bin/sh\nsleep 4\nexec cat >/dev/null\n")
+    compressor.chmod(0o755)
+    argv = [programs["crash3"]]
+    base = crasher.configure({"compression": {"compressor": str(compressor),
+                              "extension": "gz", "in_tar": True}},
+                             settings={"deadline_seconds": 1})
+    t = time.monotonic()
+    rc, reaped, pid = crasher.run(argv)
+    assert rc == -11
+    dumps = published(base, timeout=4)
+    took = time.monotonic() - t
+    assert len(dumps) == 1, (os.listdir(base), handler_log(pid))
+    d = dumps[0]
+    assert took < 1 + 1 + 1.5, took  # deadline, hard deadline, then publishing
+    assert sorted(os.listdir(d)) == ["manifest", "summary.txt"], os.listdir(d)
+    text = open(os.path.join(d, "summary.txt")).read()
+    assert text.startswith("%s (pid %d," % (argv[0], pid)) and "SIGSEGV" in text, text
+    p = mcd("verify", "--base-dir", base)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert any("hard deadline passed" in l and "publishing what was read" in l
+               for l in handler_log(pid)), handler_log(pid)

@@ -9,11 +9,12 @@ import sys
 
 import pytest
 
-from lab import ENV, ROOT
+from lab import ENV
 from lab.gdb import assert_frames, backtrace, extract_core, frames
 from lab.logs import handler_log
 from lab.programs import FRAMES
 from minicoredumper import rawstore as R
+from test_storage import embedded
 
 SLOT = 4096
 
@@ -21,13 +22,6 @@ SLOT = 4096
 def mcd(*argv):
     return subprocess.run([sys.executable, "-m", "minicoredumper.cmd_mcd"] + list(argv),
                           capture_output=True, text=True, env=ENV)
-
-
-def embedded(**changes):
-    with open(os.path.join(ROOT, "conf", "embedded.recept.json")) as f:
-        r = json.load(f)
-    r.update(changes)
-    return r
 
 
 @pytest.fixture(params=["file", "loop"])

@@ -41,6 +41,16 @@ def embedded(**changes):
     return r
 
 
+def test_a_dump_without_a_core_says_so_in_the_log(crasher, programs):
+    """A budget that keeps the summaries but no core: the "dumped" line says there is
+    no core and why (a new user read only "dumped ... in 65 ms" and looked for one)."""
+    d = crasher.crash([programs["crash3"]], embedded(max_dump_size=2000))
+    assert not [f for f in os.listdir(d) if f.startswith("core")]
+    pid = int(d.rsplit(".", 1)[1])
+    dumped = [l for l in handler_log(pid) if "dumped crash3 to" in l]
+    assert dumped and "no core: not even the smallest core fits" in dumped[-1], dumped
+
+
 def test_budget_ladder_is_never_exceeded_and_never_gets_worse(crasher, programs, tmp_path):
     exe = programs["threads8"]
     quality = []
@@ -67,6 +77,24 @@ def test_three_deep_crash_has_full_backtrace_at_4kib(crasher, programs, tmp_path
         assert dir_bytes(d) <= kib * 1024
         core = extract_core(d, str(tmp_path))
         assert_frames(FRAMES["crash3"], backtrace(programs["crash3"], core))
+
+
+def test_budget_with_a_compressor_program(crasher, programs, tmp_path):
+    """A compressor run as a program (a path: not a built-in name) under a budget:
+    the ladder renders through the program, the core fits and gdb reads it; a budget
+    too small for any core keeps the summary and the manifest verifies."""
+    gzip = shutil.which("gzip")
+    for kib, has_core in ((8, True), (1, False)):
+        d = crasher.crash([programs["crash3"]], embedded(max_dump_size=kib * 1024, compression={
+            "compressor": gzip, "extension": "gz", "in_tar": True}))
+        assert dir_bytes(d) <= kib * 1024, (kib, dir_bytes(d))
+        assert os.path.exists(os.path.join(d, "summary.txt"))
+        assert os.path.exists(os.path.join(d, "core.tar.gz")) == has_core, os.listdir(d)
+        if has_core:
+            core = extract_core(d, str(tmp_path))
+            assert_frames(FRAMES["crash3"], backtrace(programs["crash3"], core))
+        p = mcd("verify", "--base-dir", os.path.dirname(d), os.path.basename(d))
+        assert p.returncode == 0, p.stdout + p.stderr
 
 
 def test_summary(crasher, programs):

@@ -29,6 +29,8 @@ BUILDS = {
     "altstack_i386": ["i686-linux-gnu-gcc", "-static", "-g", "-O0", "altstack.c"],
     # threads whose thread pointer is a forged descriptor (test_bounded_work)
     "robustring": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "robustring.c"],
+    # crash3's frames with its own executable mapped 10,000 times (test_bounded_work)
+    "mapself": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "mapself.c"],
 }
 # Programs linked with libminicoredumper (built into outdir/lib first).
 LINKED = {

@@ -168,3 +168,31 @@ def test_ladder_labels_are_distinct_and_shrink():
     assert prios == sorted(prios, reverse=True)
     tops = [t or 1 << 30 for _, _, _, t in B.LADDER]
     assert all(a >= b for a, b in itertools.pairwise(tops))
+
+
+def test_a_compressor_program_is_given_up_past_its_limit():
+    """A compressor that is a program (here cat: no compression) under a budget:
+    a render past the limit is given up before all its bytes are fed, the program
+    reaped; one within the limit returns the program's whole output."""
+    import os
+    from minicoredumper.write_sinks import MemorySink, core_sink
+    compression = {"compressor": "cat", "extension": "raw", "in_tar": False}
+    chunk = os.urandom(64 << 10)
+    sink = core_sink(MemorySink(1 << 20), compression, 0, 0)
+    fed = 0
+    try:
+        for _ in range(160):  # 10 MiB
+            sink.write(chunk)
+            fed += len(chunk)
+        sink.close()
+    except OverBudget:
+        pass
+    else:
+        raise AssertionError("10 MiB through cat fitted 1 MiB")
+    assert fed < 2 << 20, fed
+    assert sink.c.p.returncode is not None and sink.c.fd == -1
+    out = MemorySink(1 << 20)
+    sink = core_sink(out, compression, 0, 0)
+    sink.write(chunk)
+    sink.close()
+    assert out.getvalue() == chunk
