@@ -55,7 +55,10 @@ def write_launcher(directory):
 
 def check_config(path):
     """Parse the main config and its recepts now (filling the handler's cache);
-    returns what is wrong or unknown, so mistakes show at install time."""
+    returns the warnings (unknown keys, an on_dump that cannot run).  A config
+    or recept that cannot be used raises UserError "FILE: what is wrong", so
+    install refuses before it writes anything."""
+    from .tool_verbs import UserError
     from . import config as C
     if path is None and not os.path.exists(C.DEFAULT_CONFIG):
         return ["no %s: every crash gets the built-in minimal dump of the crashing thread "
@@ -71,12 +74,13 @@ def check_config(path):
         for rule in cfg.watch:
             C.load_recept(cfg.recept_path(rule), problems, cache)
     except C.ConfigError as e:
-        problems.append("%s (crashes will get a minimal dump until it is fixed)" % e)
+        raise UserError("%s; nothing installed" % e) from None
     cache.save()
     return problems
 
 
 def cmd_install(args):
+    problems = check_config(args.config)
     sd = state_dir()
     os.makedirs(sd, 0o755, exist_ok=True)
     saved = os.path.join(sd, "saved-kernel-settings.json")
@@ -86,7 +90,6 @@ def cmd_install(args):
     except ValueError as e:
         print("mcd: %s" % e, file=sys.stderr)
         return 2
-    problems = check_config(args.config)
     for p in problems:
         print("mcd: warning: %s" % p, file=sys.stderr)
     if not os.path.exists(saved):
@@ -246,7 +249,14 @@ def parse_args(argv):
         i = argv.index("--")
         argv, rest = argv[:i], argv[i + 1:]
     parser = build_parser()
-    args, extra = parser.parse_known_args(_join_values(argv))
+    argv = _join_values(argv)
+    verbs = parser._subparsers._group_actions[0].choices
+    for word in argv:  # options before the verb are mcd's own: name an unknown one
+        if word in verbs or not word.startswith("-") or word == "--":
+            break
+        if word not in parser._option_string_actions:
+            parser.error("unrecognized arguments: %s" % word)
+    args, extra = parser.parse_known_args(argv)
     if extra:
         error = getattr(args, "usage_error", parser.error)
         if not hasattr(args, "matches") or any(e.startswith("-") for e in extra):

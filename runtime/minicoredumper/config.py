@@ -252,10 +252,14 @@ def parse_recept(obj, warnings):
 
 def load_recept(path, warnings, cache=None):
     """The recept at path; "" or None means the built-in defaults.  cache: a
-    JsonCache or None (parse the file)."""
+    JsonCache or None (parse the file).  ConfigError "PATH: what is wrong"."""
     if not path:
         return parse_recept({}, warnings)
-    return parse_recept(load_json(path, cache), warnings)
+    obj = load_json(path, cache)  # its ConfigError names path already
+    try:
+        return parse_recept(obj, warnings)
+    except ConfigError as e:
+        raise ConfigError("%s: %s" % (path, e)) from None
 
 
 def fallback_recept():

@@ -128,6 +128,9 @@ def select(args, newest_by_default=False):
     else:
         base = base_dir(args)
         dumps = _dumps(base)
+        if not dumps and not named and not os.path.isdir(base):
+            raise UserError("%s: no such directory (base_dir; is the handler installed? "
+                            "`mcd install`)" % base)
         if not dumps and not named:
             raise UserError("no dumps in %s (is the handler installed? `mcd install`)" % base)
         known = {os.path.realpath(d.path) for d in dumps}

@@ -24,7 +24,8 @@ def test_bad_recept_gives_minimal_dump_and_reason(crasher, programs, text, reaso
     rc, reaped, pid = crasher.run([programs["threads8"]])
     assert reaped < 5
     logs = handler_log(pid)
-    assert any("recept unusable" in l and reason in l for l in logs), logs
+    recept = os.path.join(crasher.workdir, "recept%d.json" % crasher.n)
+    assert any("recept unusable" in l and reason in l and recept in l for l in logs), logs
     d = crasher.dump_of(base, pid)
     core = os.path.join(d, "core")
     assert_frames(FRAMES["threads8"], backtrace(programs["threads8"], core), whole=False)

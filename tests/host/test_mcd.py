@@ -334,3 +334,38 @@ def test_version_through_the_handler_launcher(tmp_path):
     launcher.chmod(0o755)
     p = subprocess.run([str(launcher), "--version"], capture_output=True, text=True)
     assert (p.returncode, p.stdout) == (0, "minicoredumper %s\n" % __version__)
+
+
+# --- user reports: missing base_dir, unknown options ------------------------------------
+
+def test_list_of_a_missing_base_dir_says_it_is_missing():
+    p = mcd("list", "--base-dir", "/nonexistent")
+    assert p.returncode == 1
+    assert p.stderr.startswith("mcd: /nonexistent: no such directory"), p.stderr
+
+
+@pytest.mark.parametrize("argv", [["--bogus"], ["--bogus", "list"]])
+def test_an_unknown_option_before_the_verb_is_named(argv):
+    p = mcd(*argv)
+    assert p.returncode == 2
+    assert "unrecognized arguments: --bogus" in p.stderr.splitlines()[-1], p.stderr
+
+
+@pytest.mark.parametrize("text,problem", [
+    ('{"base_dir": "/tmp/x",', "malformed JSON"),
+    ('{"max_dumps": "4"}', "max_dumps must be an integer >= 0")])
+def test_install_refuses_a_broken_config_before_writing(tmp_path, text, problem):
+    """Under the lab's core_pattern lock, so no other test's setting moves meanwhile."""
+    import fcntl
+    from lab.crash import LOCK
+    cfg = tmp_path / "broken.json"
+    cfg.write_text(text)
+    with open(LOCK, "a+") as lock:
+        fcntl.lockf(lock, fcntl.LOCK_EX)
+        before = open("/proc/sys/kernel/core_pattern").read()
+        p = mcd("install", "--config", str(cfg), env={"MCD_STATE_DIR": str(tmp_path / "st")})
+        after = open("/proc/sys/kernel/core_pattern").read()
+    assert p.returncode == 1, p
+    lines = p.stderr.splitlines()
+    assert len(lines) == 1 and str(cfg) in lines[0] and problem in lines[0], p.stderr
+    assert after == before and not (tmp_path / "st").exists()

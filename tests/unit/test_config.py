@@ -47,6 +47,14 @@ def test_recept_type_errors_name_the_key(recept, message):
     assert message in str(e.value)
 
 
+def test_recept_type_error_names_the_file(tmp_path):
+    path = tmp_path / "app.recept.json"
+    path.write_text('{"max_dump_size": "4096"}')
+    with pytest.raises(C.ConfigError) as e:
+        C.load_recept(str(path), [])
+    assert str(e.value) == "%s: max_dump_size must be an integer >= 0, not '4096'" % path
+
+
 def test_unknown_keys_are_warnings():
     warnings = []
     C.parse_recept({"stacks": {"colour": 1}, "x": 2, "buffers": [{"symname": "a", "y": 3}]},
