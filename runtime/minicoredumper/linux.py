@@ -249,7 +249,7 @@ _AARCH64_SIGFRAME = SigFrame(
 # arm_pc, arm_cpsr, fault_address}.  Every frame has a ucontext: plain frames too.
 _ARM_SIGFRAME = SigFrame(
     128, 20, 20,
-    _offsets(["r%d" % i for i in range(11)] + ["fp", "ip", "sp", "lr", "pc", "cpsr"], 12, 4),
+    _offsets(["r%d" % i for i in range(13)] + ["sp", "lr", "pc", "cpsr"], 12, 4),  # arm_fp: r11
     "sp", "pc", 4, anchor=((212, 4, 0x56465001), (216, 4, 0x120)), anchors=(0, 0xa0),
     mode=("cpsr", 0x1f, 0x10))
 

@@ -446,3 +446,12 @@ def test_a_vdso_not_copied_is_read_from_the_handlers_own():
         assert u.image(m)[1] is None and u.problems
     finally:
         u.close()
+
+
+def test_every_saved_signal_register_is_one_of_the_arch_registers():
+    """The sigframe's register names are the arch's own (the armhf guest's handler
+    failed with ValueError when arm's sigcontext said fp/ip for r11/r12)."""
+    from minicoredumper import linux
+    for a in linux.ARCHES.values():
+        if a.sigframe:
+            assert set(a.sigframe.regs) <= set(a.regs), a.regs

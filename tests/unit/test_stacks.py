@@ -160,7 +160,8 @@ HEADERS = {
         "sp": "sp", "pc": "pc", "pstate": "pstate", "x29": "regs[29]", "x0": "regs[0]"},
         {288: "__reserved"}, "siginfo_t"),
     EM_ARM: ("arm-linux-gnueabihf-gcc", "struct sigcontext", {
-        "sp": "arm_sp", "pc": "arm_pc", "cpsr": "arm_cpsr", "fp": "arm_fp", "r0": "arm_r0"},
+        "sp": "arm_sp", "pc": "arm_pc", "cpsr": "arm_cpsr", "r11": "arm_fp", "r12": "arm_ip",
+        "r0": "arm_r0"},
         {}, "siginfo_t"),
 }
 
