@@ -60,9 +60,10 @@ def check_config(path):
     install refuses before it writes anything."""
     from .tool_verbs import UserError
     from . import config as C
-    if path is None and not os.path.exists(C.DEFAULT_CONFIG):
+    if not os.path.exists(path or C.DEFAULT_CONFIG):  # README: the built-in minimal dump
         return ["no %s: every crash gets the built-in minimal dump of the crashing thread "
-                "in %s (give a config with --config)" % (C.DEFAULT_CONFIG, C.DEFAULT_BASE_DIR)]
+                "in %s (give a config with --config)" % (path or C.DEFAULT_CONFIG,
+                                                          C.DEFAULT_BASE_DIR)]
     cache = C.JsonCache()
     problems = []
     try:
@@ -72,7 +73,12 @@ def check_config(path):
             problems.append("on_dump: %s is not an executable file (each dump logs that it "
                             "could not run it)" % cfg.on_dump[0])
         for rule in cfg.watch:
-            C.load_recept(cfg.recept_path(rule), problems, cache)
+            recept = cfg.recept_path(rule)
+            if not os.path.exists(recept):  # as the handler: the built-in minimal dump
+                problems.append("%s: no such recept; crashes its rule matches get the "
+                                "built-in minimal dump" % recept)
+                continue
+            C.load_recept(recept, problems, cache)
     except C.ConfigError as e:
         raise UserError("%s; nothing installed" % e) from None
     cache.save()

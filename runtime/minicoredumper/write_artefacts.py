@@ -266,8 +266,8 @@ class DumpWriter:
         before_release() had not read the summary's facts yet."""
         if not hasattr(self, "facts"):
             return False
-        txt = summary_text(self._summary(symbols=False)).encode("utf-8", "replace")
-        self.dd.write_file("summary.txt", txt[:getattr(self, "summary_room", SUMMARY_TXT_MAX)])
+        self.dd.write_file("summary.txt", summary_text(
+            self._summary(symbols=False), getattr(self, "summary_room", SUMMARY_TXT_MAX)))
         return True
 
 
