@@ -6,22 +6,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-__attribute__((noinline)) static void level_c(int *p)
-{
-	*p = 42; /* BOOM */
-}
-
-__attribute__((noinline)) static void level_b(int *p)
-{
-	level_c(p);
-	asm volatile("" ::: "memory");
-}
-
-__attribute__((noinline)) static void level_a(int *p)
-{
-	level_b(p);
-	asm volatile("" ::: "memory");
-}
+#include "crashlevels.h"
 
 int main(int argc, char **argv)
 {

@@ -17,22 +17,7 @@
 #define PAGES 16
 #define MAPPED (8 << 20)
 
-__attribute__((noinline)) static void level_c(int *p)
-{
-	*p = 42; /* BOOM */
-}
-
-__attribute__((noinline)) static void level_b(int *p)
-{
-	level_c(p);
-	asm volatile("" ::: "memory");
-}
-
-__attribute__((noinline)) static void level_a(int *p)
-{
-	level_b(p);
-	asm volatile("" ::: "memory");
-}
+#include "crashlevels.h"
 
 static void wait_stdin(void)
 {
