@@ -441,45 +441,6 @@ def test_module_headers_read_from_memory_within_the_mapping():
                        whole) is None
 
 
-def _nearest_with_pyelftools(path, addrs):
-    """nearest_symbols's rule, on pyelftools' symbols."""
-    best = {}
-    with open(path, "rb") as f:
-        elf = ELFFile(f)
-        for name in (".symtab", ".dynsym"):
-            table = elf.get_section_by_name(name)
-            if table is None:
-                continue
-            found = {}
-            for sym in table.iter_symbols():
-                value, size = sym["st_value"], sym["st_size"]
-                if not value or sym["st_info"]["type"] not in ("STT_FUNC", "STT_OBJECT") or \
-                        sym["st_shndx"] == "SHN_UNDEF":
-                    continue
-                for a in addrs:
-                    off = a - value
-                    if 0 <= off and (off < size or not size) and (
-                            a not in found or off < found[a][1]):
-                        found[a] = (sym.name, off)
-            for a, v in found.items():
-                best.setdefault(a, v)
-    return best
-
-
-def test_nearest_symbols_matches_pyelftools(elf_files):
-    import random
-    rnd = random.Random(7)
-    for path in elf_files:
-        with open(path, "rb") as f:
-            elf = ELFFile(f)
-            text = elf.get_section_by_name(".text")
-            lo, hi = text["sh_addr"], text["sh_addr"] + text["sh_size"]
-        addrs = {rnd.randrange(lo, hi) for _ in range(8)} | {lo, hi + 0x100000}
-        got = symbols_of(path).nearest(addrs)
-        assert got == _nearest_with_pyelftools(path, addrs), path
-        assert got or "small-" not in path, path  # the system's files may be stripped
-
-
 # --- layouts against the C headers they come from ----------------------------------
 
 def _field_offsets(st):
