@@ -14,15 +14,19 @@ without blocking, must be a regular file with the mapping's inode, and stays
 open (one fd per file, at most MAX_FILES per process) until Modules.close().
 No file of the crashed process is opened after the release.  Mappings of
 files on a file system that may stall (read_process.STALLING_FS) get no file.
+The vDSO has no file: its image (at most MAX_IMAGE bytes) is copied from
+memory while the process is held, and read as its file (ImageCopy).
 Whoever else reads a module's file (a CFI unwinder reading .eh_frame) uses
 Module.file.pread(offset, size): bytes within the file, charged to the
 crash's ReadBudget (bytes and deadline), b"" once it is spent.
 
 One Module per mapped file, and more only for its loaded copies
 (find_modules), at most MAX_MODULES.  Symbols (.symtab, then .dynsym; defined
-symbols only) are looked up in that file, once per name, bounded: a symbol or string table larger than the file or than
-MAX_TABLE is treated as missing (logged once), and every file and the crash
-as a whole read at most MAX_FILE_READ and MAX_READ bytes before the deadline.
+symbols only) are looked up in that file, once per name, and addresses named
+as gdb names them (SymbolFile.nearest), bounded: a symbol or string table
+larger than the file or than MAX_TABLE is treated as missing (logged once),
+and every file and the crash as a whole read at most MAX_FILE_READ and
+MAX_READ bytes before the deadline.
 """
 
 import os
@@ -44,6 +48,7 @@ MAX_MODULES = 1024  # ELF images per process (one per file, but for loaded copie
 MAX_TABLE = 64 << 20  # bytes of one symbol or string table, beyond: no symbols from it
 MAX_FILE_READ = 96 << 20  # bytes read from one file per crash
 MAX_READ = 256 << 20  # bytes read from all mapped files per crash
+MAX_IMAGE = 64 << 10  # bytes of an image without a file (the vDSO: 2 to 4 pages) copied
 
 
 class ReadBudget:
@@ -79,9 +84,12 @@ class MappedFile:
     def __init__(self, fd, name, budget=None):
         st = os.fstat(fd)
         self.fd = fd
+        self._start(name, st.st_size, st.st_ino, budget)
+
+    def _start(self, name, size, ino, budget):
         self.name = name
-        self.size = st.st_size
-        self.ino = st.st_ino
+        self.size = size
+        self.ino = ino
         self.budget = budget or ReadBudget()
         self.left = MAX_FILE_READ
         self.warned = set()
@@ -121,6 +129,21 @@ class MappedFile:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+class ImageCopy(MappedFile):
+    """An ELF image without a file (the vDSO), copied from the process's
+    memory while it is held and read as its file: the image is mapped
+    whole, so an offset into it is one into the mapping (its .dynsym and
+    CFI tables are there, and its section headers)."""
+
+    def __init__(self, data, name, budget=None):
+        self.fd = -1
+        self.data = data
+        self._start(name, len(data), 0, budget)
+
+    def pread(self, offset, size):
+        return self.data[offset:offset + max(0, size)] if offset >= 0 else b""
 
 
 def open_mapped(link, ino, budget, name):
@@ -270,7 +293,21 @@ def find_modules(process, mem, deadline=None, warn=None):
         modules.append(mod)
         if m.inode and not mem.may_stall(m.start):
             mod.file = _open_file(modules, process.dir, m)
+        elif m.path == "[vdso]":
+            mod.file = _copy_image(modules, mem, m)
     return modules
+
+
+def _copy_image(modules, mem, mapping):
+    """The ImageCopy of the mapping (the vDSO: a few pages), or None beyond
+    MAX_IMAGE bytes (said) or unreadable."""
+    size = mapping.end - mapping.start
+    if size > MAX_IMAGE:
+        modules.budget.warn("%s of %d bytes is larger than %d KiB: no symbols from it" % (
+            mapping.path, size, MAX_IMAGE >> 10))
+        return None
+    data = mem.read(mapping.start, size)
+    return ImageCopy(data, mapping.path, modules.budget) if data else None
 
 
 def _open_file(modules, procdir, mapping):

@@ -20,8 +20,8 @@ says how it was found (the first is "pc").  It runs after the release, on
 what was copied (read_process.SnapshotMemory): a stack not copied ends its
 thread's walk.  The modules' tables are read from the very files the process
 mapped (Module.file, opened before the release, its reads bounded by the
-crash's ReadBudget) or, for the vDSO, from the copied memory, else from the
-handler's own vDSO when it is the same (the same build-id).
+crash's ReadBudget; the vDSO's image copied then), else from the copied
+memory.
 
 Everything read is untrusted: at most MAX_FRAMES frames per thread, a scan of
 SCAN_BYTES, each step's table work bounded by read_cfi; a frame whose SP goes
@@ -37,7 +37,7 @@ from . import elf as E
 from .linux import EM_ARM
 from .read_process import bisect_right  # the C function, imported there once
 from .read_exidx import PC, PT_ARM_EXIDX, ExidxTable, execute as arm_execute
-from .read_cfi import (CfiError, EXPRESSION, Image, OFFSET, PT_GNU_EH_FRAME, REGISTER, SAME,
+from .read_cfi import (CfiError, EXPRESSION, Image, OFFSET, REGISTER, SAME,
                        Tables, UNDEFINED, VAL_EXPRESSION, VAL_OFFSET, evaluate, file_sections,
                        row_for)
 
@@ -75,8 +75,8 @@ def unwind_threads(kc, mem, modules, expired=lambda: False, seconds=MAX_SECONDS)
 
 
 class Unwinder:
-    """The walks of one process: modules' tables read once; close() closes
-    what it opened (this process's memory, for its vDSO)."""
+    """The walks of one process: modules' tables read once (close() lets
+    them go)."""
 
     def __init__(self, kc, mem, modules, expired):
         self.arch = kc.arch
@@ -99,7 +99,6 @@ class Unwinder:
         self.span_starts = [s for s, _, _ in spans]
         self.images = {}  # Module -> (Image, Tables, ExidxTable), None where there is none
         self.problems = {}
-        self.own_mem = None  # this process's memory, for its vDSO (own_vdso)
         a = self.arch
         to_dwarf = {pr: n for n, pr in enumerate(a.dwarf) if pr is not None}
         self.fp_dwarf = to_dwarf.get(a.fp_index)
@@ -130,8 +129,6 @@ class Unwinder:
         pread = m.file.pread if m.file is not None else None
         if pread is not None:
             image = Image(m.layout, m.phdrs, pread=pread)
-        elif m.path == "[vdso]" and not self.copied_tables(m):
-            image = self.own_vdso(m)  # not copied: the handler's own, if it is the same
         else:
             image = Image(m.layout, m.phdrs, mem=self.mem, bias=m.bias)
         tables = exidx = None
@@ -149,36 +146,8 @@ class Unwinder:
         self.images[m] = (image, tables, exidx)
         return image, tables, exidx
 
-    def copied_tables(self, m):
-        """Whether module m's .eh_frame_hdr (else its code) is in the copy."""
-        at = [p.vaddr for p in m.phdrs if p.type == PT_GNU_EH_FRAME] or \
-            [p.vaddr for p in m.phdrs if p.type == E.PT_LOAD and p.flags & E.PF_X]
-        return bool(at) and self.mem.read_exact(m.bias + at[0], 4) is not None
-
-    def own_vdso(self, m):
-        """An Image of the crashed process's vDSO m read from this process's
-        own, when they are the same (the same build-id: the same kernel and
-        ELF class), else of the copy (where it is not)."""
-        from .read_modules import read_module
-        from .read_process import ProcessMemory, parse_maps
-        own = None
-        try:
-            with open("/proc/self/maps") as f:
-                maps = parse_maps(f.read())
-            mem = self.own_mem = self.own_mem or ProcessMemory("/proc/self/mem")
-            for mapping in maps:
-                if mapping.path == "[vdso]":
-                    own = read_module(mem, mapping.start, "[vdso]", mapping)
-        except OSError:
-            own = None
-        if own is None or own.build_id is None or own.build_id != m.build_id:
-            return Image(m.layout, m.phdrs, mem=self.mem, bias=m.bias)
-        return Image(own.layout, own.phdrs, mem=self.own_mem, bias=own.bias)
-
     def close(self):
         self.images = {}
-        if self.own_mem is not None:
-            self.own_mem.close()
 
     def read_word(self, addr):
         raw = self.mem.read_exact(addr & self.mask, self.w)

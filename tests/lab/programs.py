@@ -31,6 +31,8 @@ BUILDS = {
     "robustring": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "robustring.c"],
     # crash3's frames with its own executable mapped 10,000 times (test_bounded_work)
     "mapself": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "mapself.c"],
+    # threads stopped in the vDSO's clock_gettime and gettimeofday (test_unwind)
+    "vdsospin": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "vdsospin.c"],
 }
 # Programs linked with libminicoredumper (built into outdir/lib first).
 LINKED = {
