@@ -16,12 +16,15 @@ caller's registers, trying in order:
   scan    the first word above SP that points just after a call into code
 
 so a frame is guessed by a scan only when nothing better exists; each frame
-says how it was found (the first is "pc").  It runs after the release, on
-what was copied (read_process.SnapshotMemory): a stack not copied ends its
-thread's walk.  The modules' tables are read from the very files the process
-mapped (Module.file, opened before the release, its reads bounded by the
-crash's ReadBudget; the vDSO's image copied then), else from the copied
-memory.
+says how it was found (the first is "pc").  On aarch64 a return address
+signed by pointer authentication (-mbranch-protection, ARMv8.3 CPUs) has its
+code cleared with the kernel's mask (NT_ARM_PAC_MASK) before it is used.
+
+It runs after the release, on what was copied (read_process.SnapshotMemory):
+a stack not copied ends its thread's walk.  The modules' tables are read
+from the very files the process mapped (Module.file, opened before the
+release, its reads bounded by the crash's ReadBudget; the vDSO's image
+copied then), else from the copied memory.
 
 Everything read is untrusted: at most MAX_FRAMES frames per thread, a scan of
 SCAN_BYTES, each step's table work bounded by read_cfi; a frame whose SP goes
@@ -34,7 +37,7 @@ return address of 0 or an undefined one).
 import time
 
 from . import elf as E
-from .linux import EM_ARM
+from .linux import EM_AARCH64, EM_ARM
 from .read_process import bisect_right  # the C function, imported there once
 from .read_exidx import PC, PT_ARM_EXIDX, ExidxTable, execute as arm_execute
 from .read_cfi import (CfiError, EXPRESSION, Image, OFFSET, REGISTER, SAME,
@@ -74,6 +77,18 @@ def unwind_threads(kc, mem, modules, expired=lambda: False, seconds=MAX_SECONDS)
         u.close()
 
 
+def pac_mask(kc):
+    """The instruction pointers' authentication mask of an aarch64 core
+    (NT_ARM_PAC_MASK: struct user_pac_mask {u64 data_mask, insn_mask}, the
+    kernel writes it where the CPU signs return addresses), else 0."""
+    if kc.arch.machine != EM_AARCH64:
+        return 0
+    for name, ntype, desc in kc.notes:
+        if ntype == E.NT_ARM_PAC_MASK and name == b"LINUX" and len(desc) >= 2 * kc.layout.wordsize:
+            return kc.layout.words(2).unpack_from(desc)[1]
+    return 0
+
+
 class Unwinder:
     """The walks of one process: modules' tables read once (close() lets
     them go)."""
@@ -108,6 +123,7 @@ class Unwinder:
         self.sig_regs = [(off, to_dwarf[a.regs.index(name)]) for name, off in sf.regs.items()
                          if a.regs.index(name) in to_dwarf] if sf else []
         self.sig_size = max(sf.regs.values()) + self.w if sf else 0
+        self.pac = pac_mask(kc)
 
     # --- what is where ---------------------------------------------------------
     def is_code(self, v):
@@ -149,6 +165,14 @@ class Unwinder:
     def close(self):
         self.images = {}
 
+    def code_address(self, v):
+        """A return address without its pointer authentication code (aarch64:
+        the bits of the kernel's instruction mask cleared from a user address,
+        set in a kernel one, as gdb's aarch64_remove_top_bits does)."""
+        if not self.pac or v is None:
+            return v
+        return v | self.pac if v >> 55 & 1 else v & ~self.pac
+
     def read_word(self, addr):
         raw = self.mem.read_exact(addr & self.mask, self.w)
         if raw is None:
@@ -181,6 +205,7 @@ class Unwinder:
                 reason = "no CFI, frame record or return address above SP %#x" % sp
                 break
             new_regs, new_pc, how = step
+            new_pc = self.code_address(new_pc)
             if new_pc is None or new_pc == 0:
                 break  # the outermost frame
             new_sp = new_regs[a.dwarf_sp]
@@ -231,7 +256,7 @@ class Unwinder:
             except CfiError as e:
                 self.problems[m.path] = str(e)
         if first and self.lr_dwarf is not None:
-            lr = regs[self.lr_dwarf]
+            lr = self.code_address(regs[self.lr_dwarf])
             if lr is not None and self.is_code(lr):
                 return list(regs), lr, "lr"
         got = self.fp_step(regs)
@@ -320,6 +345,7 @@ class Unwinder:
         if raw is None:
             return None
         next_fp, ret = self.L.words(2).unpack(raw)
+        ret = self.code_address(ret)
         if not self.is_code(ret):
             return None
         new = list(regs)
@@ -334,7 +360,7 @@ class Unwinder:
         raw = self.mem.read(sp, SCAN_BYTES)
         w = self.w
         for off in range(0, len(raw) - w + 1, w):
-            v = self.word.unpack_from(raw, off)[0]
+            v = self.code_address(self.word.unpack_from(raw, off)[0])
             if self.is_code(v) and self.after_call(v):
                 new = list(regs)
                 new[self.arch.dwarf_sp] = sp + off + w
