@@ -441,6 +441,40 @@ def test_module_headers_read_from_memory_within_the_mapping():
                        whole) is None
 
 
+def test_a_data_segment_mapped_at_offset_0_is_no_second_module(tmp_path):
+    """A small armhf PIE's RW PT_LOAD (file offset 0xf08, vaddr 0x1f08) is
+    mapped from page offset 0: that mapping starts with a copy of the ELF
+    header.  find_modules makes one module of the file, at its code mapping
+    with the right bias, none at the data mapping (the armhf guest's second
+    module with a wrong bias; gone with one module per mapped file)."""
+    from minicoredumper.read_modules import find_modules
+    if not shutil.which("arm-linux-gnueabihf-gcc"):
+        pytest.skip("no arm-linux-gnueabihf-gcc")
+    (tmp_path / "s.c").write_text("int main(void) { return 0; }\n")
+    exe = str(tmp_path / "small")
+    subprocess.run(["arm-linux-gnueabihf-gcc", "-O0", "-o", exe, str(tmp_path / "s.c")],
+                   check=True)
+    data = open(exe, "rb").read()
+    L, ehdr, phdrs = E.read_headers(_file_pread(exe))
+    rw = [p for p in phdrs if p.type == E.PT_LOAD and p.flags & E.PF_W][0]
+    assert rw.offset & ~(PAGE - 1) == 0 and rw.vaddr >= PAGE  # the case: offset 0, a page up
+    base = 0x00400000
+    data_page = base + (rw.vaddr & ~(PAGE - 1))
+    maps = [Mapping(base, base + PAGE, "r-xp", 0, 77, exe, (8, 1)),
+            Mapping(data_page, data_page + PAGE, "rw-p", 0, 77, exe, (8, 1))]
+
+    class Memory(FakeProcessMemory):
+        def may_stall(self, addr):
+            return False
+
+    class Proc:
+        dir = "/nonexistent"  # no map_files: no file is opened
+
+    Proc.maps = maps
+    modules = find_modules(Proc(), Memory({base: data[:PAGE], data_page: data[:PAGE]}))
+    assert [(m.path, m.base, m.bias) for m in modules] == [(exe, base, base)]
+
+
 # --- layouts against the C headers they come from ----------------------------------
 
 def _field_offsets(st):
