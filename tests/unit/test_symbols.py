@@ -14,7 +14,7 @@ import pytest
 
 from minicoredumper import elf as E
 from minicoredumper.linux import EM_ARM, EM_X86_64
-from minicoredumper import read_modules
+from minicoredumper import read_symbols
 from minicoredumper.read_modules import MappedFile
 
 FUNC, OBJECT, NOTYPE, IFUNC = E.STT_FUNC, E.STT_OBJECT, E.STT_NOTYPE, E.STT_GNU_IFUNC
@@ -218,7 +218,7 @@ def test_many_aliases_and_labels_stay_bounded(tmp_path):
     assert time.monotonic() - t0 < 1.0
     assert got[0x1010][0].startswith("alias") and got[0x1010][1] == 0x10
     assert got[0x1100 + 999 + 5] == ("label19999", 5)  # the last label: gdb's too
-    assert read_modules.WINDOW < 20000
+    assert read_symbols.WINDOW < 20000
 
 
 def _display(name):
