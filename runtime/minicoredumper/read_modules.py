@@ -375,14 +375,11 @@ class SymbolFile:
         self.file = file
         self.tables = None
         self.found = {}  # name -> lookup()'s answer
-        self.naming = None  # (L, table, strtab) that names addresses (nearest)
-        self.sections = []  # (start, end, index, code) of SHF_ALLOC sections, by start
-        self.starts = []
+        self.shdrs = []  # the section headers (read_symbols finds the sections)
         self.machine = None
 
     def load(self):
-        """Find the usable symbol tables (.symtab before .dynsym) and the
-        sections that hold the image once."""
+        """Find the usable symbol tables (.symtab before .dynsym) once."""
         if self.tables is not None:
             return
         self.tables = []
@@ -403,17 +400,7 @@ class SymbolFile:
                     f.warn(why, "no symbols from it")
                 else:
                     self.tables.append((L, s, strtab))
-        # gdb names addresses from .symtab, and from .dynsym only in a file
-        # without one (a stripped file): elfread.c's elf_symtab_read.
-        self.naming = next((t for t in self.tables if t[1].type == E.SHT_SYMTAB
-                            and t[1].size >= 2 * L.sym.size), None) or next(
-            (t for t in self.tables if t[1].type == E.SHT_DYNSYM), None)
-        # .tbss takes no address of its own (its addresses are another section's)
-        self.sections = sorted(
-            (s.addr, s.addr + s.size, i, bool(s.flags & E.SHF_EXECINSTR))
-            for i, s in enumerate(shdrs) if s.flags & E.SHF_ALLOC and s.size
-            and not (s.flags & E.SHF_TLS and s.type == E.SHT_NOBITS))
-        self.starts = [s[0] for s in self.sections]
+        self.shdrs = shdrs
 
     def _unusable(self, section, kind):
         """Why a table cannot be used (beyond the file, or too large), or None."""

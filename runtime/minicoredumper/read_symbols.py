@@ -44,20 +44,31 @@ def nearest(symbols, addrs, limit):
     by, offset = addr - its value; none for an address gdb names by none, or
     in a table of more than `limit` symbols (said once)."""
     symbols.load()
-    if symbols.naming is None:
+    # gdb names addresses from .symtab, and from .dynsym only in a file
+    # without one (a stripped file): elfread.c's elf_symtab_read.
+    naming = next((t for t in symbols.tables if t[1].type == E.SHT_SYMTAB
+                   and t[1].size >= 2 * t[0].sym.size), None) or next(
+        (t for t in symbols.tables if t[1].type == E.SHT_DYNSYM), None)
+    if naming is None:
         return {}
-    L, symtab, strtab = symbols.naming
+    L, symtab, strtab = naming
     size = L.sym.size
     count = symtab.size // size
     if count > limit:
         symbols.file.warn("a symbol table of %d symbols" % count,
                           "more than %d: not searched for frame names" % limit)
         return {}
+    # (start, end, index, code) of the sections that take addresses (.tbss
+    # takes none of its own: its addresses are another section's)
+    sections = sorted((s.addr, s.addr + s.size, i, bool(s.flags & E.SHF_EXECINSTR))
+                      for i, s in enumerate(symbols.shdrs) if s.flags & E.SHF_ALLOC and s.size
+                      and not (s.flags & E.SHF_TLS and s.type == E.SHT_NOBITS))
+    starts = [s[0] for s in sections]
     where = {}  # address -> its section
     for a in addrs:
-        i = bisect_right(symbols.starts, a) - 1
-        if i >= 0 and a < symbols.sections[i][1]:
-            where[a] = symbols.sections[i]
+        i = bisect_right(starts, a) - 1
+        if i >= 0 and a < sections[i][1]:
+            where[a] = sections[i]
     if not where:
         return {}
     value_of = itemgetter(L.sym.index["value"])
