@@ -17,7 +17,7 @@ ARM's and AArch64's mapping symbols ($a $t $d $x); a Thumb function's value
 has bit 0 cleared.  Not done: gdb's PLT stubs (name@plt), and its display of a
 name (demangled; a GCC clone's .N suffix dropped).
 
-One chunked pass over the table (read_modules.CHUNK), sorted in C; memory
+One pass over the table, CHUNK bytes at a time, each sorted in C; memory
 bounded by the chunk and the symbols kept per address: the WINDOW last at or
 below it and the WINDOW_SIZED last of a size (gdb's walk goes further only
 past that many aliases, or to a label below more than WINDOW others).  Names
@@ -29,13 +29,13 @@ from bisect import bisect_right
 
 from . import elf as E
 from .linux import EM_AARCH64, EM_ARM
-from .read_modules import CHUNK
 
 # Bindings whose symbols gdb keeps (BFD's BSF_LOCAL, GLOBAL, WEAK, GNU_UNIQUE)
 BINDINGS = (E.STB_LOCAL, E.STB_GLOBAL, E.STB_WEAK, E.STB_GNU_UNIQUE)
 WINDOW = 64  # symbols at or below an address its name is chosen from,
 WINDOW_SIZED = 16  # and symbols of a size (past a run of labels: a jump table's)
 MAX_NAME = 4096
+CHUNK = 8 << 10  # bytes of the table sorted at a time: 340 64-bit symbols
 
 
 def nearest(symbols, addrs, limit):
@@ -91,6 +91,12 @@ def nearest(symbols, addrs, limit):
             last += syms[max(0, k - WINDOW):k]
             k = bisect_right(sized_values, a + thumb)
             last_sized += sized[max(0, k - WINDOW_SIZED):k]
+            if len(last) > 4 * WINDOW:  # the window so far: the last of each chunk's
+                last.sort(key=value_of)
+                del last[:-WINDOW]
+            if len(last_sized) > 4 * WINDOW_SIZED:
+                last_sized.sort(key=value_of)
+                del last_sized[:-WINDOW_SIZED]
     names = _Names(pread, strtab, symbols.machine, L)
     found = {}
     for a, (last, last_sized) in near.items():
