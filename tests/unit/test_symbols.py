@@ -71,7 +71,6 @@ def forge(path, symbols, machine=EM_X86_64, elfclass=E.ELFCLASS64, dynsym=()):
                 offset=start + len(body), size=len(strtab))
         body += strtab
     shstrndx = section(b".shstrtab", type=E.SHT_STRTAB, offset=0, size=0)
-    off, shstr = name_of(shstr, b"")  # (the table is complete: its own name is in it)
     headers[shstrndx].update(offset=start + len(body), size=len(shstr))
     body += shstr
     body += b"\0" * (-len(body) % 8)
