@@ -1,0 +1,341 @@
+"""Crashes taken from public bug reports against crash handlers, real kernel, real gdb.
+
+Each test names its report (URL) and what happened there, and crashes a program
+of ours (tests/programs/oddcrash.c, throwing.cpp) or a Debian binary driven
+into the same state, under the real kernel with our handler in core_pattern
+(the generic recept, with the kernel's own core kept beside ours: dump_fat_core).
+What a user expects of each, asserted:
+
+- the crashed process reaped, and its dump published, within the deadline;
+- gdb's backtrace from our core equal in function names to gdb's on the
+  kernel's own core of the same crash, and every thread's frames in the
+  summary equal to gdb's there (lab.unwind.assert_same_as_gdb);
+- the summary's exe, comm and signal those of the process that crashed;
+- nothing written outside base_dir (the crasher's work directory and the
+  crashed process's working directory as they were).
+
+A watch rule on the program's name keeps other processes out of base_dir
+(unshare and strace re-raise the signal their child died of; other sessions'
+crashes may come while our core_pattern is installed).
+"""
+
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from lab.gdb import backtrace, extract_core
+from lab.programs import FRAMES
+from lab.unwind import assert_same_as_gdb
+from minicoredumper.config import DEFAULT_DEADLINE
+from test_unwind import _generic
+
+LEVELS = FRAMES["crash3"]  # oddcrash crashes through crash3's three calls
+SIGNAL_FRAME = "<signal handler called>"
+# C++ names as our summary gives them (from .symtab, not demangled)
+NO_DEMANGLING = ("set print demangle off", "set print asm-demangle off")
+
+
+def _core_limit():
+    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY,) * 2)
+
+
+def tree(path):
+    """{relative path: (size, mtime_ns)} of everything under path."""
+    out = {}
+    for root, dirs, files in os.walk(path):
+        for n in dirs + files:
+            full = os.path.join(root, n)
+            st = os.lstat(full)
+            out[os.path.relpath(full, path)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def build_id(path):
+    out = subprocess.run(["readelf", "-nW", path], capture_output=True, text=True).stdout
+    return re.search(r"Build ID: ([0-9a-f]+)", out).group(1)
+
+
+class Crash:
+    """argv run until it crashes, under the generic recept with dump_fat_core,
+    only crashes of an exe matching `exe` (a watch-rule glob) dumped: .rc,
+    .reaped (seconds from start to reaped), .dir (the one dump), .pid (the
+    crashed process's, from the dump's name), .summary (summary.json)."""
+
+    def __init__(self, crasher, argv, tmp_path, exe, timeout=DEFAULT_DEADLINE + 20, **popen):
+        __tracebackhide__ = True
+        base = crasher.configure(_generic())
+        recept = os.path.join(crasher.workdir, "recept%d.json" % crasher.n)
+        crasher.configure(config={"base_dir": base, "watch": [{"exe": exe, "recept": recept}]})
+        cwd = tmp_path / "cwd"
+        cwd.mkdir(exist_ok=True)
+        work, here = tree(crasher.workdir), tree(str(cwd))
+        t0 = time.monotonic()
+        p = subprocess.Popen(argv, cwd=str(cwd), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             preexec_fn=_core_limit, **popen)
+        self.rc = p.wait(timeout=timeout)
+        self.reaped = time.monotonic() - t0
+        crasher.wait_idle()
+        dumps = sorted(os.listdir(base)) if os.path.isdir(base) else []
+        if len(dumps) != 1 or dumps[0].startswith("."):
+            crasher.dump_of(base, p.pid)  # fails, with the handler's log
+        self.dir = os.path.join(base, dumps[0])
+        self.pid = int(dumps[0].rsplit(".", 1)[1])
+        with open(os.path.join(self.dir, "summary.json")) as f:
+            self.summary = json.load(f)
+        rel = os.path.relpath(base, crasher.workdir)
+        after = {k: v for k, v in tree(crasher.workdir).items()
+                 if k != rel and not k.startswith(rel + os.sep)}
+        assert after == work and tree(str(cwd)) == here, "written outside base_dir"
+
+    def assert_published_in_time(self):
+        __tracebackhide__ = True
+        assert self.reaped <= DEFAULT_DEADLINE + 1, self.reaped
+
+    def assert_identity(self, exe, comm, sig=signal.SIGSEGV):
+        __tracebackhide__ = True
+        s = self.summary
+        assert (s["pid"], s["exe"], s["comm"], s["signal"]) == (self.pid, exe, comm, sig), \
+            (s["pid"], s["exe"], s["comm"], s["signal"])
+
+    def frames(self):
+        """The crashing thread's function names in the summary, innermost first."""
+        return [(f["symbol"] or "??").split("+")[0] for f in self.summary["frames"]]
+
+    def assert_core_as_kernels(self, exe, tmp_path, early=()):
+        """gdb's backtrace of the crashing thread from our core is the one
+        from the kernel's core (function names); returns it."""
+        __tracebackhide__ = True
+        ours = backtrace(exe, extract_core(self.dir, str(tmp_path)), early=early)
+        kernels = backtrace(exe, os.path.join(self.dir, "fatcore"), early=early)
+        assert list(ours) == list(kernels) and len(ours) > 1, \
+            "ours %s, the kernel's %s; gdb on ours:\n%s" % (
+                list(ours), list(kernels), ours.gdb_text[-3000:])
+        return ours
+
+
+def crash_oddcrash(crasher, programs, tmp_path, *args, **kw):
+    return Crash(crasher, [programs["oddcrash"]] + list(args), tmp_path, "*/oddcrash", **kw)
+
+
+# --- the thread-group leader gone -------------------------------------------------
+
+def test_leader_exited_with_pthread_exit(crasher, programs, tmp_path):
+    """https://github.com/open-telemetry/opentelemetry-ebpf-profiler/pull/376 :
+    a process whose main thread called pthread_exit() lost its /proc view
+    (maps, exe) while its other threads ran.  Here such a thread crashes: the
+    zombie leader's /proc/PID/mem answers ESRCH, its maps are empty, its exe is
+    gone; before the fix the handler said "not dumped: /proc/PID: No such
+    process" and wrote nothing."""
+    exe = programs["oddcrash"]
+    c = crash_oddcrash(crasher, programs, tmp_path, "leader")
+    c.assert_published_in_time()
+    c.assert_identity(exe, "oddcrash")
+    assert c.summary["tid"] != c.pid and c.summary["exe_build_id"] == build_id(exe)
+    assert c.frames()[:4] == LEVELS[:3] + ["crash_thread"]
+    c.assert_core_as_kernels(exe, tmp_path)
+    assert_same_as_gdb(c.dir, exe)
+
+
+# --- signals the program handles, blocks or ignores -------------------------------
+
+def test_fault_inside_the_programs_own_sigsegv_handler(crasher, programs, tmp_path):
+    """https://github.com/getsentry/sentry-native/pull/1894 : a second fault
+    while the first one's handler runs (SIGSEGV blocked in it) re-entered an
+    in-process crash handler, which spun forever.  The kernel kills with the
+    second fault; the dump shows the handler's frames, the signal frame, and
+    the first fault's frames under it."""
+    exe = programs["oddcrash"]
+    c = crash_oddcrash(crasher, programs, tmp_path, "nested")
+    c.assert_published_in_time()
+    c.assert_identity(exe, "oddcrash")
+    names = c.frames()
+    assert names[:6] == LEVELS[:3] + ["faulting_handler", SIGNAL_FRAME, "level_c"], names
+    c.assert_core_as_kernels(exe, tmp_path)
+    assert_same_as_gdb(c.dir, exe)
+
+
+@pytest.mark.parametrize("how", ["blocked", "ignored"])
+def test_fault_with_sigsegv_blocked_or_ignored(crasher, programs, tmp_path, how):
+    """https://github.com/tarantool/tarantool/issues/8083 : threads that
+    blocked SIGSEGV got no crash report from the in-process handler; the
+    kernel forces the default action on a fault it cannot deliver (blocked
+    or SIG_IGN), and the process dies with a core."""
+    exe = programs["oddcrash"]
+    c = crash_oddcrash(crasher, programs, tmp_path, how)
+    c.assert_published_in_time()
+    c.assert_identity(exe, "oddcrash")
+    assert c.frames()[:4] == LEVELS
+    c.assert_core_as_kernels(exe, tmp_path)
+    assert_same_as_gdb(c.dir, exe)
+
+
+# --- nothing, or nothing usual, to unwind from ------------------------------------
+
+def test_call_through_a_null_function_pointer(crasher, programs, tmp_path):
+    """https://github.com/getsentry/sentry-cocoa/pull/7866 : a call through a
+    NULL function pointer crashes with pc 0, and the crash handler's stack
+    cursor gave no frame past it.  gdb goes on from the return address the
+    call pushed (on top of the stack); before the fix our walk took the frame
+    record at fp and skipped the calling function (call_null)."""
+    exe = programs["oddcrash"]
+    c = crash_oddcrash(crasher, programs, tmp_path, "nullcall")
+    c.assert_published_in_time()
+    c.assert_identity(exe, "oddcrash")
+    assert c.frames()[:3] == ["??", "call_null", "main"], c.frames()
+    assert c.summary["frames"][0]["pc"] == "0x0"
+    c.assert_core_as_kernels(exe, tmp_path)
+    assert_same_as_gdb(c.dir, exe)
+
+
+def test_stack_pointer_zero(crasher, programs, tmp_path):
+    """https://github.com/google/honggfuzz/pull/41 : crashes whose unwinder
+    found zero frames (pc 0) were mishandled by the crash analysis.  With pc
+    and sp both 0 there is nothing to unwind: the dump still comes, with the
+    one frame gdb shows and the reason the walk ended."""
+    exe = programs["oddcrash"]
+    c = crash_oddcrash(crasher, programs, tmp_path, "sp0")
+    c.assert_published_in_time()
+    c.assert_identity(exe, "oddcrash")
+    s = c.summary
+    assert (s["registers"]["rip"], s["registers"]["rsp"]) == ("0x0", "0x0")
+    kernels = backtrace(exe, os.path.join(c.dir, "fatcore"))
+    assert c.frames() == list(kernels) == ["??"], (c.frames(), kernels.gdb_text)
+    assert "SP 0x0" in s["frames_end"]
+
+
+# --- names and arguments --------------------------------------------------------------
+
+def test_comm_with_spaces(crasher, programs, tmp_path):
+    """https://github.com/abrt/abrt/pull/1308 : a thread name with spaces
+    (%e in core_pattern) reached abrt-hook-ccpp as several arguments and
+    only its first word was used.  Our handler's arguments after %e (the
+    options, the config path) still arrive: the dump is in this config's
+    base_dir, its summary's comm the whole name ('/' is the kernel's '!')."""
+    exe = programs["oddcrash"]
+    c = crash_oddcrash(crasher, programs, tmp_path, "name", "a b  c/d e")
+    c.assert_published_in_time()
+    c.assert_identity(exe, "a b  c!d e")
+    assert os.path.basename(c.dir).startswith("a b  c!d e.")
+    assert c.frames()[:4] == LEVELS
+    c.assert_core_as_kernels(exe, tmp_path)
+    assert_same_as_gdb(c.dir, exe)
+
+
+def test_huge_command_line(crasher, programs, tmp_path):
+    """https://github.com/checkpoint-restore/criu/pull/2103 : criu's core
+    dump writer failed on a command line longer than its 80-byte field.
+    Here 2 MB of arguments: the dump is published on time and the summary
+    keeps the command line's beginning, cut."""
+    exe = programs["oddcrash"]
+    c = crash_oddcrash(crasher, programs, tmp_path, "x", *["y" * 100000] * 20)
+    c.assert_published_in_time()
+    c.assert_identity(exe, "oddcrash")
+    cmdline = c.summary["cmdline"]
+    assert cmdline.startswith(exe + " x yyy") and len(cmdline) < 100000 * 20
+    assert c.frames()[:4] == LEVELS
+    c.assert_core_as_kernels(exe, tmp_path)
+
+
+def test_uncaught_cxx_exception(crasher, programs, tmp_path):
+    """https://github.com/envoyproxy/envoy/issues/487 : for an uncaught C++
+    exception "an uncaught exception has the correct stack in a core dump"
+    (std::terminate is called at the throw point).  Our dump has it: abort
+    under libstdc++'s terminate, __cxa_throw, then the functions that threw."""
+    if "throwing" not in programs:
+        pytest.skip("no C++ compiler (g++)")
+    exe = programs["throwing"]
+    c = Crash(crasher, [exe], tmp_path, "*/throwing")
+    c.assert_published_in_time()
+    c.assert_identity(exe, "throwing", signal.SIGABRT)
+    names = c.frames()
+    i = names.index("__cxa_throw")
+    assert "abort" in names[:i] and names[i + 1:i + 4] == ["_ZL7level_bi", "_ZL7level_ai",
+                                                            "main"], names
+    c.assert_core_as_kernels(exe, tmp_path, early=NO_DEMANGLING)
+    assert_same_as_gdb(c.dir, exe, early=NO_DEMANGLING)
+
+
+# --- the process's environment: descriptors, tracer, namespaces, root ---------------
+
+def test_no_free_file_descriptor(crasher, programs, tmp_path):
+    """https://github.com/rust-minidump/minidump-writer/pull/90 : Firefox
+    crashes suspected of file-descriptor exhaustion, which the minidump did
+    not show.  A process that used every descriptor of RLIMIT_NOFILE 16: the
+    dump comes, and its summary shows the limit and the 16 descriptors."""
+    exe = programs["oddcrash"]
+    c = crash_oddcrash(crasher, programs, tmp_path, "nofile")
+    c.assert_published_in_time()
+    c.assert_identity(exe, "oddcrash")
+    s = c.summary
+    assert s["rlimits"]["nofile"] == [16, 16], s["rlimits"]
+    assert sorted(s["fds"], key=int) == [str(n) for n in range(16)] and not s["fds_more"]
+    assert c.frames()[:4] == LEVELS
+    c.assert_core_as_kernels(exe, tmp_path)
+    assert_same_as_gdb(c.dir, exe)
+
+
+def test_crash_while_traced(crasher, programs, tmp_path):
+    """https://github.com/rr-debugger/rr/issues/859 : a crash handler
+    (breakpad) that ptraces the crashed process met one already traced (by rr)
+    and failed.  Ours needs no ptrace: a program crashing under strace -f is
+    dumped as any other."""
+    if shutil.which("strace") is None:
+        pytest.skip("no strace")
+    exe = programs["oddcrash"]
+    c = Crash(crasher, ["strace", "-f", "-o", "/dev/null", exe], tmp_path, "*/oddcrash")
+    c.assert_published_in_time()
+    c.assert_identity(exe, "oddcrash")
+    assert c.frames()[:4] == LEVELS
+    c.assert_core_as_kernels(exe, tmp_path)
+    assert_same_as_gdb(c.dir, exe)
+
+
+def test_init_of_a_pid_namespace(crasher, programs, tmp_path):
+    """https://github.com/systemd/systemd/issues/1930 : systemd-coredump was
+    given the PID in the crashed process's own namespace (%p) and read the
+    metadata of whatever had that PID on the host.  Ours is PID 1 of a new PID
+    and mount namespace: the summary has its host PID and its own exe, comm
+    and command line (not those of the host's PID 1)."""
+    exe = programs["oddcrash"]
+    c = Crash(crasher, ["unshare", "-p", "-m", "--fork", "--mount-proc", exe, "pidns"],
+              tmp_path, "*/oddcrash")
+    assert c.rc == -signal.SIGSEGV  # unshare re-raises its child's signal (not exit 3)
+    c.assert_published_in_time()
+    c.assert_identity(exe, "oddcrash")
+    assert c.pid != 1 and c.summary["cmdline"] == exe + " pidns"
+    assert c.frames()[:4] == LEVELS
+    c.assert_core_as_kernels(exe, tmp_path)
+    assert_same_as_gdb(c.dir, exe)
+
+
+def test_chroot_whose_paths_name_other_files_here(crasher, programs, tmp_path):
+    """https://github.com/canonical/apport/pull/528 : apport checked the
+    executable of a crash in a container by its path outside the container,
+    where another file (or none) is.  Ours runs in a chroot where
+    /usr/bin/sleep is our program: the summary's build-id and function names
+    come from the file the process ran, not from the handler's
+    /usr/bin/sleep."""
+    root = tmp_path / "root"
+    prog = root / "usr" / "bin" / "sleep"
+    libs = re.findall(r"(/\S+) \(0x", subprocess.run(
+        ["ldd", programs["oddcrash"]], capture_output=True, text=True).stdout)
+    for path in [str(prog)] + [str(root) + lib for lib in libs]:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    shutil.copy(programs["oddcrash"], str(prog))
+    for lib in libs:
+        shutil.copy(lib, str(root) + lib)
+    c = Crash(crasher, ["chroot", str(root), "/usr/bin/sleep"], tmp_path, "*/sleep")
+    c.assert_published_in_time()
+    c.assert_identity(str(prog), "sleep")
+    assert c.summary["exe_build_id"] == build_id(str(prog)) != build_id("/usr/bin/sleep")
+    assert c.frames()[:4] == LEVELS
+    c.assert_core_as_kernels(str(prog), tmp_path)
+    assert_same_as_gdb(c.dir, str(prog))
