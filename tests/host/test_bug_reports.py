@@ -23,6 +23,7 @@ import json
 import os
 import re
 import resource
+import shlex
 import shutil
 import signal
 import subprocess
@@ -34,6 +35,8 @@ from lab.gdb import backtrace, extract_core
 from lab.programs import FRAMES
 from lab.unwind import assert_same_as_gdb
 from minicoredumper.config import DEFAULT_DEADLINE
+from test_process_files import mode  # noqa: F401 (a fixture: "pipe", "socket")
+from test_socket import published, server  # noqa: F401 (server: a fixture)
 from test_unwind import _generic
 
 LEVELS = FRAMES["crash3"]  # oddcrash crashes through crash3's three calls
@@ -66,9 +69,12 @@ class Crash:
     """argv run until it crashes, under the generic recept with dump_fat_core,
     only crashes of an exe matching `exe` (a watch-rule glob) dumped: .rc,
     .reaped (seconds from start to reaped), .dir (the one dump), .pid (the
-    crashed process's, from the dump's name), .summary (summary.json)."""
+    crashed process's, from the dump's name), .summary (summary.json).  mode
+    "socket": minicoredumper_sockd is on the coredump socket (the mode fixture),
+    which publishes after the release."""
 
-    def __init__(self, crasher, argv, tmp_path, exe, timeout=DEFAULT_DEADLINE + 20, **popen):
+    def __init__(self, crasher, argv, tmp_path, exe, mode="pipe",
+                 timeout=DEFAULT_DEADLINE + 20, **popen):
         __tracebackhide__ = True
         base = crasher.configure(_generic())
         recept = os.path.join(crasher.workdir, "recept%d.json" % crasher.n)
@@ -82,7 +88,10 @@ class Crash:
                              preexec_fn=_core_limit, **popen)
         self.rc = p.wait(timeout=timeout)
         self.reaped = time.monotonic() - t0
-        crasher.wait_idle()
+        if mode == "socket":
+            published(base, timeout=DEFAULT_DEADLINE + 2)
+        else:
+            crasher.wait_idle()
         dumps = sorted(os.listdir(base)) if os.path.isdir(base) else []
         if len(dumps) != 1 or dumps[0].startswith("."):
             crasher.dump_of(base, p.pid)  # fails, with the handler's log
@@ -127,15 +136,15 @@ def crash_oddcrash(crasher, programs, tmp_path, *args, **kw):
 
 # --- the thread-group leader gone -------------------------------------------------
 
-def test_leader_exited_with_pthread_exit(crasher, programs, tmp_path):
+def test_leader_exited_with_pthread_exit(crasher, programs, tmp_path, mode):
     """https://github.com/open-telemetry/opentelemetry-ebpf-profiler/pull/376 :
     a process whose main thread called pthread_exit() lost its /proc view
     (maps, exe) while its other threads ran.  Here such a thread crashes: the
     zombie leader's /proc/PID/mem answers ESRCH, its maps are empty, its exe is
     gone; before the fix the handler said "not dumped: /proc/PID: No such
-    process" and wrote nothing."""
+    process" and wrote nothing, in pipe mode and in socket mode."""
     exe = programs["oddcrash"]
-    c = crash_oddcrash(crasher, programs, tmp_path, "leader")
+    c = crash_oddcrash(crasher, programs, tmp_path, "leader", mode=mode)
     c.assert_published_in_time()
     c.assert_identity(exe, "oddcrash")
     assert c.summary["tid"] != c.pid and c.summary["exe_build_id"] == build_id(exe)
@@ -227,6 +236,82 @@ def test_comm_with_spaces(crasher, programs, tmp_path):
     assert c.frames()[:4] == LEVELS
     c.assert_core_as_kernels(exe, tmp_path)
     assert_same_as_gdb(c.dir, exe)
+
+
+def odd_copy(programs, tmp_path, directory):
+    """A copy of oddcrash in tmp_path/directory (a name of bytes), its path as bytes."""
+    d = os.path.join(os.fsencode(str(tmp_path)), directory)
+    os.mkdir(d)
+    exe = os.path.join(d, b"oddcrash")
+    shutil.copy(programs["oddcrash"], exe)
+    return exe
+
+
+def test_exe_path_with_spaces_and_a_newline(crasher, programs, tmp_path):
+    """https://github.com/systemd/systemd/issues/10786 : coredumpctl showed
+    "/bin/sh /tmp/test out.sh to ge ther stand alone", and the executable's
+    path and the arguments could not be told apart.  Our summary.json has the
+    path as it is; summary.txt's first line stays one line (a newline in the
+    path written as maps writes it, \012); before the fix the newline split it."""
+    exe = odd_copy(programs, tmp_path, b"test out\nx")
+    argv = [exe, b"to ge ther", b"stand", b"alone"]
+    c = Crash(crasher, argv, tmp_path, "*/oddcrash")
+    c.assert_published_in_time()
+    c.assert_identity(os.fsdecode(exe), "oddcrash")
+    with open(os.path.join(c.dir, "summary.txt")) as f:
+        first, second = f.read().splitlines()[:2]
+    assert first.startswith("%s (pid %d," % (os.fsdecode(exe).replace("\n", "\\012"), c.pid))
+    assert first.endswith("fault address 0x0") and second.startswith("on "), (first, second)
+    assert c.frames()[:4] == LEVELS
+    c.assert_core_as_kernels(os.fsdecode(exe), tmp_path)
+    assert_same_as_gdb(c.dir, os.fsdecode(exe))
+
+
+@pytest.mark.xfail(strict=True, reason="summary.json's cmdline joins the arguments with "
+                   "spaces (write_artefacts, docs/FORMATS.md §9): telling them apart needs "
+                   "a format change (a list, or quoting)")
+def test_command_line_arguments_can_be_told_apart(crasher, programs, tmp_path):
+    """https://github.com/systemd/systemd/issues/10786 : the arguments of
+    "/tmp/test out.sh 'to ge ther' stand alone" could not be told apart in
+    coredumpctl's Command Line.  Nor in our summary's cmdline."""
+    exe = programs["oddcrash"]
+    c = crash_oddcrash(crasher, programs, tmp_path, "to ge ther", "stand", "alone")
+    assert shlex.split(c.summary["cmdline"]) == [exe, "to ge ther", "stand", "alone"], \
+        c.summary["cmdline"]
+
+
+def test_bytes_not_utf8_in_name_path_and_arguments(crasher, programs, tmp_path):
+    """https://github.com/giampaolo/psutil/issues/515 : a process whose command
+    line held a malformed UTF-8 sequence made psutil (and glances) raise
+    UnicodeDecodeError.  Here the thread name, the executable's directory and
+    an argument hold bytes that are not UTF-8: the dump is published, its
+    summary.json is UTF-8 JSON, its directory name one printable component."""
+    exe = odd_copy(programs, tmp_path, b"bin\xfe")
+    c = Crash(crasher, [exe, b"name", b"odd\xff\xc3"], tmp_path, "*/oddcrash")
+    c.assert_published_in_time()
+    with open(os.path.join(c.dir, "summary.json"), "rb") as f:
+        assert json.loads(f.read().decode("utf-8", "strict")) == c.summary
+    name = os.path.basename(c.dir)
+    assert name.isprintable() and name.startswith("odd") and name.endswith(".%d" % c.pid)
+    assert c.summary["exe_build_id"] == build_id(exe) and c.summary["signal"] == 11
+    assert c.frames()[:4] == LEVELS
+    c.assert_core_as_kernels(os.fsdecode(exe), tmp_path)
+    assert_same_as_gdb(c.dir, os.fsdecode(exe))
+
+
+@pytest.mark.xfail(strict=True, reason="summary.json writes exe's and comm's undecodable "
+                   "bytes as '?' (the %e argument's, in pipe mode) or U+FFFD (/proc/PID/comm, "
+                   "in socket mode), where fds' targets have \\xNN (docs/FORMATS.md §9): "
+                   "one convention for all of them is a format decision")
+def test_exe_and_comm_keep_their_bytes_not_utf8(crasher, programs, tmp_path):
+    """https://github.com/giampaolo/psutil/issues/515 : bytes that are not
+    UTF-8 in what the kernel says of a process.  The summary's exe and comm
+    should keep them, as its fds' targets do (\\xNN)."""
+    exe = odd_copy(programs, tmp_path, b"bin\xfe")
+    c = Crash(crasher, [exe, b"name", b"odd\xff"], tmp_path, "*/oddcrash")
+    s = c.summary
+    assert (s["exe"], s["comm"]) == (exe.decode("utf-8", "backslashreplace"), "odd\\xff"), \
+        (s["exe"], s["comm"])
 
 
 def test_huge_command_line(crasher, programs, tmp_path):
