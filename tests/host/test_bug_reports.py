@@ -19,6 +19,7 @@ A watch rule on the program's name keeps other processes out of base_dir
 crashes may come while our core_pattern is installed).
 """
 
+import ctypes
 import json
 import os
 import re
@@ -43,6 +44,12 @@ LEVELS = FRAMES["crash3"]  # oddcrash crashes through crash3's three calls
 SIGNAL_FRAME = "<signal handler called>"
 # C++ names as our summary gives them (from .symtab, not demangled)
 NO_DEMANGLING = ("set print demangle off", "set print asm-demangle off")
+SYS_TGKILL = 234  # x86-64
+SI_TKILL = -6  # si_code of a signal sent with tgkill
+SLEEPERS = ("import threading, time\n"
+            "for _ in range(3):\n"
+            "    threading.Thread(target=time.sleep, args=(60,)).start()\n"
+            "time.sleep(60)\n")
 
 
 def _core_limit():
@@ -71,9 +78,10 @@ class Crash:
     .reaped (seconds from start to reaped), .dir (the one dump), .pid (the
     crashed process's, from the dump's name), .summary (summary.json).  mode
     "socket": minicoredumper_sockd is on the coredump socket (the mode fixture),
-    which publishes after the release."""
+    which publishes after the release.  act(Popen): what to do to the process
+    once started (it is then timed from the end of act)."""
 
-    def __init__(self, crasher, argv, tmp_path, exe, mode="pipe",
+    def __init__(self, crasher, argv, tmp_path, exe, mode="pipe", act=None,
                  timeout=DEFAULT_DEADLINE + 20, **popen):
         __tracebackhide__ = True
         base = crasher.configure(_generic())
@@ -86,7 +94,15 @@ class Crash:
         p = subprocess.Popen(argv, cwd=str(cwd), stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              preexec_fn=_core_limit, **popen)
-        self.rc = p.wait(timeout=timeout)
+        try:
+            if act is not None:
+                act(p)
+                t0 = time.monotonic()
+            self.rc = p.wait(timeout=timeout)
+        finally:
+            if p.poll() is None:  # it did not crash: not left running
+                p.kill()
+                p.wait()
         self.reaped = time.monotonic() - t0
         if mode == "socket":
             published(base, timeout=DEFAULT_DEADLINE + 2)
@@ -379,6 +395,35 @@ def test_crash_while_traced(crasher, programs, tmp_path):
     c.assert_published_in_time()
     c.assert_identity(exe, "oddcrash")
     assert c.frames()[:4] == LEVELS
+    c.assert_core_as_kernels(exe, tmp_path)
+    assert_same_as_gdb(c.dir, exe)
+
+
+def test_signal_sent_to_a_thread_that_is_not_the_main_one(crasher, tmp_path):
+    """https://github.com/dragonflydb/dragonfly/issues/3902 : "problems with
+    using a piped core_pattern when a proactor thread crashes ... when a kill
+    signal is sent to a ProactorXX thread and not a main thread".  Debian's
+    python3 with three threads asleep, SIGSEGV sent with tgkill to the last
+    one: that thread is the crashing one, the sender is named, every thread's
+    frames are gdb's."""
+    threads = []
+
+    def tgkill_a_worker(p):
+        end = time.monotonic() + 10
+        while len(threads) < 4 and time.monotonic() < end:
+            time.sleep(0.05)
+            threads[:] = sorted(int(t) for t in os.listdir("/proc/%d/task" % p.pid))
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.syscall(SYS_TGKILL, p.pid, threads[-1], signal.SIGSEGV) == 0
+
+    exe = os.path.realpath("/usr/bin/python3")
+    c = Crash(crasher, [exe, "-c", SLEEPERS], tmp_path, "*/python3*", act=tgkill_a_worker)
+    c.assert_published_in_time()
+    c.assert_identity(exe, os.path.basename(exe))
+    s = c.summary
+    assert s["tid"] == threads[-1] != c.pid and s["code"] == SI_TKILL
+    assert s["sender"] == {"pid": os.getpid(), "uid": 0}
+    assert len(s["thread_frames"]) == len(threads) - 1
     c.assert_core_as_kernels(exe, tmp_path)
     assert_same_as_gdb(c.dir, exe)
 
