@@ -23,7 +23,6 @@ import ctypes
 import json
 import os
 import re
-import resource
 import shlex
 import shutil
 import signal
@@ -38,7 +37,8 @@ from lab.unwind import assert_same_as_gdb
 from minicoredumper.config import DEFAULT_DEADLINE
 from test_process_files import mode  # noqa: F401 (a fixture: "pipe", "socket")
 from test_socket import published, server  # noqa: F401 (server: a fixture)
-from test_unwind import _generic
+from test_summary_fields import build_id
+from test_unwind import _core_limit, _generic
 
 LEVELS = FRAMES["crash3"]  # oddcrash crashes through crash3's three calls
 SIGNAL_FRAME = "<signal handler called>"
@@ -52,10 +52,6 @@ SLEEPERS = ("import threading, time\n"
             "time.sleep(60)\n")
 
 
-def _core_limit():
-    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY,) * 2)
-
-
 def tree(path):
     """{relative path: (size, mtime_ns)} of everything under path."""
     out = {}
@@ -65,11 +61,6 @@ def tree(path):
             st = os.lstat(full)
             out[os.path.relpath(full, path)] = (st.st_size, st.st_mtime_ns)
     return out
-
-
-def build_id(path):
-    out = subprocess.run(["readelf", "-nW", path], capture_output=True, text=True).stdout
-    return re.search(r"Build ID: ([0-9a-f]+)", out).group(1)
 
 
 class Crash:
