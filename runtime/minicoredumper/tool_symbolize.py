@@ -74,10 +74,18 @@ class Lookup:
             elif why:
                 looked.append("%s (%s: %s)" % (where, path, why))
 
+    def device_path(self, build_id, name):
+        """The module's path on the device (name itself when it is one, else what
+        the summary says of its build-id or its name), None if unknown; without
+        the " (deleted)" that maps adds for a file deleted or replaced."""
+        from .tool_select import strip_deleted
+        path = (name if name.startswith("/") else None) or self.paths.get(build_id) \
+            or self.names.get(name.rsplit("/", 1)[-1])
+        return strip_deleted(path) if path else None
+
     def _candidates(self, build_id, name, looked):
         short = name.rsplit("/", 1)[-1]
-        path = self.paths.get(build_id) or (name if name.startswith("/") else None) \
-            or self.names.get(short)
+        path = self.device_path(build_id, name)
         rel = ".build-id/%s/%s" % (build_id[:2], build_id[2:])
         for d in self.dirs:
             looked.append(d)
@@ -207,18 +215,19 @@ def name_frames(trace, lookup):
     return out, missing
 
 
-def trace_lines(trace, named, missing, pcs=None):
+def trace_lines(trace, named, missing, lookup, pcs=None):
     """The text of `mcd trace`: per thread a header and one line per frame as
-    gdb's bt has them, with how the frame was found; then one line per
-    module whose frames have no name.  pcs: the frames' absolute PCs [[int]]
-    per thread, where known (summary.json's), else module + offset."""
+    gdb's bt has them ("from" the module's path on the device, where known),
+    with how the frame was found; then one line per module whose frames have
+    no name.  pcs: the frames' absolute PCs [[int]] per thread, where known
+    (summary.json's), else module + offset."""
     lines = []
     for t, (tid, cut, frames) in enumerate(named):
         if t:
             lines.append("")
         lines.append("Thread %d (LWP %d)%s:" % (t + 1, tid, ", the crashing thread"
                                                 if t == 0 else ""))
-        for n, (how, m, value, sym, path) in enumerate(frames):
+        for n, (how, m, value, sym, _) in enumerate(frames):
             if sym == SIGNAL_TRAMPOLINE:
                 lines.append("#%-2d <signal handler called>  [%s]" % (n, how))
                 continue
@@ -229,8 +238,8 @@ def trace_lines(trace, named, missing, pcs=None):
                 where = "%s+%#x" % (module.rsplit("/", 1)[-1], value)
             else:
                 where = "%#018x" % value
-            line = "#%-2d %s in %s () from %s  [%s]" % (n, where, sym or "??",
-                                                        path or module or "??", how)
+            shown = lookup.device_path(*trace.modules[m]) or module if m is not None else "??"
+            line = "#%-2d %s in %s () from %s  [%s]" % (n, where, sym or "??", shown, how)
             if sym is None and m in missing:
                 line += "  (no symbols for build-id %s)" % (trace.modules[m][0] or "none")
             lines.append(line)

@@ -838,7 +838,7 @@ def cmd_trace(args):
         _print_json(trace_json(trace, named, missing, source, pcs))
     else:
         print("\n".join(["%s (from %s)" % (d.name, source), ""] +
-                        trace_lines(trace, named, missing, pcs)))
+                        trace_lines(trace, named, missing, lookup, pcs)))
     return 0
 
 

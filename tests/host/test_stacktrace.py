@@ -177,7 +177,7 @@ def test_a_stripped_binary_is_named_from_its_debug_file_found_by_build_id(crashe
     d = crasher.crash([exe], small())
     assert_record_rung(d, 1)
     p = p_ok(mcd("trace", d, env=NO_DEBUGINFOD))
-    assert "in ?? () from crash3s  [pc]  (no symbols for build-id %s)" % bid in p.stdout
+    assert "in ?? () from %s  [pc]  (no symbols for build-id %s)" % (exe, bid) in p.stdout
     missing = [l for l in p.stdout.splitlines() if l.startswith("no symbols for crash3s")]
     assert missing and bid in missing[0] and exe in missing[0] \
         and "/usr/lib/debug/.build-id" in missing[0] and "DEBUGINFOD_URLS" in missing[0], \
@@ -186,7 +186,30 @@ def test_a_stripped_binary_is_named_from_its_debug_file_found_by_build_id(crashe
     assert levels(traced) == ["level_c", "level_b", "level_a", "main"], traced
     assert traced["threads"][0]["frames"][0]["file"].startswith(tree)
     p = p_ok(mcd("trace", "--debug-dir", tree, d, env=NO_DEBUGINFOD))
-    assert " in level_c () from %s" % tree in p.stdout and "crash3s+0x" in p.stdout
+    assert " in level_c () from %s  [pc]\n" % exe in p.stdout and "#0  crash3s+0x" in p.stdout
+
+
+def test_a_file_of_the_module_name_counts_only_with_its_build_id(crasher, programs, stripped,
+                                                                tmp_path):
+    """Plain trees (--sysroot, --debug-dir without .build-id): a file named as the
+    module but of another build (crash3 -O2) is looked at and refused, the
+    debug file deeper in another tree names the frames."""
+    exe, bid, _, debug = stripped
+    decoy, plain = tmp_path / "decoy", tmp_path / "plain" / "usr" / "bin"
+    decoy.mkdir()
+    plain.mkdir(parents=True)
+    shutil.copy(programs["crash3_o2"], str(decoy / "crash3s.debug"))
+    shutil.copy(debug, str(plain))
+    other = file_build_id(programs["crash3_o2"])
+    assert other != bid
+    d = crasher.crash([exe], small())
+    traced = trace_json(d, "--sysroot", str(decoy))
+    assert levels(traced) == [None] * 4
+    assert "%s (%s: build-id %s)" % (decoy, decoy / "crash3s.debug", other) in \
+        traced["missing"][0], traced["missing"]
+    traced = trace_json(d, "--sysroot", str(decoy), "--debug-dir", str(tmp_path / "plain"))
+    assert levels(traced) == ["level_c", "level_b", "level_a", "main"], traced
+    assert traced["threads"][0]["frames"][0]["file"] == str(plain / "crash3s.debug")
 
 
 def _free_port():
