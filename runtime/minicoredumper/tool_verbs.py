@@ -326,8 +326,9 @@ def core_state(dump, summary):
     if not names:
         if recorded and not recorded.startswith("none"):
             return "damaged", None, "%s: missing" % recorded
+        from .stacktrace import FILE
         detail = recorded[len("none: "):] if recorded else None
-        if os.path.exists(os.path.join(dump.path, "stacktrace")):  # stacktrace.FILE
+        if os.path.exists(os.path.join(dump.path, FILE)):
             detail = "; ".join(x for x in (detail, "a stack-trace record instead: mcd trace")
                                if x)
         return "none", None, detail

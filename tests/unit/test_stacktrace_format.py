@@ -145,3 +145,15 @@ def test_the_crash_path_imports_only_zlib_for_it():
                           "import sys; sys.path.insert(0, %r); %s" % (ENV["PYTHONPATH"], code)],
                          capture_output=True, text=True, check=True).stdout
     assert set(eval(out)) <= {"minicoredumper", "minicoredumper.stacktrace", "zlib"}, out
+
+
+def test_a_summary_without_walks_gives_the_crashing_thread():
+    """No copy of the memory, no walks: summary.json has read_stack's frames of
+    the crashing thread and no frames_end or thread_frames (write_summary.build);
+    its record is that thread's, one form only."""
+    s = summary()
+    del s["frames_end"], s["thread_frames"]
+    forms = list(T.forms(s))
+    assert len(forms) == 1
+    t = T.decode(forms[0])
+    assert [(tid, len(f), cut) for tid, f, cut in t.threads] == [(4242, 4, False)]
