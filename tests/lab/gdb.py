@@ -89,14 +89,16 @@ LWP = re.compile(r"^Thread \d+ \(.*LWP (\d+)\)")
 SIGNAL_FRAME = re.compile(r"^#\d+\s+(<signal handler called>)")
 
 
-def threads_by_tid(exe, core, early=(), **kw):
+def threads_by_tid(exe, core, debug_files=False, early=(), **kw):
     """{tid: Backtrace} of every thread ("thread apply all bt"), past main, as a
     device without debug files shows them: gdb reads no separate debug files
-    (the crash path only has the mapped binaries' own symbols); early: more
-    commands before the files are loaded; kw: sysroot, program."""
-    out = gdb(exe, core, "thread apply all bt", early=(
-        "set debug-file-directory /nonexistent", "set backtrace past-main on") + tuple(early),
-        **kw)
+    (the crash path only has the mapped binaries' own symbols), but with
+    debug_files (this host's, as `mcd trace` reads them); early: more commands
+    before the files are loaded; kw: sysroot, program."""
+    early = ("set backtrace past-main on",) + tuple(early)
+    if not debug_files:
+        early = ("set debug-file-directory /nonexistent",) + early
+    out = gdb(exe, core, "thread apply all bt", early=early, **kw)
     result = {}
     names = None
     for line in out.splitlines():

@@ -136,7 +136,7 @@ def assert_same_as_gdb(d, exe, sysroot=None, program="gdb", early=()):
     theirs = threads_by_tid(exe, os.path.join(d, "fatcore"), sysroot=sysroot, program=program,
                             early=early)
     # A thread gdb knows from libthread_db alone, without registers in the core
-    # (an exited leader, "(Exiting)"; a vfork parent): no frames to compare.
+    # (a thread-group leader that exited, "(Exiting)"): no frames to compare.
     theirs = {tid: bt for tid, bt in theirs.items() if bt or tid in ours}
     assert set(ours) == set(theirs), (sorted(ours), sorted(theirs))
     values = {}
