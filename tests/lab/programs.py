@@ -33,6 +33,10 @@ BUILDS = {
     "mapself": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "mapself.c"],
     # threads stopped in the vDSO's clock_gettime and gettimeofday (test_unwind)
     "vdsospin": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "vdsospin.c"],
+    # crash situations of public bug reports against crash handlers (test_bug_reports)
+    "oddcrash": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "oddcrash.c"],
+    # an uncaught C++ exception; no -g: gdb names its functions from .symtab, as we do
+    "throwing": ["g++", "-O0", "-Wall", "-Wextra", "-Werror", "throwing.cpp"],
 }
 # Programs linked with libminicoredumper (built into outdir/lib first).
 LINKED = {

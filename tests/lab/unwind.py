@@ -97,14 +97,50 @@ def summary_threads(d):
     return out, s
 
 
-def assert_same_as_gdb(d, exe, sysroot=None, program="gdb"):
+def symbol_values(path):
+    """{name: st_value} of an ELF file's .symtab and .dynsym (pyelftools)."""
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import SymbolTableSection
+    out = {}
+    with open(path, "rb") as f:
+        for sec in ELFFile(f).iter_sections():
+            if isinstance(sec, SymbolTableSection):
+                for sym in sec.iter_symbols():
+                    if sym["st_shndx"] != "SHN_UNDEF":
+                        out.setdefault(sym.name.split("@")[0], sym["st_value"])
+    return out
+
+
+def same_function(ours, theirs, values):
+    """Our (name, module) names the function gdb names from DWARF (with debug
+    files: `mcd trace`): the same name, or an alias at the same address (DWARF
+    says __GI_raise where the symbols' rule says raise).  Without debug files
+    gdb names from the symbols as we do: assert_same_as_gdb wants the very
+    name."""
+    name, module = ours
+    if name == theirs:
+        return True
+    if module is None or "??" in (name, theirs):
+        return False
+    if module not in values:
+        values[module] = symbol_values(module)
+    v = values[module]
+    return name in v and v.get(theirs) == v[name]
+
+
+def assert_same_as_gdb(d, exe, sysroot=None, program="gdb", early=()):
     """Every thread's function names in dump d's summary.json are gdb's on the
     kernel's own core of the same crash (d/fatcore, the recept's dump_fat_core),
     exactly but for GCC's clone suffixes (base_name); exe and the modules'
-    paths under sysroot; returns summary.json."""
+    paths under sysroot; early: more gdb commands before the files are loaded
+    (threads_by_tid); returns summary.json."""
     __tracebackhide__ = True
     ours, s = summary_threads(d)
-    theirs = threads_by_tid(exe, os.path.join(d, "fatcore"), sysroot=sysroot, program=program)
+    theirs = threads_by_tid(exe, os.path.join(d, "fatcore"), sysroot=sysroot, program=program,
+                            early=early)
+    # A thread gdb knows from libthread_db alone, without registers in the core
+    # (a thread-group leader that exited, "(Exiting)"): no frames to compare.
+    theirs = {tid: bt for tid, bt in theirs.items() if bt or tid in ours}
     assert set(ours) == set(theirs), (sorted(ours), sorted(theirs))
     for tid in ours:
         gdb_names = [base_name(n) for n in theirs[tid]]
