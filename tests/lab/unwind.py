@@ -125,6 +125,7 @@ def same_function(ours, theirs, values):
     if module not in values:
         values[module] = symbol_values(module)
     v = values[module]
+    name = name.split("@")[0]  # a debug file's .symtab: clock_nanosleep@GLIBC_2.2.5
     return name in v and v.get(theirs) == v[name]
 
 
