@@ -354,17 +354,16 @@ def test_an_unknown_option_before_the_verb_is_named(argv):
 @pytest.mark.parametrize("text,problem", [
     ('{"base_dir": "/tmp/x",', "malformed JSON"),
     ('{"max_dumps": "4"}', "max_dumps must be an integer >= 0")])
-def test_install_refuses_a_broken_config_before_writing(tmp_path, text, problem):
-    """Under the lab's core_pattern lock, so no other test's setting moves meanwhile."""
-    import fcntl
-    from lab.crash import LOCK
+def test_install_refuses_a_broken_config_before_writing(crasher, tmp_path, text, problem):
+    """Under the lab's core_pattern lock, which the session's crasher holds, so
+    no other test's setting moves meanwhile.  (Not a lock of its own: closing
+    any descriptor of the lock file drops this process's POSIX lock on it, the
+    crasher's too, and another session's would then take core_pattern.)"""
     cfg = tmp_path / "broken.json"
     cfg.write_text(text)
-    with open(LOCK, "a+") as lock:
-        fcntl.lockf(lock, fcntl.LOCK_EX)
-        before = open("/proc/sys/kernel/core_pattern").read()
-        p = mcd("install", "--config", str(cfg), env={"MCD_STATE_DIR": str(tmp_path / "st")})
-        after = open("/proc/sys/kernel/core_pattern").read()
+    before = open("/proc/sys/kernel/core_pattern").read()
+    p = mcd("install", "--config", str(cfg), env={"MCD_STATE_DIR": str(tmp_path / "st")})
+    after = open("/proc/sys/kernel/core_pattern").read()
     assert p.returncode == 1, p
     lines = p.stderr.splitlines()
     assert len(lines) == 1 and str(cfg) in lines[0] and problem in lines[0], p.stderr
