@@ -201,8 +201,11 @@ def test_every_verb_on_a_damaged_dump_says_what_and_where(crasher, programs, tmp
     else:
         assert p.returncode == 0 and "level_c" in p.stdout
     p = mcd("verify", "--base-dir", base)
-    assert error_line(p) == "1 of 1 dumps failed verification"
-    assert p.stdout.startswith("CORRUPT %s: " % name)
+    if record:
+        assert error_line(p) == "1 of 1 dumps failed verification"
+        assert p.stdout.startswith("CORRUPT %s: " % name)
+    else:  # nothing to verify against: only the readers above can tell
+        assert p.returncode == 3 and p.stdout.startswith("UNVERIFIED %s: " % name), p
     summary = os.path.join(d, "summary.json")
     if record:
         flip(summary, 100)
@@ -369,3 +372,77 @@ def test_install_refuses_a_broken_config_before_writing(tmp_path, text, problem)
     lines = p.stderr.splitlines()
     assert len(lines) == 1 and str(cfg) in lines[0] and problem in lines[0], p.stderr
     assert after == before and not (tmp_path / "st").exists()
+
+
+# --- dumps without an integrity record ---------------------------------------------------
+
+def as_the_original_writes_it(d, dest):
+    """A copy of dump d laid out as the original minicoredumper writes its dumps
+    (SPEC.md §4): the core, symbol.map and dumps/, no summary, no manifest."""
+    os.mkdir(dest, 0o700)
+    shutil.copy2(os.path.join(d, "core.xz"), dest)
+    shutil.copy2(os.path.join(d, "symbol.map"), dest)
+    shutil.copytree(os.path.join(d, "dumps"), os.path.join(dest, "dumps"))
+    return dest
+
+
+def test_every_verb_reads_a_dump_without_a_manifest_and_verify_says_so(crasher, programs,
+                                                                          tmp_path):
+    """The original minicoredumper's dumps (no summary, no manifest) and a dump
+    copied by hand without its manifest: list, info, gdb and extract read them as
+    they are; verify says there is nothing to verify against, status 3 (1 when
+    another dump is damaged)."""
+    d = crasher.crash([programs["crash3"]], dict(XZ, **HEAP))
+    name = os.path.basename(d)
+    old = str(tmp_path / "old")
+    os.mkdir(old)
+    orig = as_the_original_writes_it(d, os.path.join(old, name))
+    copied = str(tmp_path / "copied")  # a name that is not a dump's: its files say it is one
+    shutil.copytree(d, copied)
+    os.unlink(os.path.join(copied, "manifest"))
+    p = mcd("list", "--base-dir", old, "-F", "corefile")
+    assert (p.returncode, p.stdout, p.stderr) == (0, "present\n", ""), p
+    for dump in (orig, copied):
+        p = mcd("info", dump)
+        assert p.returncode == 0 and p.stderr == "", p
+        assert "Corefile: present (core.xz" in p.stdout
+        p = mcd("gdb", dump, "--", "-nx", "-batch", "-ex", "bt")
+        assert p.returncode == 0, p.stderr
+        assert_frames(FRAMES["crash3"], frames(p.stdout))
+        p = mcd("extract", dump, "-o", str(tmp_path / "core"))
+        assert p.returncode == 0 and p.stderr == "", p
+        assert_frames(FRAMES["crash3"], backtrace(programs["crash3"], str(tmp_path / "core")))
+        p = mcd("verify", dump)
+        assert (p.returncode, p.stdout) == (3, "UNVERIFIED %s: no manifest: nothing to verify "
+                                               "against\n" % os.path.basename(dump)), p
+        assert p.stderr == "1 of 1 dumps have no manifest (the original minicoredumper's, or " \
+                           "copied without it): not verified\n"
+    p = mcd("verify", d, orig)
+    assert p.returncode == 3 and p.stdout.splitlines() == [
+        "OK " + name, "UNVERIFIED %s: no manifest: nothing to verify against" % name], p
+    flip(os.path.join(d, "core.xz"), 100)
+    p = mcd("verify", d, orig)
+    assert p.returncode == 1 and p.stdout.splitlines()[0].startswith("CORRUPT " + name), p
+    assert p.stderr.splitlines()[0] == "1 of 2 dumps failed verification"
+    from minicoredumper.tool_catalog import is_dump_dir
+    assert is_dump_dir(orig) and is_dump_dir(copied)
+    assert not is_dump_dir(old)  # it holds a dump: it is not one
+
+
+def test_verify_lists_problems_in_path_order(crasher, programs):
+    """However the record and the directory list them: the record's lines
+    reversed, two files changed, two unrecorded files made z first."""
+    d = crasher.crash([programs["crash3"]], dict(XZ, **HEAP))
+    path = os.path.join(d, "manifest")
+    lines = open(path).read().splitlines()
+    with open(path, "w") as f:
+        f.write("\n".join(lines[::-1]) + "\n")
+    flip(os.path.join(d, "core.xz"), 100)
+    flip(os.path.join(d, "summary.json"), 10)
+    for extra in ("zz", "dumps/aa", "aa"):
+        open(os.path.join(d, extra), "w").close()
+    p = mcd("verify", d)
+    assert p.returncode == 1, p
+    problems = p.stdout.split(": ", 1)[1].rstrip("\n").split("; ")
+    paths = [x.split(":")[0] for x in problems]
+    assert paths == ["aa", "core.xz", "dumps/aa", "summary.json", "zz"], p.stdout
