@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -358,13 +359,12 @@ def test_an_unknown_option_before_the_verb_is_named(argv):
     ('{"base_dir": "/tmp/x",', "malformed JSON"),
     ('{"max_dumps": "4"}', "max_dumps must be an integer >= 0")])
 def test_install_refuses_a_broken_config_before_writing(tmp_path, text, problem):
-    """Under the lab's core_pattern lock, so no other test's setting moves meanwhile."""
-    import fcntl
-    from lab.crash import LOCK
+    """Under the core_pattern lock, so no other test's setting moves meanwhile
+    (the config is refused before mcd would take the lock itself)."""
+    from minicoredumper.corepattern import CorePatternLock
     cfg = tmp_path / "broken.json"
     cfg.write_text(text)
-    with open(LOCK, "a+") as lock:
-        fcntl.lockf(lock, fcntl.LOCK_EX)
+    with CorePatternLock():
         before = open("/proc/sys/kernel/core_pattern").read()
         p = mcd("install", "--config", str(cfg), env={"MCD_STATE_DIR": str(tmp_path / "st")})
         after = open("/proc/sys/kernel/core_pattern").read()
@@ -373,6 +373,77 @@ def test_install_refuses_a_broken_config_before_writing(tmp_path, text, problem)
     assert len(lines) == 1 and str(cfg) in lines[0] and problem in lines[0], p.stderr
     assert after == before and not (tmp_path / "st").exists()
 
+
+# --- the core_pattern lock ----------------------------------------------------------------
+
+@pytest.mark.parametrize("verb", ["install", "uninstall"])
+def test_install_and_uninstall_wait_for_the_core_pattern_lock_and_name_its_holder(
+        crasher, tmp_path, verb):
+    """This test session holds the lock (crasher): mcd in another process waits
+    --wait seconds, names this process and changes nothing; core_pattern is put
+    back here (under the session's lock) if it did."""
+    state = tmp_path / "st"
+    if verb == "uninstall":  # what install saved
+        state.mkdir()
+        (state / "saved-kernel-settings.json").write_text(
+            json.dumps({"core_pattern": "core", "core_pipe_limit": "0"}))
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text("{}")
+    settings = ("core_pattern", "core_pipe_limit")
+    before = [open("/proc/sys/kernel/" + k).read() for k in settings]
+    t0 = time.monotonic()
+    try:
+        p = mcd(verb, "--wait", "0.5", *(["--config", str(cfg)] if verb == "install" else []),
+                env={"MCD_STATE_DIR": str(state)})
+        waited = time.monotonic() - t0
+        after = [open("/proc/sys/kernel/" + k).read() for k in settings]
+    finally:
+        for k, v in zip(settings, before):
+            with open("/proc/sys/kernel/" + k, "w") as f:
+                f.write(v)
+    assert after == before
+    assert error_line(p) == (
+        "mcd: core_pattern is in use by pid %d (%s) (it holds "
+        "/run/lock/minicoredumper-core-pattern.lock; waited 0.5 s); try again when it "
+        "has restored core_pattern" % (os.getpid(), " ".join(sys.argv)[:200]))
+    assert 0.5 <= waited < 5, waited
+    if verb == "install":  # not even the state directory
+        assert not state.exists()
+    else:
+        assert os.listdir(state) == ["saved-kernel-settings.json"]
+
+
+def test_the_lock_is_counted_within_its_process_and_bounded_for_others(tmp_path):
+    """A second CorePatternLock of the holding process, released, leaves the lock
+    held (closing a second descriptor of the file would drop it); another
+    process waits at most its wait and is told the holder."""
+    from minicoredumper.corepattern import CorePatternLock, LockBusy
+    path = str(tmp_path / "lock")
+    probe = ("import sys, time; from minicoredumper.corepattern import CorePatternLock, "
+             "LockBusy\ntry:\n    CorePatternLock(wait=0.3, path=%r).acquire()\n"
+             "    print('taken')\nexcept LockBusy as e:\n    print(e.holder)") % path
+    with CorePatternLock(path=path):
+        with CorePatternLock(path=path):
+            pass
+        t0 = time.monotonic()
+        p = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                           env=ENV, check=True)
+        assert p.stdout == "pid %d (%s)\n" % (os.getpid(), " ".join(sys.argv)[:200])
+        assert 0.3 <= time.monotonic() - t0 < 5
+    p = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=ENV,
+                       check=True)
+    assert p.stdout == "taken\n"
+    with CorePatternLock(path=path):  # a forked child does not inherit it
+        pid = os.fork()
+        if pid == 0:
+            try:
+                CorePatternLock(wait=0, path=path).acquire()
+                os._exit(0)
+            except LockBusy:
+                os._exit(7)
+            finally:
+                os._exit(1)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 7
 
 # --- dumps without an integrity record ---------------------------------------------------
 
