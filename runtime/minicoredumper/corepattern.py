@@ -136,24 +136,28 @@ class CorePatternLock:
         return self
 
     def _lock(self, f, fcntl):
-        try:
-            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        import errno
+
+        def taken():
+            try:
+                fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                return False  # another process holds it
+        if taken():
             return
-        except OSError:
-            pass  # taken: wait below
-        t0 = time.monotonic()
         if self.wait is None:
             if self.on_wait is not None:
                 self.on_wait(holder(f))
             fcntl.lockf(f, fcntl.LOCK_EX)
             return
-        while time.monotonic() - t0 < self.wait:
+        end = time.monotonic() + self.wait
+        while time.monotonic() < end:
             time.sleep(LOCK_POLL)
-            try:
-                fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if taken():
                 return
-            except OSError:
-                continue  # still taken
         raise LockBusy(self.path, holder(f), self.wait)
 
     def release(self):

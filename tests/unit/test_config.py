@@ -123,10 +123,16 @@ def test_shipped_configs_parse_without_warnings():
     assert warnings == []
 
 
-def test_json_cache_hits_and_invalidates(tmp_path):
+@pytest.fixture
+def cache_dir(tmp_path):
+    """(a cache directory as the handler makes it, 0700; a JSON file's path beside it)."""
     d = tmp_path / "cache"
     os.mkdir(d, 0o700)
-    f = tmp_path / "r.json"
+    return d, tmp_path / "r.json"
+
+
+def test_json_cache_hits_and_invalidates(cache_dir):
+    d, f = cache_dir
     f.write_text('{"a": 1}')
     cache = C.JsonCache(str(d))
     assert cache.load(str(f)) == {"a": 1}
@@ -141,10 +147,8 @@ def test_json_cache_hits_and_invalidates(tmp_path):
         again.load(str(f))
 
 
-def test_json_cache_ignores_a_directory_others_can_write(tmp_path):
-    d = tmp_path / "cache"
-    os.mkdir(d, 0o700)
-    f = tmp_path / "r.json"
+def test_json_cache_ignores_a_directory_others_can_write(cache_dir):
+    d, f = cache_dir
     f.write_text("{}")
     c = C.JsonCache(str(d))
     c.load(str(f))
