@@ -5,9 +5,9 @@ dumps in tool_select.
 `mcd install` points the kernel's core_pattern at the handler and remembers
 the previous values; `mcd uninstall` puts them back.  Both write core_pattern
 under the lock its other users take (corepattern.CorePatternLock: the test
-sessions, the demo, the benchmarks), waiting --wait seconds at most.  The handler is started
-through a lean launcher (python -I -S) generated from launcher.in; the live
-dumper's (minicoredumper_trigger) is written next to it.
+sessions, the demo, the benchmarks), waiting --wait seconds at most.  The
+handler is started through a lean launcher (python -I -S) generated from
+launcher.in; the live dumper's (minicoredumper_trigger) is written next to it.
 """
 
 import argparse
@@ -244,9 +244,9 @@ def build_parser():
     u.set_defaults(func=cmd_uninstall)
     for verb in (i, u):
         verb.add_argument("--wait", metavar="SECONDS", type=_seconds, default=LOCK_WAIT,
-                        help="how long to wait for another user of core_pattern (a test "
-                             "session, the demo, another mcd) to finish (default %g)"
-                             % LOCK_WAIT)
+                          help="how long to wait for another user of core_pattern (a test "
+                               "session, the demo, another mcd) to finish (default %g)"
+                               % LOCK_WAIT)
     from .tool_verbs import add_verbs
     from .tool_rawstore import add_store_verb
     add_verbs(sub)

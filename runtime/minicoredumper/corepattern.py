@@ -138,7 +138,7 @@ class CorePatternLock:
     def _lock(self, f, fcntl):
         import errno
 
-        def taken():
+        def take():
             try:
                 fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return True
@@ -146,7 +146,7 @@ class CorePatternLock:
                 if e.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
                 return False  # another process holds it
-        if taken():
+        if take():
             return
         if self.wait is None:
             if self.on_wait is not None:
@@ -156,7 +156,7 @@ class CorePatternLock:
         end = time.monotonic() + self.wait
         while time.monotonic() < end:
             time.sleep(LOCK_POLL)
-            if taken():
+            if take():
                 return
         raise LockBusy(self.path, holder(f), self.wait)
 
