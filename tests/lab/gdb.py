@@ -87,13 +87,16 @@ LWP = re.compile(r"^Thread \d+ \(.*LWP (\d+)\)")
 SIGNAL_FRAME = re.compile(r"^#\d+\s+(<signal handler called>)")
 
 
-def threads_by_tid(exe, core, **kw):
+def threads_by_tid(exe, core, debug_files=False, **kw):
     """{tid: Backtrace} of every thread ("thread apply all bt"), past main, as a
     device without debug files shows them: gdb reads no separate debug files
-    (the crash path only has the mapped binaries' own symbols); kw: sysroot,
+    (the crash path only has the mapped binaries' own symbols), but with
+    debug_files (this host's, as `mcd trace` reads them); kw: sysroot,
     program."""
-    out = gdb(exe, core, "thread apply all bt", early=(
-        "set debug-file-directory /nonexistent", "set backtrace past-main on"), **kw)
+    early = ("set backtrace past-main on",)
+    if not debug_files:
+        early = ("set debug-file-directory /nonexistent",) + early
+    out = gdb(exe, core, "thread apply all bt", early=early, **kw)
     result = {}
     names = None
     for line in out.splitlines():
