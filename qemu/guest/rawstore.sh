@@ -13,9 +13,10 @@
 # "nand_weakpages"). On MTD the slot is the erase block, "slots" of them.
 # job.json's "phase" says what to do:
 #   crash   crash crash3, threads8 and mycrasher (or "programs") into the store (the
-#           embedded recept, the slot being the budget); with the virtio disk as the
+#           embedded recept, the slot being the budget); the NAND flash as the store
+#           is then listed and imported (it lives in RAM); with the virtio disk as the
 #           store and a NAND flash simulated (nandsim, where the image has it): the
-#           same into the NAND, read back with mcd and imported
+#           same three crashes into the NAND, read back with mcd and imported
 #   loop    crash crash3 into the store again and again, a line on the console before
 #           each ("mcd-rawstore: crash N"), until the host kills QEMU (the power cut)
 #   import  mcd store import from the store into base_dir, after `mcd list --store`
@@ -187,6 +188,12 @@ crash)
 		crash "$store" "$p" "$BIN/$p"
 	done
 	case $store in /dev/mtd*) geometry "$store" >"$R/geometry-after.txt" ;; esac
+	if [ "$(field nand)" = 1 ]; then # nandsim lives in RAM: read it in this boot
+		mcd list --config "$CFG" --store "$store" -F name >"$R/list.txt" 2>"$R/list.err"
+		mcd store import --config "$CFG" >"$R/import.txt" 2>&1
+		echo "rc=$?" >>"$R/import.txt"
+		cp -r /var/crash/store "$R/imported"
+	fi
 	# A NAND flash (nandsim, above) beside the disk: slots of one erase block.
 	nand=$(mtd nand)
 	if [ "${store#/dev/vd}" != "$store" ] && [ -n "$nand" ]; then
