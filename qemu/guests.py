@@ -96,6 +96,8 @@ HOST_TOOLS = {
     "aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu",
     "make": "make",
     "python3.11": "python3.11-minimal",
+    "fdtput": "device-tree-compiler",
+    "xz": "xz-utils",
 }
 
 

@@ -21,7 +21,7 @@
 #           each ("mcd-rawstore: crash N"), until the host kills QEMU (the power cut)
 #   import  mcd store import from the store into base_dir, after `mcd list --store`
 #   bench   write "bench_count" records of "bench_bytes" random bytes into the store
-#           and the NAND flash, each write timed
+#           (and with the virtio disk as the store into the NAND flash), each timed
 # Results: store.txt (the device, what happened), crashes.txt, imported/<dump dirs>,
 # list.txt and list.err (mcd list --store), import.txt, mtd/ (the NAND scenario),
 # geometry.txt (an MTD store's), bench.txt ("DEVICE KIND SLOT SEQUENCE MS" a write).
@@ -233,7 +233,7 @@ import)
 bench)
 	bench "$store" "$slot" "${slots:-0}"
 	nand=$(mtd nand)
-	[ -n "$nand" ] && [ "$nand" != "$store" ] && bench "$nand" 0 0
+	[ "${store#/dev/vd}" != "$store" ] && [ -n "$nand" ] && bench "$nand" 0 0
 	;;
 esac
 echo "$PATTERN" >/proc/sys/kernel/core_pattern

@@ -450,3 +450,39 @@ def test_nand_bad_blocks(arch, guest_tools, boot_timeout, tmp_path_factory, tmp_
     dumps = imported(res)
     assert sorted(dumps) == ["crash3", "mycrasher"], dumps
     backtraces(g, dumps, tmp_path)
+
+
+BENCH_BYTES = 3600  # about crash3's record in a 4 KiB slot
+BENCH_COUNT = 4  # NOR_SLOTS: each write a record of its own
+
+
+def test_record_write_times(arch, guest_tools, boot_timeout, tmp_path_factory):
+    """The time Store.write takes for a BENCH_BYTES record (the ring's scan, the
+    erase, the stamp, payload and header, each on the device before the next) on
+    each of the guest's devices: the virtio disk, nandsim's NAND, the CFI NOR flash,
+    the I2C EEPROM (one write: some 30 s). Printed for README's raw store table; the
+    records written are read back on the host where the device is an image."""
+    top = str(tmp_path_factory.mktemp("bench-" + arch))
+    a = guests.ARCHS[arch]
+    rows = []
+    for kind in ("disk", "nor", "eeprom"):
+        if kind != "disk" and not a.get(kind):
+            continue
+        g = StoreGuest(arch, os.path.join(top, kind), boot_timeout, **(
+            {kind: a[kind]} if kind != "disk" else {}))
+        res = g.boot("bench", bench_bytes=BENCH_BYTES,
+                     bench_count=1 if kind == "eeprom" else BENCH_COUNT)
+        with open(os.path.join(res, "bench.txt")) as f:
+            lines = [l.split() for l in f]
+        assert lines and {l[1] for l in lines} <= {"disk", "nand", "nor", "eeprom"}, lines
+        records, _ = g.records()
+        assert sorted(len(p) for p in records.values()) == [BENCH_BYTES] * len(
+            [l for l in lines if l[1] == kind]), (kind, lines)
+        for l in lines:
+            rows.append((l[1], float(l[4])))
+    summary = {}
+    for kind, ms in rows:
+        summary.setdefault(kind, []).append(ms)
+    print("%s record write times, %d-byte payload (ms, each write): %s" % (
+        arch, BENCH_BYTES, "; ".join("%s %s" % (k, " ".join("%.1f" % x for x in v))
+                                     for k, v in sorted(summary.items()))))
