@@ -17,8 +17,8 @@ The devices: a plain file or block device (pwrite, fsync), an nvmem device
 partition (/dev/mtdN: MEMGETINFO for its geometry, MEMERASE of the slot
 before writing it, writes in whole pages; NOR and NAND).  On NAND, a slot
 with a bad erase block (MEMGETBADBLOCK) is skipped, and a block whose erase
-or write fails is marked bad (MEMSETBADBLOCK), the record going into the
-next good slot.
+or write fails is marked bad (MEMSETBADBLOCK); on any MTD the record then
+goes into the next good slot.
 """
 
 import errno
@@ -38,6 +38,9 @@ ENTRY = struct.Struct("<HI")  # payload entry: path length, data length (then pa
 SEQ_MASK = 0xFFFFFFFF
 SEQ_HALF = 1 << 31
 DEFAULT_SLOT_SIZE = 4096
+# Slots a record tries on MTD when erases or writes fail: each try erases a slot's
+# record, and a flash on which more blocks than that fail in a row is failing.
+WRITE_ATTEMPTS = 3
 
 
 class StoreError(OSError):
@@ -256,33 +259,36 @@ class Store:
             return None
         base = index * self.slot_size
         for offset in range(base, base + self.slot_size, self.erase):
-            if self._is_bad(offset):
+            if self._mtd_isbad(offset):
                 return offset
         return None
 
     def write(self, payload, sequence=None):
         """Write payload (bytes) as the next record; returns (slot, sequence).
         sequence: given instead of the next one (tests of the wrap).
-        On a NAND flash, a slot whose erase or write fails with EIO has the
-        failing erase block marked bad and the record goes into the next good
-        slot, with the next sequence number (so that a mark that did not hold
-        never leaves two stamps of one number).  StoreError if it is larger
-        than a slot holds or no good slot is left; OSError from the device."""
+        On MTD, a slot whose erase or write fails with EIO has the failing
+        erase block marked bad (NAND) and the record goes into the next good
+        slot, with the next sequence number (so that a mark that did not
+        hold, or a flash without bad blocks, never leaves two stamps of one
+        number, and a block that fails again and again never stops the ring),
+        in WRITE_ATTEMPTS slots at most.  StoreError if it is larger than a
+        slot holds or no good slot is left; OSError from the device (on MTD,
+        the last one when every slot tried failed)."""
         if len(payload) > self.room:
             raise StoreError("a %d-byte payload does not fit %d-byte slots (%d bytes of "
                              "payload)" % (len(payload), self.slot_size, self.room))
         index, seq = self.next_slot()
         if sequence is not None:
             seq = sequence & SEQ_MASK
-        for _ in range(self.slots):
+        for _ in range(min(WRITE_ATTEMPTS, self.slots)):
             try:
                 self._write_slot(index, seq, payload)
                 return index, seq
             except BlockFailed as e:
-                if not self.mark_bad(e.offset):
-                    raise e.error from None
+                error = e.error
+                self.mark_bad(e.offset)
             index, seq = self.good_slot(index + 1), (seq + 1) & SEQ_MASK
-        raise StoreError("%s: every slot has a bad erase block" % self.device)
+        raise error
 
     def _write_slot(self, index, seq, payload):
         base = index * self.slot_size
@@ -312,13 +318,11 @@ class Store:
                 raise
 
     def _erase(self, base):
-        """MEMERASE of the slot at base, an erase block at a time (BlockFailed
-        names the one that failed)."""
-        import fcntl
-        from .linux import ERASE_INFO_USER, MEMERASE
+        """Erase the slot at base, an erase block at a time (BlockFailed names
+        the one that failed)."""
         for offset in range(base, base + self.slot_size, self.erase):
             with failing_block(offset):
-                fcntl.ioctl(self.fd, MEMERASE, ERASE_INFO_USER.pack(offset, self.erase))
+                self._mtd_erase(offset)
 
     def _program(self, offset, data, pad_before=False):
         """Write data in whole write units (a NAND page is written once per
@@ -329,28 +333,40 @@ class Store:
         while view:
             n = min(len(view), self.erase - offset % self.erase)
             with failing_block(offset - offset % self.erase):
-                _write_all(self.fd, view[:n], offset)
+                self._mtd_write(offset, view[:n])
             offset, view = offset + n, view[n:]
 
     def mark_bad(self, offset):
-        """Mark the erase block at offset bad (MEMSETBADBLOCK): True if it now
-        reads as bad (MEMGETBADBLOCK: NAND drivers note it in their table even
-        when writing the marker into the block itself fails), False on a flash
-        without bad blocks or if the mark did not hold."""
+        """Mark the erase block at offset bad: True if it now reads as bad (NAND
+        drivers note it in their table even when writing the marker into the
+        block itself fails), False on a flash without bad blocks or if the
+        mark did not hold."""
         if not self.bad_blocks:
             return False
-        import fcntl
-        from .linux import LOFF_T, MEMSETBADBLOCK
         try:
-            fcntl.ioctl(self.fd, MEMSETBADBLOCK, bytearray(LOFF_T.pack(offset)))
+            self._mtd_markbad(offset)
         except OSError:
             pass  # told by the check below
-        return self._is_bad(offset)
+        return self._mtd_isbad(offset)
 
-    def _is_bad(self, offset):
+    # --- the MTD's operations, an erase block (at offset) at a time --------
+    def _mtd_erase(self, offset):
+        import fcntl
+        from .linux import ERASE_INFO_USER, MEMERASE
+        fcntl.ioctl(self.fd, MEMERASE, ERASE_INFO_USER.pack(offset, self.erase))
+
+    def _mtd_write(self, offset, data):
+        _write_all(self.fd, data, offset)  # mtdchar: done when write returns
+
+    def _mtd_isbad(self, offset):
         import fcntl
         from .linux import LOFF_T, MEMGETBADBLOCK
         return fcntl.ioctl(self.fd, MEMGETBADBLOCK, bytearray(LOFF_T.pack(offset))) == 1
+
+    def _mtd_markbad(self, offset):
+        import fcntl
+        from .linux import LOFF_T, MEMSETBADBLOCK
+        fcntl.ioctl(self.fd, MEMSETBADBLOCK, bytearray(LOFF_T.pack(offset)))
 
 
 class BlockFailed(Exception):
