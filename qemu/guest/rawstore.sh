@@ -233,7 +233,7 @@ import)
 bench)
 	bench "$store" "$slot" "${slots:-0}"
 	nand=$(mtd nand)
-	[ "${store#/dev/vd}" != "$store" ] && [ -n "$nand" ] && bench "$nand" 0 0
+	[ "${store#/dev/vd}" != "$store" ] && [ -n "$nand" ] && bench "$nand" 0 4
 	;;
 esac
 echo "$PATTERN" >/proc/sys/kernel/core_pattern
