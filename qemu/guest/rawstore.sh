@@ -24,7 +24,7 @@
 #           (and with the virtio disk as the store into the NAND flash), each timed
 # Results: store.txt (the device, what happened), crashes.txt, imported/<dump dirs>,
 # list.txt and list.err (mcd list --store), import.txt, mtd/ (the NAND scenario),
-# geometry.txt (an MTD store's), bench.txt ("DEVICE KIND SLOT SEQUENCE MS" a write).
+# geometry.txt (an MTD store's), small-slot.err (mcd on it with 4 KiB slots), bench.txt ("DEVICE KIND SLOT SEQUENCE MS" a write).
 
 R=$1
 ETC=/etc/minicoredumper
@@ -127,6 +127,8 @@ case $store in
 	slot=0 # the erase block
 	geometry "$store" >"$R/geometry.txt"
 	cat /proc/mtd >"$R/proc-mtd.txt"
+	# a slot smaller than the erase block is refused
+	mcd list --store "$store" --slot-size 4096 >/dev/null 2>"$R/small-slot.err"
 	;;
 esac
 

@@ -388,6 +388,8 @@ def test_nor_flash_store(arch, guest_tools, boot_timeout, tmp_path_factory, tmp_
     with open(os.path.join(res, "store.txt")) as f:
         device = f.readline().split()[0].split("=")[1]
     assert device.startswith("/dev/mtd"), device
+    with open(os.path.join(res, "small-slot.err")) as f:  # slots share no erase block
+        assert "slot size 4096 is not a multiple of the erase block (262144)" in f.read()
     assert [(p, s, q) for p, s, q in dumped_lines(res, device)] == [
         (p, i % NOR_SLOTS, i) for i, p in enumerate(programs)]
     records, slots = g.records()
@@ -410,7 +412,8 @@ def test_nor_flash_store(arch, guest_tools, boot_timeout, tmp_path_factory, tmp_
     backtraces(g, dumps, tmp_path)
     outcomes = power_cut_trials(g, int(os.environ.get("MCD_RAWSTORE_NOR_TRIALS", "6")), 3.0)
     assert_round_robin(g.records()[1], NOR_SLOTS)
-    assert sum(n for _, n, _ in outcomes) > 0  # the loop wrote records between the cuts
+    # the cuts fell while the flash was written: records or torn slots
+    assert any(n or torn for _, n, torn in outcomes), outcomes
 
 
 def test_nand_bad_blocks(arch, guest_tools, boot_timeout, tmp_path_factory, tmp_path):
