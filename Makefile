@@ -26,6 +26,7 @@ bench:
 	$(VPY) tests/bench/bench_modes.py
 	$(VPY) tests/bench/bench_mappings.py
 	$(VPY) tests/bench/bench_unwind.py
+	$(VPY) tests/bench/bench_stacktrace.py
 	$(VPY) tests/bench/bench_stacks.py
 	$(VPY) tests/bench/bench_hostile.py
 	$(VPY) tests/bench/bench_scale.py

@@ -1,5 +1,5 @@
 """mcd: the command-line front end: install and uninstall here, the dump
-verbs (list, info, gdb, extract, verify) in tool_verbs, their selection of
+verbs (list, info, gdb, extract, verify, trace) in tool_verbs, their selection of
 dumps in tool_select.
 
 `mcd install` points the kernel's core_pattern at the handler and remembers
@@ -196,7 +196,7 @@ def build_parser():
     from . import __version__
     p = argparse.ArgumentParser(
         prog="mcd", description="minicoredumper control: install the crash handler, and "
-        "list, show, debug, extract and verify the dumps it writes (as coredumpctl does "
+        "list, show, debug, extract, verify and trace the dumps it writes (as coredumpctl does "
         "for systemd-coredump)", epilog="`mcd VERB --help` tells more; man mcd tells all.")
     p.add_argument("--version", action="version", version="%(prog)s " + __version__)
     sub = p.add_subparsers(dest="verb", required=True)
@@ -224,7 +224,7 @@ def build_parser():
 VALUE_OPTIONS = {"--config", "--base-dir", "-S", "--since", "-U", "--until", "-n", "-F",
                  "--field", "-o", "--output", "--symbol-map", "-b", "--buffer", "--exe",
                  "--sysroot", "--debugger", "-A", "--debugger-arguments", "--handler",
-                 "--mode", "--store", "--slot-size"}
+                 "--mode", "--store", "--slot-size", "--debug-dir"}
 
 
 def _join_values(argv):

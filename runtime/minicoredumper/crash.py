@@ -79,6 +79,7 @@ class Crash:
         deadline.start(self.t0, DEFAULT_DEADLINE)
         self.late = None  # the stage in which the deadline passed
         self.no_core = None  # why the dump has no core, when the budget left it none
+        self.no_core_rung = None  # what stands in for it (the stack-trace record), or None
         self.released = False
         self.marks = []  # (stage, ms since arrival) for debug.txt
         self.cmdline = ""  # the crashed process's, once read (the journal entry)
@@ -293,6 +294,7 @@ class Crash:
             core = writer.dumped.get("core")
             if isinstance(core, str) and core.startswith("none"):
                 self.no_core = core[len("none: "):]
+                self.no_core_rung = writer.dumped.get("core_content")
             self.cache.save()
             if live is not None:
                 pid, live = live, None
@@ -340,7 +342,9 @@ class Crash:
         self.mark("published")
         cut = " (deadline cut the dump: passed in stage %s)" % self.late if self.late else ""
         if self.no_core:
-            cut += "; no core: %s (the summaries alone)" % self.no_core
+            cut += "; no core: %s (%s)" % (self.no_core, "the summaries and the %s" %
+                                           self.no_core_rung if self.no_core_rung else
+                                           "the summaries alone")
         a = self.arrival
         fields = [("MESSAGE_ID", DUMP_MESSAGE_ID), ("COREDUMP_PID", a.pid),
                   ("COREDUMP_UID", a.uid), ("COREDUMP_GID", a.gid),

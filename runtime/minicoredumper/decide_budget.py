@@ -11,14 +11,18 @@ one before, so a larger budget never gives a worse backtrace:
   5. as 4 with only the notes a backtrace needs
   6. as 5 with NT_FILE cut to the files that have code mapped (ELF objects)
   7-10. as 6 with the top of stack cut to 1024, 512, 256, 128 bytes
-  11. no core
+  11. no core, the stack-trace record in its place (stacktrace.py: every
+      thread's frames as module + offset, the modules' build-ids; else the
+      crashing thread's), written after the unwind when it fits
+  12. no core, the summaries alone
 
 Side files come around it: summary.txt always, and the room of summary.json's
 smallest form (the crash's identity), both set aside before the core, which
 gets what is left after them (nothing when the smallest form needs more than
-is left); then the external dumps (by dump_scope, lowest first), summary.json
-in its richest form that fits (write_summary.LEAVE_OUT), debug.txt and proc
-info while they fit.  Every file also costs its integrity record line.
+is left); then the external dumps (by dump_scope, lowest first), the
+stack-trace record when no core fits (before summary.json's richer forms: it
+is the core's stand-in), summary.json in its richest form that fits
+(write_summary.LEAVE_OUT), debug.txt and proc info while they fit.  Every file also costs its integrity record line.
 
 Climbing the ladder (fit): the size of a compressed rung is known only by
 compressing it, and a rung of a big process is big (4,000 threads' notes are
@@ -53,6 +57,9 @@ LADDER = [
     ("top of stack, minimal notes, code files", 1, NOTES_CODE_FILES, None),
 ] + [("%d bytes of stack, minimal notes, code files" % n, 1, NOTES_CODE_FILES, n)
      for n in (1024, 512, 256, 128)]
+
+# Rung 11's core_content (summary.json's dump object): stacktrace.forms() in order.
+STACKTRACE_RUNG = ("stack-trace record", "stack-trace record, crashing thread only")
 
 RECORD_LINE = 21  # integrity record line: "%08x %d %s\n" with up to 10 size digits, less the path
 

@@ -282,6 +282,20 @@ def parse_limits(raw):
     return out
 
 
+def other_thread(pid, proc_root="/proc"):
+    """The TID of a thread of process pid other than its thread-group leader.
+    A leader that has exited (pthread_exit() in main) while other threads run
+    is a zombie: its /proc/PID/mem, auxv and pagemap answer ESRCH, its maps
+    and fd are empty and its exe is gone, while /proc/TID of any other thread
+    shows the process's memory, maps, exe, map_files and fds.  The first such
+    thread the kernel lists; ProcessGone if there is none."""
+    with os.scandir("%s/%d/task" % (proc_root, pid)) as entries:
+        for entry in entries:
+            if entry.name.isdigit() and int(entry.name) != pid:
+                return int(entry.name)
+    raise ProcessGone("process %d has no thread but its exited leader" % pid)
+
+
 class ProcessGone(Exception):
     """The PID no longer names the process its pidfd refers to."""
 
@@ -307,7 +321,16 @@ class Process:
         self.mem = None
         if not self.check_identity():
             raise ProcessGone("PID %d is not the process of pidfd %d" % (pid, pidfd))
-        self.mem = (memory or ProcessMemory)(self.dir + "/mem")
+        try:
+            self.mem = (memory or ProcessMemory)(self.dir + "/mem")
+        except ProcessLookupError:  # the leader has exited: a thread's view of it
+            tid = other_thread(pid, proc_root)
+            self.dir = "%s/%d" % (proc_root, tid)
+            self.mem = (memory or ProcessMemory)(self.dir + "/mem")
+            if status_field(tid, "Tgid", proc_root) != str(pid):
+                self.mem.close()
+                raise ProcessGone("thread %d left process %d while its mem was opened"
+                                  % (tid, pid)) from None
         try:
             if not self.check_identity():
                 raise ProcessGone("PID %d was reused while /proc/%d/mem was opened"

@@ -15,7 +15,10 @@ caller's registers, trying in order:
   fp      the frame-pointer record (saved fp, return address) at fp
   scan    the first word above SP that points just after a call into code
 
-so a frame is guessed by a scan only when nothing better exists; each frame
+so a frame is guessed by a scan only when nothing better exists, but for the
+first frame whose PC is in no code (a call through a NULL or stale function
+pointer): there the scan, which finds the return address the call pushed on
+top of the stack, comes before the frame record (the caller's caller's); each frame
 says how it was found (the first is "pc").  It runs after the release, on
 what was copied (read_process.SnapshotMemory): a stack not copied ends its
 thread's walk.  The modules' tables are read from the very files the process
@@ -265,6 +268,13 @@ class Unwinder:
             lr = regs[self.lr_dwarf]
             if lr is not None and self.is_code(lr):
                 return list(regs), lr, "lr"
+        if first and not self.is_code(pc):
+            # A call through a NULL or stale function pointer: the return
+            # address it pushed is on top of the stack, and the frame record
+            # at fp is its caller's (it would skip the calling function).
+            got = self.scan_step(regs)
+            if got is not None:
+                return got
         got = self.fp_step(regs)
         if got is not None:
             return got

@@ -145,14 +145,19 @@ def file_build_id(path):
     """The build-id (hex) of the ELF file at path, None if it has none;
     OSError if it cannot be read, ElfFormatError if it is no ELF file."""
     with open(path, "rb") as f:
-        def pread(offset, size):
-            return os.pread(f.fileno(), size, offset)
-        L, _, phdrs = E.read_headers(pread)
-        for p in phdrs:
-            if p.type == E.PT_NOTE and 0 < p.filesz <= 1 << 16:
-                found = gnu_build_id(L, pread(p.offset, p.filesz))
-                if found:
-                    return found
+        return fd_build_id(f.fileno())
+
+
+def fd_build_id(fd):
+    """file_build_id() of the open file fd."""
+    def pread(offset, size):
+        return os.pread(fd, size, offset)
+    L, _, phdrs = E.read_headers(pread)
+    for p in phdrs:
+        if p.type == E.PT_NOTE and 0 < p.filesz <= 1 << 16:
+            found = gnu_build_id(L, pread(p.offset, p.filesz))
+            if found:
+                return found
     return None
 
 

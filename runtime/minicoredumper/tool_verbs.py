@@ -1,5 +1,6 @@
 """mcd's verbs for dumps, as coredumpctl's for core dumps: list, info, gdb
-(debug), extract (dump), verify.
+(debug), extract (dump), verify; and trace (every thread's backtrace named
+on the host: tool_symbolize).
 
 Every verb takes matches and the selection options of tool_select (PID, COMM,
 EXE, FIELD=VALUE, a dump directory's name or path; --since, --until, -1, -n,
@@ -325,7 +326,12 @@ def core_state(dump, summary):
     if not names:
         if recorded and not recorded.startswith("none"):
             return "damaged", None, "%s: missing" % recorded
-        return "none", None, recorded[len("none: "):] if recorded else None
+        from .stacktrace import FILE
+        detail = recorded[len("none: "):] if recorded else None
+        if os.path.exists(os.path.join(dump.path, FILE)):
+            detail = "; ".join(x for x in (detail, "a stack-trace record instead: mcd trace")
+                               if x)
+        return "none", None, detail
     name = names[0]
     path = os.path.join(dump.path, name)
     if not os.access(path, os.R_OK):
@@ -773,6 +779,70 @@ def cmd_verify(args):
     return 1 if bad or unreadable else 0
 
 
+def trace_of(dump):
+    """(stacktrace.Trace, its source's file name, the frames' absolute PCs per
+    thread or None) of a dump: its stack-trace record when it has one, else
+    summary.json's frames; UserError naming the file if it is damaged or
+    there is neither."""
+    from . import stacktrace as T
+    path = os.path.join(dump.path, T.FILE)
+    if os.path.exists(path):
+        check_intact(dump, [T.FILE])
+        try:
+            return T.read(path), T.FILE, None
+        except T.StackTraceError as e:
+            raise UserError(str(e)) from None
+    if not os.path.exists(os.path.join(dump.path, "summary.json")):
+        raise UserError("%s has neither a stack-trace record nor summary.json: no frames "
+                        "(summary.txt has what the budget kept)" % dump.path)
+    s = _summary(dump)
+    try:
+        trace = T.from_summary(s)
+        pcs = [[int(f["pc"], 16) for f in frames] for frames in
+               [s["frames"]] + [t["frames"] for t in s.get("thread_frames") or ()]]
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        raise UserError(_damaged(os.path.join(dump.path, "summary.json"),
+                                 "no frames to read (%s)" % e)) from None
+    return trace, "summary.json", pcs
+
+
+def _device_paths(dump):
+    """({build-id: path}, {short name: path}) of the modules and executable the
+    dump's summary names (summary.json, else summary.txt's first line)."""
+    s = _summary_or_empty(dump)
+    by_id, by_name = {}, {}
+    for m in s.get("modules") or ():
+        if isinstance(m, dict) and isinstance(m.get("path"), str):
+            if isinstance(m.get("build_id"), str):
+                by_id[m["build_id"]] = m["path"]
+            by_name.setdefault(m["path"].rsplit("/", 1)[-1], m["path"])
+    exe = s.get("exe")
+    if isinstance(exe, str) and exe.startswith("/"):
+        from .tool_select import strip_deleted
+        exe = strip_deleted(exe)
+        by_name.setdefault(exe.rsplit("/", 1)[-1], exe)
+    return by_id, by_name
+
+
+def cmd_trace(args):
+    """Every thread's backtrace of the newest selected dump, named on this host."""
+    from .tool_symbolize import Lookup, name_frames, trace_json, trace_lines
+    d = newest(args)
+    trace, source, pcs = trace_of(d)
+    by_id, by_name = _device_paths(d)
+    lookup = Lookup((args.debug_dir or []) + (args.sysroot or []), by_id, by_name)
+    try:
+        named, missing = name_frames(trace, lookup)
+    finally:
+        lookup.close()
+    if args.json:
+        _print_json(trace_json(trace, named, missing, source, pcs))
+    else:
+        print("\n".join(["%s (from %s)" % (d.name, source), ""] +
+                        trace_lines(trace, named, missing, lookup, pcs)))
+    return 0
+
+
 def _positive(text):
     import argparse
     try:
@@ -883,6 +953,31 @@ def add_verbs(sub):
     p.add_argument("--symbol-map", help="default: the dump's symbol.map")
     p.add_argument("-o", "--output", help="output file")
     p.set_defaults(func=cmd_extract)
+    p = verb("trace", "every thread's backtrace of the newest selected dump, named here",
+             "Print every thread's backtrace of the newest selected dump, crashing thread "
+             "first, one line per frame as gdb's bt, with how the frame was found (pc, "
+             "signal, cfi, lr, fp, scan): from the dump's stack-trace record (the budget's "
+             "stand-in for a core), else from summary.json's frames.  Frames are named "
+             "from files found on this host by the modules' build-ids (checked, never "
+             "taken on a name alone): in each --debug-dir and --sysroot (their "
+             ".build-id/xx/rest.debug layout, the module's path under them, and any file "
+             "of the module's name in them), in /usr/lib/debug/.build-id, the module's "
+             "path here, and from a debuginfod server ($DEBUGINFOD_URLS, through "
+             "debuginfod-find, which caches what it fetches).  A frame without a name "
+             "says which build-id has no symbols, and the last lines where it was looked "
+             "for.",
+             "Examples:\n  mcd trace crash3\n"
+             "  mcd trace --debug-dir ./build/debug --sysroot /srv/rootfs 4242\n"
+             "  DEBUGINFOD_URLS=https://debuginfod.debian.net mcd trace --json -1\n")
+    p.add_argument("--debug-dir", metavar="DIR", action="append",
+                   help="a directory of debug files or binaries (a .build-id tree or a "
+                        "plain one); repeatable, searched in order")
+    p.add_argument("--sysroot", metavar="DIR", action="append",
+                   help="the target's root file system (its binaries, and debug files in "
+                        "usr/lib/debug); repeatable")
+    p.add_argument("--json", action="store_true",
+                   help="a JSON object: source, threads with their frames, missing")
+    p.set_defaults(func=cmd_trace)
     p = verb("verify", "check dumps against their integrity records",
              "Check each selected dump (default: all) against its integrity record.")
     p.set_defaults(func=cmd_verify)

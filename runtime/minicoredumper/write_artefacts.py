@@ -9,7 +9,8 @@ process waits, and so have proc info and the fat core.  after_release()
 writes the rest (the core from the copy, external dump files, summary,
 debug log; every thread's stack unwound from the copy: read_unwind) and
 leaves publishing to the caller.  With a max_dump_size,
-files are added best-first while they fit (decide_budget.py).
+files are added best-first while they fit (decide_budget.py); where not even
+the smallest core fits, the stack-trace record (stacktrace.py) stands in.
 """
 
 from . import decide_budget as B
@@ -229,15 +230,18 @@ class DumpWriter:
     # --- after the release ----------------------------------------------------
     def finish(self, warnings):
         """After the core: the external dumps chosen before it, summary.txt (the
-        room set aside for it given back but what it needs), summary.json in the
-        richest form that fits (its smallest form was set aside before the core),
-        debug.txt."""
+        room set aside for it given back but what it needs), the stack-trace
+        record when no core fits, summary.json in the richest form that fits (its
+        smallest form was set aside before the core), debug.txt."""
         args, dd = self.args, self.dd
         self.unwind()
         s = self._summary(symbols=True)  # s["dump"] is self.dumped: filled in below
         txt = summary_text(s, self.summary_room)
         dd.write_file("summary.txt", txt)
         self.budget.give_back("summary.txt", self.summary_room - len(txt))
+        self.budget.cancel("summary.json", self.json_room)
+        if str(self.dumped.get("core", "")).startswith("none"):
+            self.write_stacktrace(s)
         if self.externals:
             from .write_externals import write_externals
             # Column 1 of symbol.map: where the core written has the bytes (0: no core).
@@ -247,7 +251,6 @@ class DumpWriter:
         # The richest form that fits, now that the room set aside is free again;
         # the walks may have found more frames than read_stack before the
         # release: then the form set aside (read_stack's frames) still fits.
-        self.budget.cancel("summary.json", self.json_room)
         for js in list(summary_forms(s)) + ([self.json_smallest] if self.json_smallest else []):
             if self.budget.fits("summary.json", len(js)):
                 dd.write_file("summary.json", js)
@@ -259,6 +262,26 @@ class DumpWriter:
             if self.budget.fits("debug.txt", len(debug)):
                 dd.write_file("debug.txt", debug)
 
+
+    def write_stacktrace(self, s):
+        """The stack-trace record (stacktrace.py), the core's stand-in when not
+        even the smallest core fits: every thread's frames of summary s, else
+        the crashing thread's, if it fits after summary.txt and summary.json's
+        smallest form (its room held while the record is fitted, when it fits at
+        all); before summary.json's richer forms."""
+        from .stacktrace import FILE, forms
+        held = self.json_room if self.budget.fits("summary.json", self.json_room) else 0
+        self.budget.take("summary.json", held)
+        try:
+            for n, record in enumerate(forms(s)):
+                if self.budget.fits(FILE, len(record)):
+                    self.dd.write_file(FILE, record)
+                    self.budget.take(FILE, len(record))
+                    self.dumped.update(core_content=B.STACKTRACE_RUNG[n], stacktrace=FILE,
+                                       stacktrace_bytes=len(record))
+                    return
+        finally:
+            self.budget.cancel("summary.json", held)
 
     def salvage_summary(self):
         """summary.txt at the hard deadline, when finish() has not written it:

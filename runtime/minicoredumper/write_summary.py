@@ -59,7 +59,7 @@ def symbolize(addresses, modules, names=True):
     looked_up = 0
     for addr, how in addresses:
         m = _module_for(addr, modules)
-        back = 0 if how in EXACT else 1
+        back = lookup_back(how)
         placed.append((addr, how, m, back))
         if names and m is not None and looked_up < MAX_LOOKUPS and m.file is not None:
             rel = by_module.setdefault(m, set())
@@ -73,10 +73,28 @@ def symbolize(addresses, modules, names=True):
     for addr, how, m, back in placed:
         sym = found.get((m, addr - m.bias - back)) if m else None
         if sym is not None:
-            name, off = sym[0], sym[1] + back
-            sym = "%s+%#x" % (name, off) if off else name
+            sym = symbol_text(sym[0], sym[1] + back)
         out.append((addr, how, m, addr - m.bias if m else None, sym))
     return out
+
+
+def lookup_back(how):
+    """How far below a frame's PC its symbol is looked up: 0 where execution
+    stopped (EXACT), 1 for a return address (docs/FORMATS.md §9)."""
+    return 0 if how in EXACT else 1
+
+
+def symbol_text(name, offset):
+    """A frame's symbol as summaries show it: "name", or "name+0x.." with the
+    PC's offset from the symbol's start."""
+    return "%s+%#x" % (name, offset) if offset else name
+
+
+def below_signal(hows, n):
+    """Whether frame n of a thread whose frames were found as hows [how] is
+    the signal return trampoline's (SIGNAL_TRAMPOLINE): the frame after it
+    holds the registers a signal interrupted."""
+    return n + 1 < len(hows) and hows[n + 1] == "signal"
 
 
 def _module_for(addr, modules):
@@ -118,11 +136,11 @@ def build(kc, addresses, modules, arrival, exe, comm, cmdline, facts, dumped=Non
     threads = []
     for frames in lists:
         mine, every = every[:len(frames)], every[len(frames):]
+        hows = [f[1] for f in mine]
         threads.append([{"pc": "%#x" % f[0], "how": f[1],
                          "module": mods.index(f[2]) if f[2] is not None else None,
                          "offset": "%#x" % f[3] if f[3] is not None else None,
-                         "symbol": SIGNAL_TRAMPOLINE if n + 1 < len(mine) and
-                         mine[n + 1][1] == "signal" else f[4]}
+                         "symbol": SIGNAL_TRAMPOLINE if below_signal(hows, n) else f[4]}
                         for n, f in enumerate(mine)])
     em = exe_module(kc, modules, exe)
     s = {
@@ -195,7 +213,7 @@ def text(s, limit=None):
     boundary, a last line saying how many were left out."""
     sender = s.get("sender")
     lines = ["%s (pid %s, uid %s, gid %s) killed by %s%s code %s%s%s%s" % (
-        s["exe"] or s["comm"], s["pid"], s["uid"], s["gid"], s["signal_name"] or "signal",
+        _one_line(s["exe"] or s["comm"]), s["pid"], s["uid"], s["gid"], s["signal_name"] or "signal",
         "" if s["signal_name"] else " %s" % s["signal"], s["code"],
         " (%s)" % s["code_name"] if s.get("code_name") else "",
         ", fault address %s" % s["fault_address"] if s["fault_address"] else "",
@@ -213,6 +231,12 @@ def text(s, limit=None):
         lines.append("thread %s:" % t["tid"])
         lines += _frame_lines(s, t["frames"])
     return _cut([line + "\n" for line in lines], limit)
+
+
+def _one_line(text):
+    """text with its control characters (a newline in a path or a thread name)
+    as \\ooo, as /proc/PID/maps writes a newline: one line of summary.txt."""
+    return "".join(c if " " <= c != "\x7f" else "\\%03o" % ord(c) for c in text)
 
 
 def _frame_lines(s, frames):

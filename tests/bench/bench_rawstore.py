@@ -7,7 +7,9 @@ The 3-deep crash (crash3) with the embedded recept (max_dump_size 0: the slot
 is the budget) into a plain-file raw store, once per slot size: the record's
 payload bytes, the files it holds, whether gdb gives crash3's full backtrace
 from the imported dump, and the handler's time from its log line.  Also the
-fixed overhead of a slot (stamp + header) and of a record (the name entry).
+fixed overhead of a slot (stamp + header) and of a record (the name entry),
+and the smallest slot (to 16 bytes, bisected) whose record holds summary.txt
+and the stack-trace record (the rung below the smallest core: `mcd trace`).
 Needs root; restores core_pattern (through lab.crash's lock).
 """
 
@@ -70,6 +72,26 @@ def one(crasher, exe, work, slot):
     return len(payload), ["%s %d" % (rel, len(data)) for rel, data in files], full, ms
 
 
+def smallest_trace_slot(crasher, exe, work, low=256, high=2048):
+    """(slot, its files) of the smallest slot, a multiple of 16 bytes between
+    low and high, whose record holds summary.txt and the stack-trace record."""
+    from minicoredumper.stacktrace import FILE
+
+    def holds(slot):
+        files = one(crasher, exe, work, slot)[1]
+        names = {f.split(" ")[0] for f in files}
+        return {"summary.txt", FILE} <= names, files
+    best = (high, holds(high)[1])
+    while high - low > 16:
+        mid = (low + high) // 2 // 16 * 16
+        ok, files = holds(mid)
+        if ok:
+            high, best = mid, (mid, files)
+        else:
+            low = mid
+    return best[0], ", ".join(best[1])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slots", default=",".join(map(str, SLOTS)))
@@ -82,12 +104,15 @@ def main():
         crasher.install()
         for slot in [int(x) for x in args.slots.split(",")]:
             rows.append((slot,) + one(crasher, programs["crash3"], work, slot))
+        smallest = smallest_trace_slot(crasher, programs["crash3"], work)
     finally:
         crasher.restore()
         shutil.rmtree(work, ignore_errors=True)
     print("slot overhead: stamp %d + header %d = %d bytes; record: name entry %d + name "
           "(~33 bytes)" % (R.STAMP.size, R.HEADER_SIZE, R.STAMP.size + R.HEADER_SIZE,
                            R.ENTRY.size))
+    print("smallest slot with summary.txt and the stack-trace record: %d bytes (%s)"
+          % smallest)
     if args.markdown:
         print("| slot | payload | files (bytes) | full backtrace | handler ms |")
         print("|---|---|---|---|---|")

@@ -257,7 +257,7 @@ def test_since_until_newest_and_reverse(lab):
 
 
 def test_nothing_matches_is_an_error_on_every_verb(lab, tmp_path):
-    for verb in ("list", "info", "gdb", "debug", "extract", "dump", "verify"):
+    for verb in ("list", "info", "gdb", "debug", "extract", "dump", "verify", "trace"):
         p = run(lab, verb, "nosuch", "uid=0")
         assert (p.returncode, p.stdout) == (1, ""), verb
         assert p.stderr == "mcd: no dump matches nosuch uid=0 in %s; `mcd list` shows what " \
@@ -339,7 +339,8 @@ def test_info_of_several_dumps_and_of_the_newest(lab):
     assert p.stdout.count("Dump: ") == 1
     assert "\n         PID: %d (tiny)\n         UID: 0\n         GID: 0\n      Signal: SIGSEGV\n" % \
         lab.pids["D"] in p.stdout
-    assert "\n    Corefile: none\n" in p.stdout
+    # a budget too small for any core keeps the stack-trace record instead
+    assert "\n    Corefile: none (a stack-trace record instead: mcd trace)\n" in p.stdout
 
 
 def test_info_json(lab):
@@ -492,7 +493,7 @@ def test_extract_writes_to_standard_output_when_it_is_not_a_terminal(lab, tmp_pa
 # --- help, man page, completion -----------------------------------------------------------
 
 VERBS = ("install", "uninstall", "list", "info", "gdb", "debug", "extract", "dump", "verify",
-         "store")
+         "trace", "store")
 
 
 def test_help_cites_no_source_files():

@@ -29,7 +29,9 @@ def gdb(exe, core, *commands, sysroot=None, program="gdb", early=()):
     for c in commands:
         argv += ["-ex", c]
     argv += [exe, core]
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    # errors: gdb prints the process's comm and paths as they are, bytes that
+    # are not UTF-8 included
+    p = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=120)
     return p.stdout + p.stderr
 
 
@@ -65,7 +67,7 @@ def frames(text):
 
 
 def backtrace(exe, core, **kw):
-    """The crashing thread's Backtrace (gdb's "bt"); kw: sysroot, program."""
+    """The crashing thread's Backtrace (gdb's "bt"); kw: sysroot, program, early."""
     return frames(gdb(exe, core, "bt", **kw))
 
 
@@ -87,13 +89,16 @@ LWP = re.compile(r"^Thread \d+ \(.*LWP (\d+)\)")
 SIGNAL_FRAME = re.compile(r"^#\d+\s+(<signal handler called>)")
 
 
-def threads_by_tid(exe, core, **kw):
+def threads_by_tid(exe, core, debug_files=False, early=(), **kw):
     """{tid: Backtrace} of every thread ("thread apply all bt"), past main, as a
     device without debug files shows them: gdb reads no separate debug files
-    (the crash path only has the mapped binaries' own symbols); kw: sysroot,
-    program."""
-    out = gdb(exe, core, "thread apply all bt", early=(
-        "set debug-file-directory /nonexistent", "set backtrace past-main on"), **kw)
+    (the crash path only has the mapped binaries' own symbols), but with
+    debug_files (this host's, as `mcd trace` reads them); early: more commands
+    before the files are loaded; kw: sysroot, program."""
+    early = ("set backtrace past-main on",) + tuple(early)
+    if not debug_files:
+        early = ("set debug-file-directory /nonexistent",) + early
+    out = gdb(exe, core, "thread apply all bt", early=early, **kw)
     result = {}
     names = None
     for line in out.splitlines():

@@ -31,6 +31,10 @@ BUILDS = {
     "robustring": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "robustring.c"],
     # crash3's frames with its own executable mapped 10,000 times (test_bounded_work)
     "mapself": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "mapself.c"],
+    # crash situations of public bug reports against crash handlers (test_bug_reports)
+    "oddcrash": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "oddcrash.c"],
+    # an uncaught C++ exception; no -g: gdb names its functions from .symtab, as we do
+    "throwing": ["g++", "-O0", "-Wall", "-Wextra", "-Werror", "throwing.cpp"],
 }
 # Programs linked with libminicoredumper (built into outdir/lib first).
 LINKED = {

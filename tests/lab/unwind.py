@@ -126,13 +126,18 @@ def same_function(ours, theirs, values):
     return name in v and v.get(theirs) == v[name]
 
 
-def assert_same_as_gdb(d, exe, sysroot=None, program="gdb"):
+def assert_same_as_gdb(d, exe, sysroot=None, program="gdb", early=()):
     """Every thread's function names in dump d's summary.json are gdb's on the
     kernel's own core of the same crash (d/fatcore, the recept's dump_fat_core);
-    exe and the modules' paths under sysroot; returns summary.json."""
+    exe and the modules' paths under sysroot; early: more gdb commands before
+    the files are loaded (threads_by_tid); returns summary.json."""
     __tracebackhide__ = True
     ours, s = summary_threads(d, sysroot)
-    theirs = threads_by_tid(exe, os.path.join(d, "fatcore"), sysroot=sysroot, program=program)
+    theirs = threads_by_tid(exe, os.path.join(d, "fatcore"), sysroot=sysroot, program=program,
+                            early=early)
+    # A thread gdb knows from libthread_db alone, without registers in the core
+    # (a thread-group leader that exited, "(Exiting)"): no frames to compare.
+    theirs = {tid: bt for tid, bt in theirs.items() if bt or tid in ours}
     assert set(ours) == set(theirs), (sorted(ours), sorted(theirs))
     values = {}
     for tid in ours:

@@ -14,7 +14,8 @@ from minicoredumper.config import MainConfig
 from minicoredumper.decide_plan import Plan
 from minicoredumper.read_modules import MAX_TABLE, MappedFile, ReadBudget
 from minicoredumper.read_process import (PAGE, PROBE_RUN, Mapping, Process, SnapshotMemory,
-                                         exe_path, parse_maps, shmem_dev, stalling_mappings)
+                                         exe_path, parse_maps, shmem_dev, stalling_mappings,
+                                         status_field)
 
 
 def mapped(path, budget=None):
@@ -179,3 +180,37 @@ def test_modules_files_are_the_mapped_files_once_each_and_closed():
         for fd in fds:
             with pytest.raises(OSError):
                 os.fstat(fd)
+
+
+# A process whose main thread called pthread_exit() while another thread sleeps
+# (the kernel keeps the leader as a zombie until the last thread exits).
+LEADER_EXITS = ("import ctypes, sys, threading, time\n"
+                "threading.Thread(target=time.sleep, args=(30,)).start()\n"
+                "print(threading.get_native_id(), flush=True)\n"
+                "ctypes.CDLL(None).pthread_exit(None)\n")
+
+
+def test_a_process_whose_leader_exited_is_read_through_another_thread():
+    """/proc/PID/mem of a zombie leader answers ESRCH (and its maps are empty,
+    its exe gone): Process reads /proc/TID of the other thread instead, the
+    same memory, maps and exe (tests/host/test_bug_reports.py crashes one)."""
+    import subprocess
+    import sys
+    p = subprocess.Popen([sys.executable, "-c", LEADER_EXITS], stdout=subprocess.PIPE)
+    try:
+        leader = int(p.stdout.readline())
+        assert leader == p.pid
+        end = time.monotonic() + 10
+        while "Z" not in (status_field(p.pid, "State") or "") and time.monotonic() < end:
+            time.sleep(0.01)
+        with pytest.raises(ProcessLookupError):
+            os.open("/proc/%d/mem" % p.pid, os.O_RDONLY)
+        (tid,) = [int(t) for t in os.listdir("/proc/%d/task" % p.pid) if int(t) != p.pid]
+        with Process(p.pid) as proc:
+            assert proc.dir == "/proc/%d" % tid and proc.pid == p.pid
+            assert proc.exe() == os.path.realpath(sys.executable)
+            stack = next(m for m in proc.maps if m.path == "[stack]")
+            assert len(proc.mem.read(stack.end - 8, 8)) == 8
+    finally:
+        p.kill()
+        p.wait()
