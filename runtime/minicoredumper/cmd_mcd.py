@@ -3,9 +3,11 @@ verbs (list, info, gdb, extract, verify, trace) in tool_verbs, their selection o
 dumps in tool_select.
 
 `mcd install` points the kernel's core_pattern at the handler and remembers
-the previous values; `mcd uninstall` puts them back.  The handler is started
-through a lean launcher (python -I -S) generated from launcher.in; the live
-dumper's (minicoredumper_trigger) is written next to it.
+the previous values; `mcd uninstall` puts them back.  Both write core_pattern
+under the lock its other users take (corepattern.CorePatternLock: the test
+sessions, the demo, the benchmarks), waiting --wait seconds at most.  The
+handler is started through a lean launcher (python -I -S) generated from
+launcher.in; the live dumper's (minicoredumper_trigger) is written next to it.
 """
 
 import argparse
@@ -85,25 +87,39 @@ def check_config(path):
     return problems
 
 
+def core_pattern_lock(args):
+    """The lock of core_pattern's users (corepattern.CorePatternLock), taken: a
+    test session, the demo or another mcd may hold it for a while; after
+    --wait seconds UserError names the holder."""
+    from .corepattern import CorePatternLock, LockBusy
+    from .tool_verbs import UserError
+    try:
+        return CorePatternLock(wait=args.wait).acquire()
+    except LockBusy as e:
+        raise UserError(str(e)) from None
+
+
 def cmd_install(args):
     problems = check_config(args.config)
-    sd = state_dir()
-    os.makedirs(sd, 0o755, exist_ok=True)
-    saved = os.path.join(sd, "saved-kernel-settings.json")
-    handler = args.handler or write_launcher(sd)
-    try:
-        pattern = core_pattern(handler, args.config)
-    except ValueError as e:
-        print("mcd: %s" % e, file=sys.stderr)
-        return 2
     for p in problems:
         print("mcd: warning: %s" % p, file=sys.stderr)
-    if not os.path.exists(saved):
-        old = {"core_pattern": read_sysctl("core_pattern"), "core_pipe_limit": read_sysctl("core_pipe_limit")}
-        with open(saved, "w") as f:
-            json.dump(old, f)
-    write_sysctl("core_pipe_limit", str(PIPE_LIMIT))
-    write_sysctl("core_pattern", pattern)
+    sd = state_dir()
+    saved = os.path.join(sd, "saved-kernel-settings.json")
+    with core_pattern_lock(args):  # nothing written before it is ours
+        os.makedirs(sd, 0o755, exist_ok=True)
+        handler = args.handler or write_launcher(sd)
+        try:
+            pattern = core_pattern(handler, args.config)
+        except ValueError as e:
+            print("mcd: %s" % e, file=sys.stderr)
+            return 2
+        if not os.path.exists(saved):
+            old = {"core_pattern": read_sysctl("core_pattern"),
+                   "core_pipe_limit": read_sysctl("core_pipe_limit")}
+            with open(saved, "w") as f:
+                json.dump(old, f)
+        write_sysctl("core_pipe_limit", str(PIPE_LIMIT))
+        write_sysctl("core_pattern", pattern)
     if args.mode == "socket":
         if not kernel_has_socket_mode():
             print("mcd: the kernel (%s) has no coredump socket (Linux 6.16+): pipe mode "
@@ -180,9 +196,10 @@ def cmd_uninstall(args):
         print("mcd: nothing to restore (%s is missing); run `mcd install` first" % saved,
               file=sys.stderr)
         return 1
-    write_sysctl("core_pattern", old["core_pattern"])
-    write_sysctl("core_pipe_limit", old["core_pipe_limit"])
-    os.unlink(saved)
+    with core_pattern_lock(args):
+        write_sysctl("core_pattern", old["core_pattern"])
+        write_sysctl("core_pipe_limit", old["core_pipe_limit"])
+        os.unlink(saved)
     for name in LAUNCHED:  # the launchers install wrote: they point into this installation
         try:
             os.unlink(os.path.join(state_dir(), name))
@@ -190,6 +207,19 @@ def cmd_uninstall(args):
             pass  # never written (no --mode socket, say)
     print("core_pattern restored to %s" % old["core_pattern"])
     return 0
+
+
+LOCK_WAIT = 10.0  # seconds install and uninstall wait for the core_pattern lock
+
+
+def _seconds(text):
+    try:
+        n = float(text)
+    except ValueError:
+        n = -1
+    if not n >= 0:
+        raise argparse.ArgumentTypeError("%r is not a number of seconds (0 or more)" % text)
+    return n
 
 
 def build_parser():
@@ -212,6 +242,11 @@ def build_parser():
     i.set_defaults(func=cmd_install)
     u = sub.add_parser("uninstall", help="restore the previous core_pattern and core_pipe_limit")
     u.set_defaults(func=cmd_uninstall)
+    for verb in (i, u):
+        verb.add_argument("--wait", metavar="SECONDS", type=_seconds, default=LOCK_WAIT,
+                          help="how long to wait for another user of core_pattern (a test "
+                               "session, the demo, another mcd) to finish (default %g)"
+                               % LOCK_WAIT)
     from .tool_verbs import add_verbs
     from .tool_rawstore import add_store_verb
     add_verbs(sub)
@@ -224,7 +259,7 @@ def build_parser():
 VALUE_OPTIONS = {"--config", "--base-dir", "-S", "--since", "-U", "--until", "-n", "-F",
                  "--field", "-o", "--output", "--symbol-map", "-b", "--buffer", "--exe",
                  "--sysroot", "--debugger", "-A", "--debugger-arguments", "--handler",
-                 "--mode", "--store", "--slot-size", "--debug-dir"}
+                 "--mode", "--store", "--slot-size", "--debug-dir", "--wait"}
 
 
 def _join_values(argv):

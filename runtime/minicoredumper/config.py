@@ -262,9 +262,19 @@ def load_recept(path, warnings, cache=None):
         raise ConfigError("%s: %s" % (path, e)) from None
 
 
-def fallback_recept():
-    """What a bad recept falls back to: the crashing thread, enough for a backtrace."""
-    r = parse_recept({}, [])
+# The built-in minimal dump's budget when the main config does not say
+# (fallback_max_dump_size): the embedded recept's max_dump_size, in which a
+# 3-deep crash keeps its whole backtrace (conf/embedded.recept.json).
+FALLBACK_MAX_DUMP_SIZE = 4096
+FALLBACK_COMPRESSION = {"compressor": "xz", "extension": "xz", "in_tar": False}  # the embedded's
+
+
+def fallback_recept(max_dump_size=FALLBACK_MAX_DUMP_SIZE):
+    """The built-in minimal dump, for a recept or main config that cannot be
+    used: the crashing thread, enough for a backtrace, xz-compressed, in at
+    most max_dump_size bytes (0: no limit) through the budget ladder
+    (decide_budget) as any recept's dump."""
+    r = parse_recept({"max_dump_size": max_dump_size, "compression": FALLBACK_COMPRESSION}, [])
     r["stacks"]["first_thread_only"] = True
     r["dump_pthread_list"] = False
     r["dump_robust_mutex_list"] = False
@@ -272,10 +282,11 @@ def fallback_recept():
     return r
 
 
+
 MAIN_KEYS = ("base_dir", "watch", "deadline_seconds", "max_dumps", "max_total_size",
              "min_free_space", "rate_limit", "live_max_pause_ms", "log_level",
              "journal_socket", "on_dump", "on_dump_timeout_seconds", "rlimit_core",
-             "store")
+             "store", "fallback_max_dump_size")
 STORE_KEYS = ("device", "slot_size", "slots")  # of "store": a raw store (docs/FORMATS.md §12)
 DEFAULT_LIVE_MAX_PAUSE_MS = 25
 DEFAULT_ON_DUMP_TIMEOUT = 10.0
@@ -310,6 +321,10 @@ class MainConfig:
             if not _uint(value):
                 raise ConfigError("%s: %s must be an integer >= 0" % (path, key))
             setattr(self, key, value)
+        # the built-in minimal dump's budget, for a recept that cannot be used
+        self.fallback_max_dump_size = obj.get("fallback_max_dump_size", FALLBACK_MAX_DUMP_SIZE)
+        if not _uint(self.fallback_max_dump_size):
+            raise ConfigError("%s: fallback_max_dump_size must be an integer >= 0" % path)
         self.log_level = obj.get("log_level", "info")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError("%s: log_level must be one of %s" % (path, ", ".join(LOG_LEVELS)))

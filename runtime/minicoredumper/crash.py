@@ -181,7 +181,7 @@ class Crash:
                 recept = load_recept(recept_path, warnings, self.cache)
             except ConfigError as e:
                 self.log.error("recept unusable (%s); minimal dump of the crashing thread" % e)
-                recept = fallback_recept()
+                recept = fallback_recept(cfg.fallback_max_dump_size)
         for w in warnings[:3]:
             self.log.warning(w)
         return exe, comm, recept

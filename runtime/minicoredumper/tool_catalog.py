@@ -5,6 +5,12 @@ entries (half-built dumps, the rate-limit state) are not dumps, nor is anything
 that is not a directory itself (a symlink named like a dump is not followed).
 Names are looked at relative to base_dir's fd, so the storage policy (which
 evicts what is listed here) never leaves base_dir.
+
+Every mcd verb reads a dump's files through one rule, Dump.integrity(): the
+files are checked against the dump's integrity record (manifest, docs/FORMATS.md
+§4) when it has one; a dump without one (the original minicoredumper writes
+none; a directory copied by hand without it) is read as it is, and verify
+says there is nothing to verify against.
 """
 
 import os
@@ -25,6 +31,26 @@ def parse_name(name):
                 and clock[:6].isdigit() and clock[7:].isdigit() and parts[i + 2].isdigit()):
             return ".".join(parts[:i]), day + "." + clock, int(parts[i + 2])
     return name, "", None
+
+
+# What a directory given by path holds when it is a dump (docs/FORMATS.md §4; the
+# original's dumps have no manifest or summary, a core only when one was written).
+DUMP_FILES = ("manifest", "summary.txt", "summary.json", "symbol.map", "fatcore", "dumps")
+INTACT, DAMAGED, NO_MANIFEST = "intact", "damaged", "no manifest"  # Dump.integrity()
+
+
+def is_dump_dir(path):
+    """Whether the directory path is a dump: its name is one of ours (parse_name),
+    or it holds a dump's files (DUMP_FILES, a core: core, core.EXT, core.tar.EXT)."""
+    if not os.path.isdir(path):
+        return False
+    if parse_name(os.path.basename(os.path.normpath(path)))[2] is not None:
+        return True
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return False  # unreadable: not recognisable as a dump
+    return any(n in DUMP_FILES or n == "core" or n.startswith("core.") for n in names)
 
 
 def stamp_time(stamp):
@@ -74,6 +100,18 @@ class Dump:
                         pass  # removed meanwhile: it takes no room
             self._size = total
         return self._size
+
+    def integrity(self, only=None):
+        """(state, problems) of the dump's files against its integrity record,
+        the rule every mcd verb follows: INTACT (problems []), DAMAGED (problems:
+        what differs, as publish_manifest.verify says it, by path), or
+        NO_MANIFEST (problems []): no record to check against, the files are
+        read as they are.  only: just these files (paths in the dump)."""
+        from .publish_manifest import MANIFEST, verify
+        if not os.path.lexists(os.path.join(self.path, MANIFEST)):
+            return NO_MANIFEST, []
+        problems = verify(self.path, only)
+        return (DAMAGED if problems else INTACT), problems
 
     def access_error(self):
         """None if the directory can be read, else why not (an OSError)."""

@@ -129,6 +129,21 @@ class CoreFile:
             return None  # not in the core (a budget's smallest steps keep less)
         return None
 
+    def mapped_exe(self):
+        """The crashed executable's path as the core's NT_FILE note names it (the
+        file mapped at auxv's AT_ENTRY), for a dump without a summary (the
+        original minicoredumper's); None if the core does not say."""
+        from .read_corestream import KernelCore
+        try:
+            kc = KernelCore(b"", self.layout, self.ehdr, self.phdrs, self.notes())
+        except (CoreFormatError, ValueError):
+            return None  # no threads, or an architecture this has no table for
+        entry = kc.auxv.get(E.AT_ENTRY)
+        for start, end, _, path in kc.files:
+            if entry is not None and start <= entry < end and path:
+                return path.decode("utf-8", "surrogateescape")
+        return None
+
     def close(self):
         self.f.close()
 

@@ -12,6 +12,8 @@ import os
 import re
 import time
 
+from .tool_catalog import is_dump_dir
+
 # FIELD=VALUE: a summary.json key (as coredumpctl's COREDUMP_* fields, whose
 # names are accepted too: COREDUMP_PID=42 is pid=42).
 FIELD_WORD = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
@@ -26,14 +28,6 @@ JOURNAL_FIELDS = {"coredump_pid": "pid", "coredump_uid": "uid", "coredump_gid": 
 
 class SelectionError(ValueError):
     """A match or a time the user typed that mcd cannot read; the message says why."""
-
-
-def is_dump_dir(path):
-    """Whether path names a dump directory (not an executable: EXE is a path too)."""
-    from .tool_catalog import parse_name
-    return os.path.isdir(path) and (parse_name(os.path.basename(path.rstrip("/")))[1]
-                                    is not None or os.path.exists(os.path.join(path, "manifest"))
-                                    or os.path.exists(os.path.join(path, "summary.txt")))
 
 
 class Match:
@@ -53,7 +47,7 @@ class Match:
             self.kind, self.value = field, m.group(2)
         elif word.isdigit():
             self.kind, self.value = "pid", word
-        elif "/" in word and is_dump_dir(word):
+        elif "/" in word and is_dump_dir(word):  # an executable is never a directory
             self.kind, self.value = "path", os.path.realpath(word)
         elif "/" in word:
             self.kind = "exe"

@@ -157,13 +157,12 @@ def newest(args):
 
 def check_intact(dump, only=None):
     """UserError naming the damage if the dump's files (only: just these) do not
-    match its integrity record; a dump without one (the original
-    minicoredumper's) is taken as it is."""
-    from .publish_manifest import MANIFEST, verify
-    if os.path.lexists(os.path.join(dump.path, MANIFEST)):
-        problems = verify(dump.path, only)
-        if problems:
-            raise UserError("%s is damaged: %s" % (dump.path, "; ".join(problems)))
+    match its integrity record; a dump without one is read as it is
+    (tool_catalog.Dump.integrity, the rule of every verb)."""
+    from .tool_catalog import DAMAGED
+    state, problems = dump.integrity(only)
+    if state == DAMAGED:
+        raise UserError("%s is damaged: %s" % (dump.path, "; ".join(problems)))
 
 
 def core_artefact(dump):
@@ -549,7 +548,7 @@ def _is_core_file(path):
 
 
 def is_dump_word(word):
-    from .tool_select import is_dump_dir
+    from .tool_catalog import is_dump_dir
     return "/" in word and is_dump_dir(word)
 
 
@@ -664,10 +663,6 @@ def cmd_gdb(args):
     from .tool_select import split_words, strip_deleted
     d = newest(args)
     s = _summary(d)
-    crashed = s.get("exe")
-    exe = args.exe or (strip_deleted(crashed) if crashed else None)
-    if not exe:
-        raise UserError("%s does not say which program crashed; give it with --exe" % d.name)
     try:
         extra = split_words(args.debugger_arguments or "")
     except SelectionError as e:
@@ -679,8 +674,13 @@ def cmd_gdb(args):
         try:
             machine = c.ehdr.machine
             build_id = recorded_build_id(s) or c.exe_build_id()
+            crashed = s.get("exe") or c.mapped_exe()  # no summary: the original's dumps
         finally:
             c.close()
+        exe = args.exe or (strip_deleted(crashed) if crashed else None)
+        if not exe:
+            raise UserError("%s does not say which program crashed; give it with --exe"
+                            % d.name)
         native = machine == _host_machine()
         arch = ARCHES[machine].name if machine in ARCHES else "e_machine %d" % machine
         chosen = args.debugger or os.environ.get("MCD_DEBUGGER")
@@ -756,10 +756,16 @@ def _host_machine():
         return read_ehdr(lambda off, n: os.pread(f.fileno(), n, off))[1].machine
 
 
+VERIFY_UNVERIFIED = 3  # mcd verify's status when none is damaged but one had no manifest
+
+
 def cmd_verify(args):
-    from .publish_manifest import verify
+    """One line per selected dump: OK, CORRUPT and what differs, UNVERIFIED
+    (no manifest: nothing to verify against) or INACCESSIBLE.  Status 1 if
+    any is damaged or unreadable, else 3 if any had no manifest, else 0."""
+    from .tool_catalog import DAMAGED, NO_MANIFEST
     base, dumps = select(args)
-    bad = 0
+    bad = unverified = 0
     unreadable = []
     for d in dumps:
         e = d.access_error()
@@ -767,16 +773,22 @@ def cmd_verify(args):
             unreadable.append(e)
             print("INACCESSIBLE %s" % d.name)
             continue
-        problems = verify(d.path)
-        if problems:
+        state, problems = d.integrity()
+        if state == DAMAGED:
             bad += 1
             print("CORRUPT %s: %s" % (d.name, "; ".join(problems)))
+        elif state == NO_MANIFEST:
+            unverified += 1
+            print("UNVERIFIED %s: no manifest: nothing to verify against" % d.name)
         else:
             print("OK %s" % d.name)
     if bad:
         print("%d of %d dumps failed verification" % (bad, len(dumps)), file=sys.stderr)
+    if unverified:
+        print("%d of %d dumps have no manifest (the original minicoredumper's, or copied "
+              "without it): not verified" % (unverified, len(dumps)), file=sys.stderr)
     _report_unreadable(base, unreadable)
-    return 1 if bad or unreadable else 0
+    return 1 if bad or unreadable else VERIFY_UNVERIFIED if unverified else 0
 
 
 def trace_of(dump):
@@ -930,7 +942,8 @@ def add_verbs(sub):
              aliases=("debug",),
              usage="mcd gdb [OPTIONS] [MATCH...] [-- DEBUGGER-ARGUMENTS]\n"
                    "       mcd gdb [OPTIONS] -- ID [-- DEBUGGER-ARGUMENTS]")
-    p.add_argument("--exe", help="the crashed program (default: from the summary)")
+    p.add_argument("--exe", help="the crashed program (default: from the summary, else the "
+                                 "core's NT_FILE note)")
     p.add_argument("--sysroot", help="the target's root file system (foreign architectures)")
     p.add_argument("--debugger", metavar="DEBUGGER",
                    help="gdb, gdb-multiarch, lldb or a path to one (default: $MCD_DEBUGGER, "
@@ -979,5 +992,8 @@ def add_verbs(sub):
                    help="a JSON object: source, threads with their frames, missing")
     p.set_defaults(func=cmd_trace)
     p = verb("verify", "check dumps against their integrity records",
-             "Check each selected dump (default: all) against its integrity record.")
+             "Check each selected dump (default: all) against its integrity record "
+             "(manifest): OK, CORRUPT and what differs, UNVERIFIED (no manifest: nothing "
+             "to verify against) or INACCESSIBLE.  Status 1 if any is CORRUPT or "
+             "INACCESSIBLE, else 3 if any is UNVERIFIED, else 0.")
     p.set_defaults(func=cmd_verify)

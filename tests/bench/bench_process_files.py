@@ -30,24 +30,10 @@ sys.path[:0] = [os.path.join(ROOT, "runtime"), os.path.join(ROOT, "tests")]
 from lab import fuse  # noqa: E402
 from lab.crash import Crasher  # noqa: E402
 from lab.logs import handler_log  # noqa: E402
-from lab.programs import workspace  # noqa: E402
+from lab.programs import with_strtab_size, workspace  # noqa: E402
 from bench_handler import handler_ms, peak_rss  # noqa: E402
 
 ABORT_AFTER = 15.0
-
-
-def sparse_strtab(prog, out):
-    """A copy of prog whose .strtab header claims 64 GiB, the file sparse to that size."""
-    from elftools.elf.elffile import ELFFile
-    shutil.copy(prog, out)
-    with open(out, "r+b") as f:
-        elf = ELFFile(f)
-        index = next(i for i, s in enumerate(elf.iter_sections()) if s.name == ".strtab")
-        offset = elf.get_section(index)["sh_offset"]
-        f.seek(elf["e_shoff"] + index * elf["e_shentsize"] + 32)  # Elf64_Shdr.sh_size
-        f.write((64 << 30).to_bytes(8, "little"))
-        f.truncate(offset + (64 << 30))
-    return out
 
 
 def crash(c, argv, recept, before_crash=None, abort=None):
@@ -93,7 +79,8 @@ def main():
     args = ap.parse_args()
     work, progs = workspace("mcd-bench.", ["procfiles", "crash3"])
     os.chmod(work, 0o755)
-    big = sparse_strtab(progs["procfiles"], os.path.join(work, "bin", "sparse"))
+    # its .strtab header claims 64 GiB, the file sparse to that size
+    big = with_strtab_size(progs["procfiles"], os.path.join(work, "bin", "sparse"), 64 << 30)
     every = {"maps": {"dump_by_name": ["*"]}}
     c = Crasher(work)
     try:

@@ -6,9 +6,12 @@ import shutil
 
 import pytest
 
-from lab.gdb import assert_frames, backtrace
+from lab.gdb import assert_frames, backtrace, extract_core
 from lab.logs import handler_log
 from lab.programs import FRAMES
+from test_storage import dir_bytes
+
+from minicoredumper.config import FALLBACK_MAX_DUMP_SIZE
 
 DEFAULT_BASE = "/var/crash/minicoredumper"
 
@@ -27,8 +30,30 @@ def test_bad_recept_gives_minimal_dump_and_reason(crasher, programs, text, reaso
     recept = os.path.join(crasher.workdir, "recept%d.json" % crasher.n)
     assert any("recept unusable" in l and reason in l and recept in l for l in logs), logs
     d = crasher.dump_of(base, pid)
-    core = os.path.join(d, "core")
+    assert dir_bytes(d) <= FALLBACK_MAX_DUMP_SIZE  # the main config says nothing else
+    core = extract_core(d, crasher.workdir)
     assert_frames(FRAMES["threads8"], backtrace(programs["threads8"], core), whole=False)
+
+
+@pytest.mark.parametrize("budget", [2048, 8192, 0])
+def test_the_main_config_sets_the_minimal_dumps_budget(crasher, programs, budget):
+    """fallback_max_dump_size: the budget ladder of any recept (0: no limit).
+    Before: the minimal dump of crash3 took 22 KB whatever the budget."""
+    base = crasher.configure(recept_text='{"max_dump_size": "4k"}')
+    crasher.configure(config={"base_dir": base, "fallback_max_dump_size": budget, "watch": [
+        {"recept": os.path.join(crasher.workdir, "recept%d.json" % crasher.n)}]})
+    _, _, pid = crasher.run([programs["crash3"]])
+    d = crasher.dump_of(base, pid)
+    size = dir_bytes(d)
+    with open(os.path.join(d, "summary.txt")) as f:
+        summary = f.read()
+    if budget == 2048:  # no core fits: the summaries' frames from the unwinder
+        assert size <= budget and not any(n.startswith("core") for n in os.listdir(d))
+        assert "level_c" in summary, summary
+        return
+    assert size <= budget if budget else size > FALLBACK_MAX_DUMP_SIZE, size
+    assert_frames(FRAMES["crash3"], backtrace(programs["crash3"],
+                                              extract_core(d, crasher.workdir)))
 
 
 def test_missing_recept(crasher, programs):
@@ -39,8 +64,10 @@ def test_missing_recept(crasher, programs):
     assert reaped < 5
     logs = handler_log(pid)
     assert any("cannot read" in l for l in logs), logs
-    core = os.path.join(crasher.dump_of(base, pid), "core")
-    assert_frames(FRAMES["crash3"], backtrace(programs["crash3"], core))
+    d = crasher.dump_of(base, pid)
+    assert dir_bytes(d) <= FALLBACK_MAX_DUMP_SIZE
+    assert_frames(FRAMES["crash3"], backtrace(programs["crash3"],
+                                              extract_core(d, crasher.workdir)))
 
 
 @pytest.mark.parametrize("config", ['{"base_dir": ', '{"base_dir": 7}', '{"watch": {}}'])
@@ -54,8 +81,10 @@ def test_bad_main_config_dumps_minimal_to_default_base_dir(crasher, programs, co
     new = [d for d in os.listdir(DEFAULT_BASE) if d not in before and d.endswith(".%d" % pid)]
     try:
         assert len(new) == 1, (new, logs)
-        core = os.path.join(DEFAULT_BASE, new[0], "core")
-        assert_frames(FRAMES["crash3"], backtrace(programs["crash3"], core))
+        d = os.path.join(DEFAULT_BASE, new[0])
+        assert dir_bytes(d) <= FALLBACK_MAX_DUMP_SIZE  # the main config's cannot be read
+        assert_frames(FRAMES["crash3"], backtrace(programs["crash3"],
+                                                  extract_core(d, crasher.workdir)))
     finally:
         for d in new:
             shutil.rmtree(os.path.join(DEFAULT_BASE, d))

@@ -115,15 +115,15 @@ def test_core_pattern_length_is_checked():
 
 
 def test_mcd_install_and_uninstall_restore_the_kernel_settings(crasher):
+    """mcd runs in this process, which holds the core_pattern lock (crasher)."""
     tmp_path = pathlib.Path(tempfile.mkdtemp(prefix="mcdi."))  # core_pattern: 127 chars
     before = (open("/proc/sys/kernel/core_pattern").read(),
               open("/proc/sys/kernel/core_pipe_limit").read())
-    env = dict(ENV, MCD_STATE_DIR=str(tmp_path / "state"))
+    env = {"MCD_STATE_DIR": str(tmp_path / "state")}
     cfg = tmp_path / "c.json"
     cfg.write_text('{"watch": [{"recept": "missing.json"}], "colour": 1}')
     try:
-        p = subprocess.run([sys.executable, "-m", "minicoredumper.cmd_mcd", "install", "--config",
-                            str(cfg)], env=env, capture_output=True, text=True)
+        p = crasher.mcd("install", "--config", str(cfg), env=env)
         assert p.returncode == 0, p.stderr
         assert "unknown key colour" in p.stderr and "missing.json" in p.stderr
         pattern = open("/proc/sys/kernel/core_pattern").read().strip()
@@ -133,21 +133,19 @@ def test_mcd_install_and_uninstall_restore_the_kernel_settings(crasher):
         assert os.access(tmp_path / "state" / "minicoredumper", os.X_OK)
         # Installing twice keeps the first saved values; without a config file the
         # user is told what crashes get.
-        p = subprocess.run([sys.executable, "-m", "minicoredumper.cmd_mcd", "install"], env=env,
-                           check=True, capture_output=True, text=True)
+        p = crasher.mcd("install", env=env)
+        assert p.returncode == 0, p.stderr
         if not os.path.exists("/etc/minicoredumper/minicoredumper.cfg.json"):
             assert "the built-in minimal dump of the crashing thread" in p.stderr, p.stderr
     finally:
-        p = subprocess.run([sys.executable, "-m", "minicoredumper.cmd_mcd", "uninstall"], env=env,
-                           capture_output=True, text=True)
+        p = crasher.mcd("uninstall", env=env)
     assert p.returncode == 0, p.stderr
     after = (open("/proc/sys/kernel/core_pattern").read(),
              open("/proc/sys/kernel/core_pipe_limit").read())
     assert after == before
     # The launchers install wrote point into this installation: uninstall removes them.
     assert os.listdir(tmp_path / "state") == []
-    p = subprocess.run([sys.executable, "-m", "minicoredumper.cmd_mcd", "uninstall"], env=env,
-                       capture_output=True, text=True)
+    p = crasher.mcd("uninstall", env=env)
     assert p.returncode == 1 and "mcd install" in p.stderr
     shutil.rmtree(tmp_path)
 

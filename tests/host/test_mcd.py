@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -201,8 +202,11 @@ def test_every_verb_on_a_damaged_dump_says_what_and_where(crasher, programs, tmp
     else:
         assert p.returncode == 0 and "level_c" in p.stdout
     p = mcd("verify", "--base-dir", base)
-    assert error_line(p) == "1 of 1 dumps failed verification"
-    assert p.stdout.startswith("CORRUPT %s: " % name)
+    if record:
+        assert error_line(p) == "1 of 1 dumps failed verification"
+        assert p.stdout.startswith("CORRUPT %s: " % name)
+    else:  # nothing to verify against: only the readers above can tell
+        assert p.returncode == 3 and p.stdout.startswith("UNVERIFIED %s: " % name), p
     summary = os.path.join(d, "summary.json")
     if record:
         flip(summary, 100)
@@ -355,13 +359,12 @@ def test_an_unknown_option_before_the_verb_is_named(argv):
     ('{"base_dir": "/tmp/x",', "malformed JSON"),
     ('{"max_dumps": "4"}', "max_dumps must be an integer >= 0")])
 def test_install_refuses_a_broken_config_before_writing(tmp_path, text, problem):
-    """Under the lab's core_pattern lock, so no other test's setting moves meanwhile."""
-    import fcntl
-    from lab.crash import LOCK
+    """Under the core_pattern lock, so no other test's setting moves meanwhile
+    (the config is refused before mcd would take the lock itself)."""
+    from minicoredumper.corepattern import CorePatternLock
     cfg = tmp_path / "broken.json"
     cfg.write_text(text)
-    with open(LOCK, "a+") as lock:
-        fcntl.lockf(lock, fcntl.LOCK_EX)
+    with CorePatternLock():
         before = open("/proc/sys/kernel/core_pattern").read()
         p = mcd("install", "--config", str(cfg), env={"MCD_STATE_DIR": str(tmp_path / "st")})
         after = open("/proc/sys/kernel/core_pattern").read()
@@ -369,3 +372,148 @@ def test_install_refuses_a_broken_config_before_writing(tmp_path, text, problem)
     lines = p.stderr.splitlines()
     assert len(lines) == 1 and str(cfg) in lines[0] and problem in lines[0], p.stderr
     assert after == before and not (tmp_path / "st").exists()
+
+
+# --- the core_pattern lock ----------------------------------------------------------------
+
+@pytest.mark.parametrize("verb", ["install", "uninstall"])
+def test_install_and_uninstall_wait_for_the_core_pattern_lock_and_name_its_holder(
+        crasher, tmp_path, verb):
+    """This test session holds the lock (crasher): mcd in another process waits
+    --wait seconds, names this process and changes nothing; core_pattern is put
+    back here (under the session's lock) if it did."""
+    state = tmp_path / "st"
+    if verb == "uninstall":  # what install saved
+        state.mkdir()
+        (state / "saved-kernel-settings.json").write_text(
+            json.dumps({"core_pattern": "core", "core_pipe_limit": "0"}))
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text("{}")
+    settings = ("core_pattern", "core_pipe_limit")
+    before = [open("/proc/sys/kernel/" + k).read() for k in settings]
+    t0 = time.monotonic()
+    try:
+        p = mcd(verb, "--wait", "0.5", *(["--config", str(cfg)] if verb == "install" else []),
+                env={"MCD_STATE_DIR": str(state)})
+        waited = time.monotonic() - t0
+        after = [open("/proc/sys/kernel/" + k).read() for k in settings]
+    finally:
+        for k, v in zip(settings, before):
+            with open("/proc/sys/kernel/" + k, "w") as f:
+                f.write(v)
+    assert after == before
+    assert error_line(p) == (
+        "mcd: core_pattern is in use by pid %d (%s) (it holds "
+        "/run/lock/minicoredumper-core-pattern.lock; waited 0.5 s); try again when it "
+        "has restored core_pattern" % (os.getpid(), " ".join(sys.argv)[:200]))
+    assert 0.5 <= waited < 5, waited
+    if verb == "install":  # not even the state directory
+        assert not state.exists()
+    else:
+        assert os.listdir(state) == ["saved-kernel-settings.json"]
+
+
+def test_the_lock_is_counted_within_its_process_and_bounded_for_others(tmp_path):
+    """A second CorePatternLock of the holding process, released, leaves the lock
+    held (closing a second descriptor of the file would drop it); another
+    process waits at most its wait and is told the holder."""
+    from minicoredumper.corepattern import CorePatternLock, LockBusy
+    path = str(tmp_path / "lock")
+    probe = ("import sys, time; from minicoredumper.corepattern import CorePatternLock, "
+             "LockBusy\ntry:\n    CorePatternLock(wait=0.3, path=%r).acquire()\n"
+             "    print('taken')\nexcept LockBusy as e:\n    print(e.holder)") % path
+    with CorePatternLock(path=path):
+        with CorePatternLock(path=path):
+            pass
+        t0 = time.monotonic()
+        p = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                           env=ENV, check=True)
+        assert p.stdout == "pid %d (%s)\n" % (os.getpid(), " ".join(sys.argv)[:200])
+        assert 0.3 <= time.monotonic() - t0 < 5
+    p = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=ENV,
+                       check=True)
+    assert p.stdout == "taken\n"
+    with CorePatternLock(path=path):  # a forked child does not inherit it
+        pid = os.fork()
+        if pid == 0:
+            try:
+                CorePatternLock(wait=0, path=path).acquire()
+                os._exit(0)
+            except LockBusy:
+                os._exit(7)
+            finally:
+                os._exit(1)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 7
+
+# --- dumps without an integrity record ---------------------------------------------------
+
+def as_the_original_writes_it(d, dest):
+    """A copy of dump d laid out as the original minicoredumper writes its dumps
+    (SPEC.md §4): the core, symbol.map and dumps/, no summary, no manifest."""
+    os.mkdir(dest, 0o700)
+    shutil.copy2(os.path.join(d, "core.xz"), dest)
+    shutil.copy2(os.path.join(d, "symbol.map"), dest)
+    shutil.copytree(os.path.join(d, "dumps"), os.path.join(dest, "dumps"))
+    return dest
+
+
+def test_every_verb_reads_a_dump_without_a_manifest_and_verify_says_so(crasher, programs,
+                                                                          tmp_path):
+    """The original minicoredumper's dumps (no summary, no manifest) and a dump
+    copied by hand without its manifest: list, info, gdb and extract read them as
+    they are; verify says there is nothing to verify against, status 3 (1 when
+    another dump is damaged)."""
+    d = crasher.crash([programs["crash3"]], dict(XZ, **HEAP))
+    name = os.path.basename(d)
+    old = str(tmp_path / "old")
+    os.mkdir(old)
+    orig = as_the_original_writes_it(d, os.path.join(old, name))
+    copied = str(tmp_path / "copied")  # a name that is not a dump's: its files say it is one
+    shutil.copytree(d, copied)
+    os.unlink(os.path.join(copied, "manifest"))
+    p = mcd("list", "--base-dir", old, "-F", "corefile")
+    assert (p.returncode, p.stdout, p.stderr) == (0, "present\n", ""), p
+    for dump in (orig, copied):
+        p = mcd("info", dump)
+        assert p.returncode == 0 and p.stderr == "", p
+        assert "Corefile: present (core.xz" in p.stdout
+        p = mcd("gdb", dump, "--", "-nx", "-batch", "-ex", "bt")
+        assert p.returncode == 0, p.stderr
+        assert_frames(FRAMES["crash3"], frames(p.stdout))
+        p = mcd("extract", dump, "-o", str(tmp_path / "core"))
+        assert p.returncode == 0 and p.stderr == "", p
+        assert_frames(FRAMES["crash3"], backtrace(programs["crash3"], str(tmp_path / "core")))
+        p = mcd("verify", dump)
+        assert (p.returncode, p.stdout) == (3, "UNVERIFIED %s: no manifest: nothing to verify "
+                                               "against\n" % os.path.basename(dump)), p
+        assert p.stderr == "1 of 1 dumps have no manifest (the original minicoredumper's, or " \
+                           "copied without it): not verified\n"
+    p = mcd("verify", d, orig)
+    assert p.returncode == 3 and p.stdout.splitlines() == [
+        "OK " + name, "UNVERIFIED %s: no manifest: nothing to verify against" % name], p
+    flip(os.path.join(d, "core.xz"), 100)
+    p = mcd("verify", d, orig)
+    assert p.returncode == 1 and p.stdout.splitlines()[0].startswith("CORRUPT " + name), p
+    assert p.stderr.splitlines()[0] == "1 of 2 dumps failed verification"
+    from minicoredumper.tool_catalog import is_dump_dir
+    assert is_dump_dir(orig) and is_dump_dir(copied)
+    assert not is_dump_dir(old)  # it holds a dump: it is not one
+
+
+def test_verify_lists_problems_in_path_order(crasher, programs):
+    """However the record and the directory list them: the record's lines
+    reversed, two files changed, two unrecorded files made z first."""
+    d = crasher.crash([programs["crash3"]], dict(XZ, **HEAP))
+    path = os.path.join(d, "manifest")
+    lines = open(path).read().splitlines()
+    with open(path, "w") as f:
+        f.write("\n".join(lines[::-1]) + "\n")
+    flip(os.path.join(d, "core.xz"), 100)
+    flip(os.path.join(d, "summary.json"), 10)
+    for extra in ("zz", "dumps/aa", "aa"):
+        open(os.path.join(d, extra), "w").close()
+    p = mcd("verify", d)
+    assert p.returncode == 1, p
+    problems = p.stdout.split(": ", 1)[1].rstrip("\n").split("; ")
+    paths = [x.split(":")[0] for x in problems]
+    assert paths == ["aa", "core.xz", "dumps/aa", "summary.json", "zz"], p.stdout

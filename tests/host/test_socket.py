@@ -9,14 +9,11 @@ import json
 import os
 import signal
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 
 import pytest
 
-from lab import ENV
 from lab.gdb import assert_frames, backtrace, extract_core
 from lab.logs import handler_log
 from lab.programs import FRAMES
@@ -137,22 +134,21 @@ def test_server_killed_means_no_dump(crasher, programs, server):
 
 def test_mcd_install_socket_mode(crasher, programs, tmp_path, monkeypatch, capsys):
     """mcd install --mode socket starts the server; uninstall stops it and restores.
-    On a kernel without the socket it installs pipe mode and says so."""
+    On a kernel without the socket it installs pipe mode and says so.  mcd runs
+    in this process, which holds the core_pattern lock (crasher)."""
     state = tempfile.mkdtemp(prefix="mcdi.")  # short: core_pattern holds 127 characters
-    env = dict(ENV, MCD_STATE_DIR=state)
+    env = {"MCD_STATE_DIR": state}
     before = corepattern.read_sysctl("core_pattern")
     cfg = crasher.cfg
     try:
-        p = subprocess.run([sys.executable, "-m", "minicoredumper.cmd_mcd", "install", "--mode",
-                            "socket", "--config", cfg], env=env, capture_output=True, text=True)
+        p = crasher.mcd("install", "--mode", "socket", "--config", cfg, env=env)
         assert p.returncode == 0, p.stderr
         assert corepattern.read_sysctl("core_pattern").startswith("@") and "sockd" in p.stdout
         base = crasher.configure({})
         crasher.run([programs["crash3"]])
         assert len(published(base)) == 1
     finally:
-        p = subprocess.run([sys.executable, "-m", "minicoredumper.cmd_mcd", "uninstall"], env=env,
-                           capture_output=True, text=True)
+        p = crasher.mcd("uninstall", env=env)
     assert p.returncode == 0, p.stderr
     assert corepattern.read_sysctl("core_pattern") == before
     assert not os.path.exists(corepattern.SOCKET)

@@ -3,7 +3,7 @@ share, imported as lab.<module> (pytest.ini puts tests/ on sys.path; a script ru
 hand puts it there itself).
 
   programs  the C test programs of tests/programs: how each is built, and the frames
-            gdb must show for its crash (FRAMES)
+            gdb must show for its crash (FRAMES); doctored copies (with_strtab_size)
   crash     Crasher: core_pattern pointed at the handler (one user at a time, under a
             lock), crash a program, get its dump, restore core_pattern
   cores     a kernel core file read as the handler reads a crashed process

@@ -4,7 +4,6 @@ Shared by the host tests (through conftest fixtures), the demo and the
 benchmarks.  Whoever installs also restores: see restore().
 """
 
-import fcntl
 import json
 import os
 import resource
@@ -15,9 +14,7 @@ import time
 from lab import ENV
 from lab.logs import handler_log
 from minicoredumper import corepattern
-from minicoredumper.corepattern import read_sysctl, write_sysctl
-
-LOCK = "/run/lock/minicoredumper-core-pattern.lock"
+from minicoredumper.corepattern import LOCK, read_sysctl, write_sysctl
 
 
 def _handler_running(launcher):
@@ -48,24 +45,16 @@ class Crasher:
     def install(self):
         """Point core_pattern at the handler; remember the old values for restore().
 
-        Holds LOCK until restore(): two users of core_pattern (test sessions,
-        the demo, benchmarks) never overlap; a second one waits."""
+        Holds LOCK (corepattern.CorePatternLock) until restore(): two users of
+        core_pattern (test sessions, the demo, benchmarks, mcd install) never
+        overlap; a second one waits."""
         from minicoredumper import cmd_mcd as mcd
-        self.lock = open(LOCK, "a+")
-        # A POSIX record lock: unlike flock, a child forked by a test does
-        # not inherit it and keep it past our restore().
-        try:
-            fcntl.lockf(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.lock.seek(0)
-            holder = self.lock.read().strip() or "another process"
-            print("waiting for %s: core_pattern is in use by %s (a test session, the demo "
-                  "or a benchmark); it is released when that one restores core_pattern"
-                  % (LOCK, holder), file=sys.stderr, flush=True)
-            fcntl.lockf(self.lock, fcntl.LOCK_EX)
-        self.lock.truncate(0)
-        self.lock.write("pid %d (%s)\n" % (os.getpid(), " ".join(sys.argv)[:200]))
-        self.lock.flush()
+
+        def say(holder):
+            print("waiting for %s: core_pattern is in use by %s (a test session, the demo, a "
+                  "benchmark or mcd install); it is released when that one restores "
+                  "core_pattern" % (LOCK, holder), file=sys.stderr, flush=True)
+        self.lock = corepattern.CorePatternLock(on_wait=say).acquire()
         self.saved = (read_sysctl("core_pattern"), read_sysctl("core_pipe_limit"))
         os.makedirs(self.state, exist_ok=True)
         self.launcher = mcd.write_launcher(self.state)
@@ -79,8 +68,33 @@ class Crasher:
             write_sysctl("core_pipe_limit", self.saved[1])
             self.saved = None
         if self.lock:
-            self.lock.close()  # releases the lock
+            self.lock.release()
             self.lock = None
+
+    def mcd(self, *argv, env=None):
+        """mcd ARGV run in this process, which holds the core_pattern lock (a child
+        process would wait for it: mcd install and uninstall take it); env:
+        variables set meanwhile.  Returns a subprocess.CompletedProcess (text)."""
+        import contextlib
+        import io
+        from minicoredumper import cmd_mcd
+        out, err = io.StringIO(), io.StringIO()
+        saved = {k: os.environ.get(k) for k in env or {}}
+        os.environ.update(env or {})
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    rc = cmd_mcd.main(list(argv))
+                except SystemExit as e:  # a usage error
+                    rc = e.code
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        return subprocess.CompletedProcess(["mcd"] + list(argv), rc, out.getvalue(),
+                                           err.getvalue())
 
     def configure(self, recept=None, config=None, recept_text=None, settings=None):
         """Write the main config (and recept) for the next crash; returns base_dir.

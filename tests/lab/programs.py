@@ -1,5 +1,5 @@
-"""The C test programs of tests/programs: how each is built, and what gdb must show
-for its crash."""
+"""The C test programs of tests/programs: how each is built, what gdb must show
+for its crash, and doctored copies of a built program (with_strtab_size)."""
 
 import os
 import shutil
@@ -94,3 +94,21 @@ def workspace(prefix, names):
     work = tempfile.mkdtemp(prefix=prefix)
     os.mkdir(os.path.join(work, "bin"))
     return work, build_programs(os.path.join(work, "bin"), names)
+
+
+def with_strtab_size(src, dst, size, extend=True):
+    """A copy of the ELF file src at dst whose .strtab section header says size
+    bytes (pyelftools rewrites the header); with extend the file is extended,
+    sparse, to hold them.  Returns dst."""
+    from elftools.elf.elffile import ELFFile
+    shutil.copy(src, dst)
+    with open(dst, "r+b") as f:
+        elf = ELFFile(f)
+        index = next(i for i, s in enumerate(elf.iter_sections()) if s.name == ".strtab")
+        header = elf.get_section(index).header
+        header["sh_size"] = size
+        f.seek(elf["e_shoff"] + index * elf["e_shentsize"])
+        f.write(elf.structs.Elf_Shdr.build(header))
+        if extend:
+            f.truncate(header["sh_offset"] + size)
+    return dst

@@ -89,6 +89,8 @@ def test_watch_rules_first_match_and_relative_recepts(tmp_path):
     ({"on_dump": "upload.sh"}, "on_dump must be an absolute program path"),
     ({"on_dump": []}, "on_dump must be"), ({"on_dump": ["/bin/up", 1]}, "on_dump must be"),
     ({"on_dump_timeout_seconds": 0}, "on_dump_timeout_seconds"),
+    ({"fallback_max_dump_size": "4k"}, "fallback_max_dump_size must be an integer >= 0"),
+    ({"fallback_max_dump_size": -1}, "fallback_max_dump_size must be an integer >= 0"),
 ])
 def test_main_config_errors(obj, message):
     with pytest.raises(C.ConfigError) as e:
@@ -121,10 +123,16 @@ def test_shipped_configs_parse_without_warnings():
     assert warnings == []
 
 
-def test_json_cache_hits_and_invalidates(tmp_path):
+@pytest.fixture
+def cache_dir(tmp_path):
+    """(a cache directory as the handler makes it, 0700; a JSON file's path beside it)."""
     d = tmp_path / "cache"
     os.mkdir(d, 0o700)
-    f = tmp_path / "r.json"
+    return d, tmp_path / "r.json"
+
+
+def test_json_cache_hits_and_invalidates(cache_dir):
+    d, f = cache_dir
     f.write_text('{"a": 1}')
     cache = C.JsonCache(str(d))
     assert cache.load(str(f)) == {"a": 1}
@@ -139,10 +147,8 @@ def test_json_cache_hits_and_invalidates(tmp_path):
         again.load(str(f))
 
 
-def test_json_cache_ignores_a_directory_others_can_write(tmp_path):
-    d = tmp_path / "cache"
-    os.mkdir(d, 0o700)
-    f = tmp_path / "r.json"
+def test_json_cache_ignores_a_directory_others_can_write(cache_dir):
+    d, f = cache_dir
     f.write_text("{}")
     c = C.JsonCache(str(d))
     c.load(str(f))
@@ -225,3 +231,14 @@ def test_store_setting():
                                                                "slot_size": True}):
         with pytest.raises(C.ConfigError, match="store must be"):
             C.MainConfig({"store": bad}, "/x.json", [])
+
+
+def test_the_minimal_dump_has_a_budget():
+    """The built-in minimal dump is bounded as a recept's dump (4096 by default,
+    the main config's fallback_max_dump_size when it sets one) and compressed."""
+    assert C.fallback_recept()["max_dump_size"] == C.FALLBACK_MAX_DUMP_SIZE == 4096
+    assert C.MainConfig({}, "/etc/x.json", []).fallback_max_dump_size == 4096
+    cfg = C.MainConfig({"fallback_max_dump_size": 0}, "/etc/x.json", [])
+    r = C.fallback_recept(cfg.fallback_max_dump_size)
+    assert r["max_dump_size"] == 0 and r["compression"]["compressor"] == "xz"
+    assert r["stacks"]["first_thread_only"] and r["dump_scope"] == 0

@@ -141,6 +141,7 @@ def test_config_page_has_every_key_with_its_default():
                 "log_level": defaults.log_level, "journal_socket": JOURNAL_SOCKET,
                 "on_dump": defaults.on_dump, "on_dump_timeout_seconds": defaults.on_dump_timeout,
                 "rlimit_core": defaults.rlimit_core,
+                "fallback_max_dump_size": defaults.fallback_max_dump_size,
                 "store": defaults.store, "store.slot_size": 0, "store.slots": 0}
     assert set(k for k in expected if "." not in k) == set(C.MAIN_KEYS)
     assert defaults.live_max_pause * 1000 == C.DEFAULT_LIVE_MAX_PAUSE_MS

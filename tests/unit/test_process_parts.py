@@ -4,12 +4,11 @@ unreadable pages skipped, the mount table deciding which mappings may stall,
 
 import mmap
 import os
-import shutil
 import time
 
 import pytest
-from elftools.elf.elffile import ELFFile
 
+from lab.programs import with_strtab_size
 from minicoredumper.config import MainConfig
 from minicoredumper.decide_plan import Plan
 from minicoredumper.read_modules import MAX_TABLE, MappedFile, ReadBudget
@@ -21,20 +20,6 @@ from minicoredumper.read_process import (PAGE, PROBE_RUN, Mapping, Process, Snap
 def mapped(path, budget=None):
     fd = os.open(path, os.O_RDONLY)
     return MappedFile(fd, path, budget)
-
-
-def with_strtab_size(src, dst, size, extend):
-    """A copy of the ELF src whose .strtab header says size bytes; the file
-    extended (sparse) to hold them when extend."""
-    shutil.copy(src, dst)
-    with open(dst, "r+b") as f:
-        elf = ELFFile(f)
-        index = next(i for i, s in enumerate(elf.iter_sections()) if s.name == ".strtab")
-        offset = elf.get_section(index)["sh_offset"]
-        f.seek(elf["e_shoff"] + index * elf["e_shentsize"] + 32)  # Elf64_Shdr.sh_size
-        f.write(size.to_bytes(8, "little"))
-        if extend:
-            f.truncate(offset + size)
 
 
 @pytest.fixture(scope="module")
