@@ -37,7 +37,11 @@ SHT_PROGBITS = 1
 SHT_STRTAB = 3
 SHT_NOTE = 7
 SHT_SYMTAB = 2
+SHT_NOBITS = 8
 SHT_DYNSYM = 11
+SHF_ALLOC = 0x2
+SHF_EXECINSTR = 0x4
+SHF_TLS = 0x400
 SHN_UNDEF = 0
 
 NT_PRSTATUS = 1
@@ -53,6 +57,7 @@ NT_X86_XSTATE = 0x202  # x86 extended state (AVX, AVX-512 registers)
 NT_ARM_VFP = 0x400     # ARM VFP/NEON registers
 NT_ARM_TLS = 0x401     # ARM and AArch64 TLS register
 NT_ARM_SVE = 0x405     # AArch64 SVE registers
+NT_ARM_PAC_MASK = 0x406  # AArch64 pointer authentication: data and instruction masks
 NT_PRXFPREG = 0x46E62B7F  # i386 SSE registers (user_fxsr_struct)
 NT_SIGINFO = 0x53494749
 NT_FILE = 0x46494C45
@@ -73,9 +78,17 @@ AT_BASE = 7
 AT_ENTRY = 9
 AT_SYSINFO_EHDR = 33
 
+STT_NOTYPE = 0
 STT_OBJECT = 1
 STT_FUNC = 2
+STT_SECTION = 3
+STT_FILE = 4
 STT_TLS = 6
+STT_GNU_IFUNC = 10
+STB_LOCAL = 0
+STB_GLOBAL = 1
+STB_WEAK = 2
+STB_GNU_UNIQUE = 10
 
 EHDR_FIELDS = ("ident", "type", "machine", "version", "entry", "phoff", "shoff",
                "flags", "ehsize", "phentsize", "phnum", "shentsize", "shnum",

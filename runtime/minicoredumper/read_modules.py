@@ -14,15 +14,19 @@ without blocking, must be a regular file with the mapping's inode, and stays
 open (one fd per file, at most MAX_FILES per process) until Modules.close().
 No file of the crashed process is opened after the release.  Mappings of
 files on a file system that may stall (read_process.STALLING_FS) get no file.
+The vDSO has no file: its image (at most MAX_IMAGE bytes) is copied from
+memory while the process is held, and read as its file (ImageCopy).
 Whoever else reads a module's file (a CFI unwinder reading .eh_frame) uses
 Module.file.pread(offset, size): bytes within the file, charged to the
 crash's ReadBudget (bytes and deadline), b"" once it is spent.
 
 One Module per mapped file, and more only for its loaded copies
 (find_modules), at most MAX_MODULES.  Symbols (.symtab, then .dynsym; defined
-symbols only) are looked up in that file, once per name, bounded: a symbol or string table larger than the file or than
-MAX_TABLE is treated as missing (logged once), and every file and the crash
-as a whole read at most MAX_FILE_READ and MAX_READ bytes before the deadline.
+symbols only) are looked up in that file, once per name, and addresses named
+as gdb names them (SymbolFile.nearest), bounded: a symbol or string table
+larger than the file or than MAX_TABLE is treated as missing (logged once),
+and every file and the crash as a whole read at most MAX_FILE_READ and
+MAX_READ bytes before the deadline.
 """
 
 import os
@@ -42,6 +46,7 @@ MAX_MODULES = 1024  # ELF images per process (one per file, but for loaded copie
 MAX_TABLE = 64 << 20  # bytes of one symbol or string table, beyond: no symbols from it
 MAX_FILE_READ = 96 << 20  # bytes read from one file per crash
 MAX_READ = 256 << 20  # bytes read from all mapped files per crash
+MAX_IMAGE = 64 << 10  # bytes of an image without a file (the vDSO: 2 to 4 pages) copied
 
 
 class ReadBudget:
@@ -77,9 +82,12 @@ class MappedFile:
     def __init__(self, fd, name, budget=None):
         st = os.fstat(fd)
         self.fd = fd
+        self._start(name, st.st_size, st.st_ino, budget)
+
+    def _start(self, name, size, ino, budget):
         self.name = name
-        self.size = st.st_size
-        self.ino = st.st_ino
+        self.size = size
+        self.ino = ino
         self.budget = budget or ReadBudget()
         self.left = MAX_FILE_READ
         self.warned = set()
@@ -119,6 +127,21 @@ class MappedFile:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+class ImageCopy(MappedFile):
+    """An ELF image without a file (the vDSO), copied from the process's
+    memory while it is held and read as its file: the image is mapped
+    whole, so an offset into it is one into the mapping (its .dynsym and
+    CFI tables are there, and its section headers)."""
+
+    def __init__(self, data, name, budget=None):
+        self.fd = -1
+        self.data = data
+        self._start(name, len(data), 0, budget)
+
+    def pread(self, offset, size):
+        return self.data[offset:offset + max(0, size)] if offset >= 0 else b""
 
 
 def open_mapped(link, ino, budget, name):
@@ -268,7 +291,21 @@ def find_modules(process, mem, deadline=None, warn=None):
         modules.append(mod)
         if m.inode and not mem.may_stall(m.start):
             mod.file = _open_file(modules, process.dir, m)
+        elif m.path == "[vdso]":
+            mod.file = _copy_image(modules, mem, m)
     return modules
+
+
+def _copy_image(modules, mem, mapping):
+    """The ImageCopy of the mapping (the vDSO: a few pages), or None beyond
+    MAX_IMAGE bytes (said) or unreadable."""
+    size = mapping.end - mapping.start
+    if size > MAX_IMAGE:
+        modules.budget.warn("%s of %d bytes is larger than %d KiB: no symbols from it" % (
+            mapping.path, size, MAX_IMAGE >> 10))
+        return None
+    data = mem.read(mapping.start, size)
+    return ImageCopy(data, mapping.path, modules.budget) if data else None
 
 
 def _open_file(modules, procdir, mapping):
@@ -338,6 +375,8 @@ class SymbolFile:
         self.file = file
         self.tables = None
         self.found = {}  # name -> lookup()'s answer
+        self.shdrs = []  # the section headers (read_symbols finds the sections)
+        self.machine = None
 
     def load(self):
         """Find the usable symbol tables (.symtab before .dynsym) once."""
@@ -350,6 +389,7 @@ class SymbolFile:
             shdrs = E.read_section_headers(f.pread, L, ehdr)
         except E.ElfFormatError:
             return  # no section headers we can read: no symbol tables
+        self.machine = ehdr.machine
         for want, kind in ((E.SHT_SYMTAB, "symtab"), (E.SHT_DYNSYM, "dynsym")):
             for s in shdrs:
                 if s.type != want or s.link >= len(shdrs):
@@ -360,6 +400,7 @@ class SymbolFile:
                     f.warn(why, "no symbols from it")
                 else:
                     self.tables.append((L, s, strtab))
+        self.shdrs = shdrs
 
     def _unusable(self, section, kind):
         """Why a table cannot be used (beyond the file, or too large), or None."""
@@ -403,46 +444,13 @@ class SymbolFile:
         return None
 
     def nearest(self, addrs, limit=200000):
-        """{addr: (name, offset)} for file-relative addresses: the defined
-        function or object symbol containing (or nearest below) each one,
-        from .symtab then .dynsym.  One chunked pass per table; tables
-        beyond `limit` symbols are skipped (the crash path stays bounded)."""
-        self.load()
-        pread = self.file.pread
-        best = {}
-        for L, symtab, strtab in self.tables:
-            size = L.sym.size
-            count = symtab.size // size
-            if count > limit:
-                self.file.warn("a symbol table of %d symbols" % count,
-                               "more than %d: not searched for frame names" % limit)
-                continue
-            found = {}
-            # Every symbol in one C-level unpack; fields by their place in the layout.
-            i_name, i_value, i_size, i_info, i_shndx = (
-                L.sym.index[k] for k in ("name", "value", "size", "info", "shndx"))
-            for first in range(0, count, CHUNK // size):
-                raw = pread(symtab.offset + first * size, min(CHUNK // size, count - first) * size)
-                raw = raw[:len(raw) // size * size]
-                if not raw:
-                    break  # the budget is spent
-                for sym in L.sym.struct.iter_unpack(raw):
-                    value = sym[i_value]
-                    if not value:
-                        continue
-                    ssize = sym[i_size]
-                    for a in addrs:
-                        off = a - value
-                        if 0 <= off and (off < ssize or not ssize) and (
-                                a not in found or off < found[a][1]):
-                            if sym[i_info] & 0xF in (E.STT_FUNC, E.STT_OBJECT) and (
-                                    sym[i_shndx] != E.SHN_UNDEF):
-                                found[a] = (sym[i_name], off)
-            for a, (name_off, off) in found.items():
-                if a not in best and name_off < strtab.size:
-                    raw = pread(strtab.offset + name_off, min(256, strtab.size - name_off))
-                    best[a] = (raw.split(b"\0", 1)[0].decode("utf-8", "replace"), off)
-        return best
+        """{addr: (name, offset)} for file-relative (link-time) addresses: the
+        symbol gdb names each one by (read_symbols, imported only now: after
+        the release), offset = addr - its value; addresses gdb names by none
+        are left out.  Tables beyond `limit` symbols are skipped (said
+        once): the crash path stays bounded."""
+        from .read_symbols import nearest
+        return nearest(self, addrs, limit)
 
 
 def _find_all(pread, offset, size, needle):

@@ -19,12 +19,15 @@ so a frame is guessed by a scan only when nothing better exists, but for the
 first frame whose PC is in no code (a call through a NULL or stale function
 pointer): there the scan, which finds the return address the call pushed on
 top of the stack, comes before the frame record (the caller's caller's); each frame
-says how it was found (the first is "pc").  It runs after the release, on
-what was copied (read_process.SnapshotMemory): a stack not copied ends its
-thread's walk.  The modules' tables are read from the very files the process
-mapped (Module.file, opened before the release, its reads bounded by the
-crash's ReadBudget) or, for the vDSO, from the copied memory, else from the
-handler's own vDSO when it is the same (the same build-id).
+says how it was found (the first is "pc").  On aarch64 a return address
+signed by pointer authentication (-mbranch-protection, ARMv8.3 CPUs) has its
+code cleared with the kernel's mask (NT_ARM_PAC_MASK) before it is used.
+
+It runs after the release, on what was copied (read_process.SnapshotMemory):
+a stack not copied ends its thread's walk.  The modules' tables are read
+from the very files the process mapped (Module.file, opened before the
+release, its reads bounded by the crash's ReadBudget; the vDSO's image
+copied then), else from the copied memory.
 
 Everything read is untrusted: at most MAX_FRAMES frames per thread, a scan of
 SCAN_BYTES, each step's table work bounded by read_cfi; a frame whose SP goes
@@ -37,10 +40,10 @@ return address of 0 or an undefined one).
 import time
 
 from . import elf as E
-from .linux import EM_ARM
+from .linux import EM_AARCH64, EM_ARM
 from .read_process import bisect_right  # the C function, imported there once
 from .read_exidx import PC, PT_ARM_EXIDX, ExidxTable, execute as arm_execute
-from .read_cfi import (CfiError, EXPRESSION, Image, OFFSET, PT_GNU_EH_FRAME, REGISTER, SAME,
+from .read_cfi import (CfiError, EXPRESSION, Image, OFFSET, REGISTER, SAME,
                        Tables, UNDEFINED, VAL_EXPRESSION, VAL_OFFSET, evaluate, file_sections,
                        row_for)
 
@@ -77,9 +80,21 @@ def unwind_threads(kc, mem, modules, expired=lambda: False, seconds=MAX_SECONDS)
         u.close()
 
 
+def pac_mask(kc):
+    """The instruction pointers' authentication mask of an aarch64 core
+    (NT_ARM_PAC_MASK: struct user_pac_mask {u64 data_mask, insn_mask}, the
+    kernel writes it where the CPU signs return addresses), else 0."""
+    if kc.arch.machine != EM_AARCH64:
+        return 0
+    for name, ntype, desc in kc.notes:
+        if ntype == E.NT_ARM_PAC_MASK and name == b"LINUX" and len(desc) >= 2 * kc.layout.wordsize:
+            return kc.layout.words(2).unpack_from(desc)[1]
+    return 0
+
+
 class Unwinder:
-    """The walks of one process: modules' tables read once; close() closes
-    what it opened (this process's memory, for its vDSO)."""
+    """The walks of one process: modules' tables read once (close() lets
+    them go)."""
 
     def __init__(self, kc, mem, modules, expired):
         self.arch = kc.arch
@@ -102,7 +117,6 @@ class Unwinder:
         self.span_starts = [s for s, _, _ in spans]
         self.images = {}  # Module -> (Image, Tables, ExidxTable), None where there is none
         self.problems = {}
-        self.own_mem = None  # this process's memory, for its vDSO (own_vdso)
         a = self.arch
         to_dwarf = {pr: n for n, pr in enumerate(a.dwarf) if pr is not None}
         self.fp_dwarf = to_dwarf.get(a.fp_index)
@@ -112,6 +126,7 @@ class Unwinder:
         self.sig_regs = [(off, to_dwarf[a.regs.index(name)]) for name, off in sf.regs.items()
                          if a.regs.index(name) in to_dwarf] if sf else []
         self.sig_size = max(sf.regs.values()) + self.w if sf else 0
+        self.pac = pac_mask(kc)
 
     # --- what is where ---------------------------------------------------------
     def is_code(self, v):
@@ -133,8 +148,6 @@ class Unwinder:
         pread = m.file.pread if m.file is not None else None
         if pread is not None:
             image = Image(m.layout, m.phdrs, pread=pread)
-        elif m.path == "[vdso]" and not self.copied_tables(m):
-            image = self.own_vdso(m)  # not copied: the handler's own, if it is the same
         else:
             image = Image(m.layout, m.phdrs, mem=self.mem, bias=m.bias)
         tables = exidx = None
@@ -152,36 +165,16 @@ class Unwinder:
         self.images[m] = (image, tables, exidx)
         return image, tables, exidx
 
-    def copied_tables(self, m):
-        """Whether module m's .eh_frame_hdr (else its code) is in the copy."""
-        at = [p.vaddr for p in m.phdrs if p.type == PT_GNU_EH_FRAME] or \
-            [p.vaddr for p in m.phdrs if p.type == E.PT_LOAD and p.flags & E.PF_X]
-        return bool(at) and self.mem.read_exact(m.bias + at[0], 4) is not None
-
-    def own_vdso(self, m):
-        """An Image of the crashed process's vDSO m read from this process's
-        own, when they are the same (the same build-id: the same kernel and
-        ELF class), else of the copy (where it is not)."""
-        from .read_modules import read_module
-        from .read_process import ProcessMemory, parse_maps
-        own = None
-        try:
-            with open("/proc/self/maps") as f:
-                maps = parse_maps(f.read())
-            mem = self.own_mem = self.own_mem or ProcessMemory("/proc/self/mem")
-            for mapping in maps:
-                if mapping.path == "[vdso]":
-                    own = read_module(mem, mapping.start, "[vdso]", mapping)
-        except OSError:
-            own = None
-        if own is None or own.build_id is None or own.build_id != m.build_id:
-            return Image(m.layout, m.phdrs, mem=self.mem, bias=m.bias)
-        return Image(own.layout, own.phdrs, mem=self.own_mem, bias=own.bias)
-
     def close(self):
         self.images = {}
-        if self.own_mem is not None:
-            self.own_mem.close()
+
+    def code_address(self, v):
+        """A return address without its pointer authentication code (aarch64:
+        the bits of the kernel's instruction mask cleared from a user address,
+        set in a kernel one, as gdb's aarch64_remove_top_bits does)."""
+        if not self.pac or v is None:
+            return v
+        return v | self.pac if v >> 55 & 1 else v & ~self.pac
 
     def read_word(self, addr):
         raw = self.mem.read_exact(addr & self.mask, self.w)
@@ -215,6 +208,7 @@ class Unwinder:
                 reason = "no CFI, frame record or return address above SP %#x" % sp
                 break
             new_regs, new_pc, how = step
+            new_pc = self.code_address(new_pc)
             if new_pc is None or new_pc == 0:
                 break  # the outermost frame
             new_sp = new_regs[a.dwarf_sp]
@@ -265,7 +259,7 @@ class Unwinder:
             except CfiError as e:
                 self.problems[m.path] = str(e)
         if first and self.lr_dwarf is not None:
-            lr = regs[self.lr_dwarf]
+            lr = self.code_address(regs[self.lr_dwarf])
             if lr is not None and self.is_code(lr):
                 return list(regs), lr, "lr"
         if first and not self.is_code(pc):
@@ -361,6 +355,7 @@ class Unwinder:
         if raw is None:
             return None
         next_fp, ret = self.L.words(2).unpack(raw)
+        ret = self.code_address(ret)
         if not self.is_code(ret):
             return None
         new = list(regs)
@@ -375,7 +370,7 @@ class Unwinder:
         raw = self.mem.read(sp, SCAN_BYTES)
         w = self.w
         for off in range(0, len(raw) - w + 1, w):
-            v = self.word.unpack_from(raw, off)[0]
+            v = self.code_address(self.word.unpack_from(raw, off)[0])
             if self.is_code(v) and self.after_call(v):
                 new = list(regs)
                 new[self.arch.dwarf_sp] = sp + off + w

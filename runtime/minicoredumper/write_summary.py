@@ -4,8 +4,8 @@ What a person needs when no gdb is at hand: signal, code and fault address,
 the crashing thread's registers, every thread's frames as read_unwind
 walked them after the release (crashing thread first; read_stack's return
 addresses when nothing was copied to walk; each frame as module + offset +
-build-id, with the symbol name when the module's .symtab or .dynsym has it,
-and how it was found), who crashed
+build-id, with the symbol gdb names it by from the module's .symtab or
+.dynsym (read_modules.SymbolFile.nearest), and how it was found), who crashed
 where (pid, uid, gid, time, host, boot id, kernel, exe with its build-id and
 package, cgroup and systemd unit), its rlimits and open fds, and what the
 dump holds.  Under a small budget summary.json leaves keys out in LEAVE_OUT's
@@ -52,8 +52,8 @@ def symbolize(addresses, modules, names=True):
     """[(address, how, module, offset, symbol or None)] for [(address, how)];
     names False: no symbol lookup (every symbol None).  A return address's
     symbol is the one holding address - 1 (EXACT).  Only the first
-    MAX_LOOKUPS distinct addresses are named (nearest_symbols' cost grows
-    with symbols times addresses)."""
+    MAX_LOOKUPS distinct addresses are named (nearest_symbols keeps a window
+    of symbols per address)."""
     by_module = {}
     placed = []
     looked_up = 0

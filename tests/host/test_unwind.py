@@ -92,3 +92,21 @@ def test_signal_frames_and_stack_overflows_as_gdb(crasher, programs, argv):
         assert "<signal handler called>" in names
         assert [f["how"] for f in s["frames"]][names.index("<signal handler called>") + 1] \
             == "signal"
+
+
+def test_vdso_frames_named_as_gdb(crasher, programs):
+    """Threads stopped in the vDSO (clock_gettime answering a CPU-time clock
+    by a system call of its own; spinning on CLOCK_MONOTONIC, gettimeofday):
+    their first frame is the vDSO's, named from its .dynsym in the image
+    copied from memory as gdb names it, and the walk goes on through the C
+    library into the thread's function."""
+    d = crasher.crash([programs["vdsospin"]], _generic())
+    s = assert_same_as_gdb(d, programs["vdsospin"])
+    vdso = [n for n, m in enumerate(s["modules"]) if m["path"] == "[vdso]"]
+    assert vdso, s["modules"]
+    firsts = [t["frames"][0] for t in s["thread_frames"]]
+    in_vdso = [f for f in firsts if f["module"] in vdso]
+    assert len(in_vdso) >= 2 and all(f["symbol"] for f in in_vdso), firsts
+    names = [(f["symbol"] or "??").split("+")[0] for t in s["thread_frames"]
+             for f in t["frames"]]
+    assert "cputime" in names and "clock_gettime" in names, names

@@ -31,6 +31,8 @@ BUILDS = {
     "robustring": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "robustring.c"],
     # crash3's frames with its own executable mapped 10,000 times (test_bounded_work)
     "mapself": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "mapself.c"],
+    # threads stopped in the vDSO's clock_gettime and gettimeofday (test_unwind)
+    "vdsospin": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "vdsospin.c"],
     # crash situations of public bug reports against crash handlers (test_bug_reports)
     "oddcrash": ["gcc", "-g", "-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "oddcrash.c"],
     # an uncaught C++ exception; no -g: gdb names its functions from .symtab, as we do

@@ -6,6 +6,7 @@ CfiError or a walk's reason, within the bounds, never another exception."""
 
 import os
 import random
+import shutil
 import struct
 import subprocess
 import time
@@ -419,33 +420,29 @@ def test_corrupted_exidx_tables_end_in_cfi_error():
     assert seen["ok"] and seen["error"], seen
 
 
-def test_a_vdso_not_copied_is_read_from_the_handlers_own():
-    """The crashed process's vDSO, when its tables were not copied (the embedded
-    recept dumps only its identity), is the handler's own if the build-ids agree:
-    its .eh_frame_hdr is read from there; with another build-id, nothing is."""
-    from minicoredumper.read_modules import read_module
-    from minicoredumper.read_process import ProcessMemory, parse_maps
+def test_the_vdso_tables_are_read_from_its_image_copied_while_held():
+    """The crashed process's vDSO has no file: find_modules copies its image
+    while the process is held, and the unwinder reads its .eh_frame_hdr from
+    that copy, with nothing of it in the copied memory (the embedded recept
+    dumps only its identity)."""
+    from minicoredumper.read_modules import find_modules
+    from minicoredumper.read_process import Process
     from minicoredumper.read_unwind import Unwinder
-    with open("/proc/self/maps") as f:
-        vdso = [m for m in parse_maps(f.read()) if m.path == "[vdso]"]
+    with Process(os.getpid()) as proc:
+        modules = find_modules(proc, proc.mem)
+    vdso = [m for m in modules if m.path == "[vdso]"]
     if not vdso:
         pytest.skip("no vDSO")
-    mem = ProcessMemory("/proc/self/mem")
-    try:
-        m = read_module(mem, vdso[0].start, "[vdso]", vdso[0])
-    finally:
-        mem.close()
+    m = vdso[0]
     u = Unwinder(_Core([], []), _Memory(0, b""), [m], lambda: False)
     try:
         _, tables, _ = u.image(m)
         assert tables is not None and tables.hdr is not None and tables.hdr.count > 0
         text = next(p for p in m.phdrs if p.type == E.PT_LOAD)
         assert any(tables.find(pc) for pc in range(text.vaddr, text.vaddr + text.memsz, 16))
-        m.build_id = "00" * 20  # another kernel's
-        u.images.clear()
-        assert u.image(m)[1] is None and u.problems
     finally:
         u.close()
+        modules.close()
 
 
 def test_every_saved_signal_register_is_one_of_the_arch_registers():
@@ -455,3 +452,78 @@ def test_every_saved_signal_register_is_one_of_the_arch_registers():
     for a in linux.ARCHES.values():
         if a.sigframe:
             assert set(a.sigframe.regs) <= set(a.regs), a.regs
+
+
+# --- aarch64: return addresses signed by pointer authentication ------------------------
+
+PAC_C = """
+__attribute__((noinline)) int g(int x) { asm volatile("" ::: "memory"); return x * 3; }
+__attribute__((noinline)) int f(int x) { return g(x) + 1; }
+int main(int argc, char **argv) { (void)argv; return f(argc) ^ 7; }
+"""
+
+
+class _Note:
+    """An aarch64 core's head for unwind_threads: its arch, layout, loads,
+    threads and notes."""
+
+    def __init__(self, loads, threads, notes):
+        from minicoredumper.linux import EM_AARCH64
+        self.arch, self.layout = ARCHES[EM_AARCH64], L64
+        self.loads, self.threads, self.notes = loads, threads, notes
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_aarch64_signed_return_address_is_stripped_with_the_cores_mask(tmp_path, masked):
+    """f, built with -mbranch-protection=standard, saved its signed LR
+    (paciasp) on the stack and calls g: the return address into main read by
+    f's CFI carries a pointer authentication code in bits 54:48 and 63:56.
+    With the kernel's NT_ARM_PAC_MASK note it is cleared and the walk goes on
+    into main, as gdb's does; without the note (a CPU without PAC) the value
+    is no code address and the walk ends there."""
+    from elftools.elf.elffile import ELFFile
+    from minicoredumper.linux import EM_AARCH64
+    if not shutil.which("aarch64-linux-gnu-gcc"):
+        pytest.skip("no aarch64-linux-gnu-gcc")
+    (tmp_path / "pac.c").write_text(PAC_C)
+    exe = str(tmp_path / "pac")
+    subprocess.run(["aarch64-linux-gnu-gcc", "-O2", "-static", "-mbranch-protection=standard",
+                    "-o", exe, str(tmp_path / "pac.c")], check=True)
+    with open(exe, "rb") as fh:
+        elf = ELFFile(fh)
+        syms = {s.name: s["st_value"] for s in elf.get_section_by_name(".symtab").iter_symbols()
+                if s.name in ("f", "main")}
+        text = elf.get_section_by_name(".text")
+        code, code_at = text.data(), text["sh_addr"]
+
+    def bl_in(func, target=None):
+        """The address of the first BL in func (to target, when given)."""
+        for a in range(func, func + 64, 4):
+            insn = struct.unpack_from("<I", code, a - code_at)[0]
+            off = (insn & 0x3FFFFFF) - ((insn & 0x2000000) << 1)
+            if insn & 0xFC000000 == 0x94000000 and (target is None or a + 4 * off == target):
+                return a
+        raise AssertionError("no bl in %#x" % func)
+
+    pc = bl_in(syms["f"])  # f has signed and saved its LR, and calls g
+    ret = bl_in(syms["main"], syms["f"]) + 4
+    insn_mask = 0xFF7F000000000000  # 48-bit VA: PAC in 63:56 and 54:48
+    signed = ret | 0x5B00000000000000 | 0x0023000000000000
+    arch = ARCHES[EM_AARCH64]
+    sp = 0x7FFFF000
+    regs = [0] * len(arch.regs)
+    regs[arch.sp_index], regs[arch.pc_index] = sp, pc
+    regs[arch.regs.index("x29")], regs[arch.regs.index("x30")] = sp, signed
+    # f's frame record (x29, x30) at sp; main's above it, its LR 0: the outermost
+    stack = struct.pack("<4Q", sp + 16, signed, 0, 0) + bytes(64)
+    notes = [(b"LINUX", E.NT_ARM_PAC_MASK, struct.pack("<2Q", 0x007F000000000000,
+                                                          insn_mask))] if masked else []
+    exe_module, phdrs = _module(exe, 0)
+    loads = [_Load(p.vaddr, p.memsz, p.flags) for p in phdrs if p.type == E.PT_LOAD]
+    walks, _ = unwind_threads(_Note(loads, [_Thread(1, regs, arch)], notes),
+                              _Memory(sp, stack), [exe_module])
+    frames = walks[0].frames
+    if masked:
+        assert frames == [(pc, "pc"), (ret, "cfi")] and walks[0].reason is None, walks[0].reason
+    else:
+        assert frames == [(pc, "pc")] and "not in code" in walks[0].reason

@@ -149,12 +149,17 @@ def test_mapping_dataclass_default_device():
 
 def test_modules_files_are_the_mapped_files_once_each_and_closed():
     """find_modules on this very process: every module with a file has the
-    file of its mapping (same inode), one fd per file, all closed by close()."""
+    file of its mapping (same inode), one fd per file, all closed by close();
+    the vDSO, which has no file, its image copied from memory."""
     from minicoredumper.read_modules import find_modules
     with Process(os.getpid()) as proc:
         modules = find_modules(proc, proc.mem)
         with_files = [m for m in modules if m.file is not None]
         assert with_files and all(m.file.pread(0, 4) == b"\x7fELF" for m in with_files)
+        vdso = [m for m in with_files if m.path == "[vdso]"]
+        assert len(vdso) == 1 and vdso[0].file.fd < 0 and vdso[0].file.symbols.nearest(
+            {vdso[0].file.symbols.lookup(b"__vdso_clock_gettime")[0]})
+        with_files.remove(vdso[0])
         by_start = {mp.start: mp for mp in proc.maps}
         for m in with_files:
             assert m.file.ino == by_start[m.base].inode
