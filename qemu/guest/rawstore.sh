@@ -28,7 +28,7 @@
 
 R=$1
 ETC=/etc/minicoredumper
-PATTERN="|/usr/sbin/minicoredumper %P %u %g %s %t %h %e"
+PATTERN="|/usr/sbin/minicoredumper %P %u %g %s %t %h %e --dump-mode=%d"
 BIN=/usr/lib/minicoredumper/ptest/bin
 CFG=$ETC/store.cfg.json
 cp /job/job.json "$R/job.json"

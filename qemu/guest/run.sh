@@ -23,7 +23,7 @@
 R=$1
 ETC=/etc/minicoredumper
 HANDLER=/usr/sbin/minicoredumper
-PATTERN="|$HANDLER %P %u %g %s %t %h %e"
+PATTERN="|$HANDLER %P %u %g %s %t %h %e --dump-mode=%d"
 PTEST=/usr/lib/minicoredumper/ptest
 BIN=$PTEST/bin
 mkdir -p "$R/dumps"
