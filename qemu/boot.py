@@ -46,12 +46,49 @@ def make_job(path, job, script="run.sh"):
         f.write(data + b"\0" * ((1 << 20) - len(data) % (1 << 20)))
 
 
-def qemu_command(arch, image_dir, job_img, results_img, console, drives=(), eeprom=None):
+MEMORY_MB = 512
+
+
+def nor_dtb(arch, image_dir):
+    """The device tree of arch's machine with its "cfi-flash" node narrowed to the NOR
+    flash of the raw store (guests.py's nor): `virt` describes both pflash devices in
+    one node, which physmap would concatenate, and the first one, free of a drive when
+    booting with -kernel, is QEMU's volatile memory. QEMU's own tree (dumpdtb), its
+    flash node's reg set to the second bank with fdtput (Debian's device-tree-compiler);
+    made once into image_dir/nor.dtb.  Returns its path."""
+    path = os.path.join(image_dir, "nor.dtb")
+    if os.path.exists(path):
+        return path
+    a = ARCHS[arch]
+    machine = list(a["machine"])
+    machine[1] += ",dumpdtb=" + path + ".part"
+    subprocess.run([a["qemu"], *machine, "-m", str(MEMORY_MB), "-smp", "1", "-nodefaults",
+                    "-no-user-config", "-display", "none"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bank = a["nor"]["bytes"]
+    node = [n for n in subprocess.run(["fdtget", "-l", path + ".part", "/"], check=True,
+                                      text=True, stdout=subprocess.PIPE).stdout.split()
+            if n.startswith("flash@")][0]
+    # #address-cells and #size-cells are 2: reg = <0 start 0 size>
+    subprocess.run(["fdtput", "-t", "x", path + ".part", "/" + node, "reg",
+                    "0", "%x" % (a["nor"]["pflash_unit"] * bank), "0", "%x" % bank],
+                   check=True)
+    os.rename(path + ".part", path)
+    return path
+
+
+def qemu_command(arch, image_dir, job_img, results_img, console, drives=(), eeprom=None,
+                 nor=None):
     """QEMU's argv; drives: more (serial, raw image path) disks (the raw store's);
-    eeprom: an EEPROM's image file, on the arch's eeprom machine (guests.py)."""
+    eeprom: an EEPROM's image file, on the arch's eeprom machine (guests.py); nor: a
+    NOR flash's image file (guests.py's nor: exactly its bytes), as its pflash."""
     a = ARCHS[arch]
     append = "console=%s panic=-1 quiet loglevel=4" % a["console"]
     machine = a["machine"]
+    if nor:
+        machine = machine + [
+            "-dtb", nor_dtb(arch, image_dir),
+            "-drive", "if=pflash,unit=%d,format=raw,file=%s" % (a["nor"]["pflash_unit"], nor)]
     if eeprom:
         e = a["eeprom"]
         machine = e["machine"] + [
@@ -59,7 +96,7 @@ def qemu_command(arch, image_dir, job_img, results_img, console, drives=(), eepr
             "-drive", "file=%s,format=raw,if=none,id=mcdeeprom" % eeprom,
             "-device", "at24c-eeprom,address=%#x,rom-size=%d,drive=mcdeeprom"
             % (e["address"], e["bytes"])]
-    cmd = [a["qemu"], *machine, "-accel", "tcg", "-smp", "1", "-m", "512",
+    cmd = [a["qemu"], *machine, "-accel", "tcg", "-smp", "1", "-m", str(MEMORY_MB),
            "-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
            "-monitor", "none", "-serial", "file:" + console, "-nic", "none",
            "-kernel", os.path.join(image_dir, "vmlinuz"),
@@ -77,10 +114,11 @@ def qemu_command(arch, image_dir, job_img, results_img, console, drives=(), eepr
 
 
 def boot(arch, outdir, image_dir=None, timeout=DEFAULT_TIMEOUT, script="run.sh", drives=(),
-         job_extra=None, eeprom=None):
+         job_extra=None, eeprom=None, nor=None):
     """Boot once; returns the boot record (also written to OUTDIR/boot.json).
     script: the job (qemu/guest/SCRIPT); drives: more (serial, raw image) disks;
-    job_extra: more keys for job.json; eeprom: an EEPROM image (qemu_command)."""
+    job_extra: more keys for job.json; eeprom, nor: an EEPROM's or a NOR flash's
+    image (qemu_command)."""
     image_dir = image_dir or os.path.join(cache_dir(), "images", arch)
     if os.path.exists(outdir):
         shutil.rmtree(outdir)
@@ -95,7 +133,7 @@ def boot(arch, outdir, image_dir=None, timeout=DEFAULT_TIMEOUT, script="run.sh",
     with open(results_img, "wb") as f:
         f.truncate(RESULTS_DISK_MB << 20)
     console = os.path.join(outdir, "console.log")
-    cmd = qemu_command(arch, image_dir, job_img, results_img, console, drives, eeprom)
+    cmd = qemu_command(arch, image_dir, job_img, results_img, console, drives, eeprom, nor)
     record = {"arch": arch, "command": cmd, "job_id": job["id"], "timeout": timeout}
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

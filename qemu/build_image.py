@@ -41,6 +41,7 @@ import sys
 import time
 
 import debfetch
+import nor_modules
 from guests import ARCHS, PYVER, REPO, cache_dir, host_python
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -52,6 +53,7 @@ STDLIB = "/usr/lib/python%s" % PYVER
 # Inputs from the checkout whose change rebuilds the image.
 SOURCE_INPUTS = ["qemu/guests.py", "qemu/debfetch.py", "qemu/build_image.py",
                  "qemu/layer_install.py", "qemu/stdlib_closure.py", "qemu/cpio.py",
+                 "qemu/nor_modules.py",
                  "qemu/guest/init", "runtime/minicoredumper", "runtime/libminicoredumper",
                  "runtime/pyproject.toml", "conf", "meta-minicoredumper", "tests/programs",
                  "tests/layer/bbharness.py", "tests/layer/layertest.py", "tests/layer/stubcore"]
@@ -102,6 +104,8 @@ def fetch_packages(arch):
             if dep.startswith(("lib", "zlib")) and not dep.startswith(("libc6", "libpython")):
                 libs.add(dep)
     debs["libs"] = [apt.download(p) for p in sorted(libs)]
+    if a.get("nor"):  # what the NOR flash drivers are built from (nor_modules.py)
+        debs["nor"] = nor_modules.packages(arch, debs["kernel"][0])
     return debs
 
 
@@ -233,7 +237,8 @@ def kernel_stage(arch, deb):
 def kernel_and_modules(arch, deb, rootfs, outdir):
     """vmlinuz to outdir, the modules into rootfs with their load order in
     /etc/mcd-guest/modules (loaded at boot) and /etc/mcd-guest/store-modules (by the
-    raw store's job)."""
+    raw store's job); on a guest with a NOR flash its drivers (nor_modules.py) in
+    extra/, their load order in /etc/mcd-guest/nor-modules."""
     stage, info = kernel_stage(arch, deb)
     shutil.copy(os.path.join(stage, "vmlinuz"), os.path.join(outdir, "vmlinuz"))
     eeprom = ARCHS[arch].get("eeprom")
@@ -243,8 +248,13 @@ def kernel_and_modules(arch, deb, rootfs, outdir):
     for path in info["load_order"] + info["store_load_order"]:
         copy_into(os.path.join(stage, "modules", path), moddir, path)
     os.makedirs(os.path.join(rootfs, "etc/mcd-guest"), exist_ok=True)
+    nor = []
+    if ARCHS[arch].get("nor"):
+        for name, ko in nor_modules.build(arch, deb):
+            nor.append("extra/%s.ko" % name)
+            copy_into(ko, moddir, nor[-1])
     for name, order in (("modules", info["load_order"]),
-                        ("store-modules", info["store_load_order"])):
+                        ("store-modules", info["store_load_order"]), ("nor-modules", nor)):
         with open(os.path.join(rootfs, "etc/mcd-guest", name), "w") as f:
             f.write("".join(p + "\n" for p in order))
     return info["release"], info["load_order"], info["builtin"]

@@ -3,7 +3,7 @@
 Everything that differs between the guests is here: the Debian architecture and its
 GNU triplet, the kernel package, the cross compiler and the C library it links against,
 how QEMU boots it, which kernel modules the init script loads and which ones the raw
-store's job loads itself (store_modules).
+store's job loads itself (store_modules), and which guest has a NOR flash (nor).
 """
 
 import os
@@ -57,6 +57,11 @@ ARCHS = {
         "eeprom": {"machine": ["-M", "vexpress-a15", "-cpu", "cortex-a15"],
                    "dtb": "vexpress-v2p-ca15-tc1.dtb", "address": 0x57, "bytes": 8192,
                    "model": "24c64"},
+        # A CFI NOR flash for the raw store: virt's second pflash (unit 1, 64 MiB, free
+        # when booting with -kernel), the device tree's "cfi-flash" node narrowed to it;
+        # the kernel has no CFI drivers, qemu/nor_modules.py builds them from Debian's
+        # source of this kernel.
+        "nor": {"pflash_unit": 1, "bytes": 64 << 20},
         "gdb_arch": "arm",
         "elf_machine": "EM_ARM",
     },
@@ -91,6 +96,8 @@ HOST_TOOLS = {
     "aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu",
     "make": "make",
     "python3.11": "python3.11-minimal",
+    "fdtput": "device-tree-compiler",
+    "xz": "xz-utils",
 }
 
 

@@ -412,12 +412,13 @@ class Crash:
         if drop is not None:                         # until its record is written
             drop()
         if "summary.txt" not in dd.records and not (writer and writer.salvage_summary()):
+            from .write_summary import one_line
             a = self.arrival
             dd.write_file("summary.txt", (
                 "%s (pid %d, uid %d, gid %d) killed by signal %d\ntime %d, host %s; "
                 "the hard deadline passed before more was read\n" % (
-                    a.comm, a.pid, a.uid, a.gid, a.signal or (kc.siginfo or [0])[0],
-                    a.time, a.hostname)).encode("utf-8", "replace"))
+                    one_line(a.comm), a.pid, a.uid, a.gid, a.signal or (kc.siginfo or [0])[0],
+                    a.time, one_line(a.hostname))).encode("utf-8", "replace"))
         return dd.publish()
 
     def release(self):

@@ -142,6 +142,11 @@ ERASE_INFO_USER = struct.Struct("@II")
 MEMGETINFO = (2 << 30) | (MTD_INFO_USER.size << 16) | (ord("M") << 8) | 1
 MEMERASE = (1 << 30) | (ERASE_INFO_USER.size << 16) | (ord("M") << 8) | 2
 MTD_NANDFLASH, MTD_MLCNANDFLASH = 4, 8  # mtd_info_user.type of the NAND kinds
+# MEMGETBADBLOCK, MEMSETBADBLOCK: _IOW('M', 11 and 12, __kernel_loff_t), the erase
+# block's offset; MEMGETBADBLOCK's return value is 1 for a bad block.
+LOFF_T = struct.Struct("=q")
+MEMGETBADBLOCK = (1 << 30) | (LOFF_T.size << 16) | (ord("M") << 8) | 11
+MEMSETBADBLOCK = (1 << 30) | (LOFF_T.size << 16) | (ord("M") << 8) | 12
 
 
 

@@ -15,9 +15,13 @@ most one torn slot, which is ignored.
 The devices: a plain file or block device (pwrite, fsync), an nvmem device
 (/sys/bus/nvmem/devices/NAME/nvmem: byte writes, no erase) and an MTD
 partition (/dev/mtdN: MEMGETINFO for its geometry, MEMERASE of the slot
-before writing it, writes in whole pages; NOR and NAND).
+before writing it, writes in whole pages; NOR and NAND).  On NAND, a slot
+with a bad erase block (MEMGETBADBLOCK) is skipped, and a block whose erase
+or write fails is marked bad (MEMSETBADBLOCK); on any MTD the record then
+goes into the next good slot.
 """
 
+import errno
 import os
 import struct
 import zlib
@@ -34,6 +38,9 @@ ENTRY = struct.Struct("<HI")  # payload entry: path length, data length (then pa
 SEQ_MASK = 0xFFFFFFFF
 SEQ_HALF = 1 << 31
 DEFAULT_SLOT_SIZE = 4096
+# Slots a record tries on MTD when erases or writes fail: each try erases a slot's
+# record, and a flash on which more blocks than that fail in a row is failing.
+WRITE_ATTEMPTS = 3
 
 
 class StoreError(OSError):
@@ -92,7 +99,8 @@ def unpack_payload(payload):
 
 class Slot:
     """What one slot holds: index, state ("record": a valid record; "blank";
-    "torn": a stamp without a valid record; "damaged": neither), sequence
+    "torn": a stamp without a valid record; "damaged": neither; "bad": a bad
+    erase block of a NAND flash, not read), sequence
     (of the stamp, None without one), size (the payload's), crc, why (what
     does not check out)."""
 
@@ -125,11 +133,14 @@ class Store:
         self.mtd = None
         self.unit = 1  # bytes written at a time: the page of a NAND flash
         self.erase = 0  # erase block (MTD only)
+        self.bad_blocks = False  # a NAND flash: its bad blocks are skipped
         if stat.S_ISCHR(st.st_mode):
+            from .linux import MTD_MLCNANDFLASH, MTD_NANDFLASH
             self.mtd = mtd_info(self.fd, self.device)
             self.size = self.mtd["size"]
             self.erase = self.mtd["erasesize"]
             self.unit = max(1, self.mtd["writesize"])
+            self.bad_blocks = self.mtd["type"] in (MTD_NANDFLASH, MTD_MLCNANDFLASH)
         elif stat.S_ISREG(st.st_mode) and not self.device.startswith("/sys/"):
             self.size = st.st_size
         else:  # a block device, or sysfs's nvmem file, which has the device's size
@@ -172,6 +183,9 @@ class Store:
     def read_slot(self, index):
         """(Slot, payload bytes or None): what slot index holds, checked."""
         base = index * self.slot_size
+        bad = self.bad_block(index)
+        if bad is not None:
+            return Slot(index, "bad", why="bad erase block at %#x" % bad), None
         try:
             head = self._read(base + self.slot_size - HEADER_SIZE, HEADER_SIZE)
             stamp = self._read(base, STAMP.size)
@@ -218,25 +232,65 @@ class Store:
 
     # --- writing ---------------------------------------------------------
     def next_slot(self, slots=None):
-        """(slot index, sequence number) the next record gets: the slot after
-        the newest stamp, valid record or torn (so that a crash loop, torn by
-        power cuts or not, goes round all the slots); slot 0 and sequence 0
-        on a store never written."""
-        last = newest([s for s in (slots or self.scan()) if s.sequence is not None])
+        """(slot index, sequence number) the next record gets: the first good
+        slot after the newest stamp, valid record or torn (so that a crash
+        loop, torn by power cuts or not, goes round all the slots); the first
+        good slot and sequence 0 on a store never written.  StoreError if
+        every slot has a bad block."""
+        slots = slots or self.scan()
+        last = newest([s for s in slots if s.sequence is not None])
         if last is None:
-            return 0, 0
-        return (last.index + 1) % self.slots, (last.sequence + 1) & SEQ_MASK
+            return self.good_slot(0, slots), 0
+        return self.good_slot(last.index + 1, slots), (last.sequence + 1) & SEQ_MASK
+
+    def good_slot(self, index, slots=None):
+        """The first slot from index on (round the ring) without a bad block;
+        slots: their Slots, if known.  StoreError if there is none."""
+        for n in range(self.slots):
+            i = (index + n) % self.slots
+            if (slots[i].state != "bad") if slots else self.bad_block(i) is None:
+                return i
+        raise StoreError("%s: every slot has a bad erase block" % self.device)
+
+    def bad_block(self, index):
+        """The offset of a bad erase block in slot index (MEMGETBADBLOCK), or
+        None: always None but on a NAND flash."""
+        if not self.bad_blocks:
+            return None
+        base = index * self.slot_size
+        for offset in range(base, base + self.slot_size, self.erase):
+            if self._mtd_isbad(offset):
+                return offset
+        return None
 
     def write(self, payload, sequence=None):
         """Write payload (bytes) as the next record; returns (slot, sequence).
         sequence: given instead of the next one (tests of the wrap).
-        StoreError if it is larger than a slot holds; OSError from the device."""
+        On MTD, a slot whose erase or write fails with EIO has the failing
+        erase block marked bad (NAND) and the record goes into the next good
+        slot, with the next sequence number (so that a mark that did not
+        hold, or a flash without bad blocks, never leaves two stamps of one
+        number, and a block that fails again and again never stops the ring),
+        in WRITE_ATTEMPTS slots at most.  StoreError if it is larger than a
+        slot holds or no good slot is left; OSError from the device (on MTD,
+        the last one when every slot tried failed)."""
         if len(payload) > self.room:
             raise StoreError("a %d-byte payload does not fit %d-byte slots (%d bytes of "
                              "payload)" % (len(payload), self.slot_size, self.room))
         index, seq = self.next_slot()
         if sequence is not None:
             seq = sequence & SEQ_MASK
+        for _ in range(min(WRITE_ATTEMPTS, self.slots)):
+            try:
+                self._write_slot(index, seq, payload)
+                return index, seq
+            except BlockFailed as e:
+                error = e.error
+                self.mark_bad(e.offset)
+            index, seq = self.good_slot(index + 1), (seq + 1) & SEQ_MASK
+        raise error
+
+    def _write_slot(self, index, seq, payload):
         base = index * self.slot_size
         stamp = stamp_bytes(seq, len(payload))
         header = header_bytes(seq, len(payload), zlib.crc32(payload), self.slot_size,
@@ -264,16 +318,78 @@ class Store:
                 raise
 
     def _erase(self, base):
-        import fcntl
-        from .linux import ERASE_INFO_USER, MEMERASE
-        fcntl.ioctl(self.fd, MEMERASE, ERASE_INFO_USER.pack(base, self.slot_size))
+        """Erase the slot at base, an erase block at a time (BlockFailed names
+        the one that failed)."""
+        for offset in range(base, base + self.slot_size, self.erase):
+            with failing_block(offset):
+                self._mtd_erase(offset)
 
     def _program(self, offset, data, pad_before=False):
         """Write data in whole write units (a NAND page is written once per
-        erase), padded with 0xff, the erased state; before it with pad_before."""
+        erase), padded with 0xff, the erased state; before it with pad_before.
+        One write per erase block (BlockFailed names the one that failed)."""
         pad = -len(data) % self.unit
-        data = b"\xff" * pad + data if pad_before else data + b"\xff" * pad
-        _write_all(self.fd, data, offset)
+        view = memoryview(b"\xff" * pad + data if pad_before else data + b"\xff" * pad)
+        while view:
+            n = min(len(view), self.erase - offset % self.erase)
+            with failing_block(offset - offset % self.erase):
+                self._mtd_write(offset, view[:n])
+            offset, view = offset + n, view[n:]
+
+    def mark_bad(self, offset):
+        """Mark the erase block at offset bad: True if it now reads as bad (NAND
+        drivers note it in their table even when writing the marker into the
+        block itself fails), False on a flash without bad blocks or if the
+        mark did not hold."""
+        if not self.bad_blocks:
+            return False
+        try:
+            self._mtd_markbad(offset)
+        except OSError:
+            pass  # told by the check below
+        return self._mtd_isbad(offset)
+
+    # --- the MTD's operations, an erase block (at offset) at a time --------
+    def _mtd_erase(self, offset):
+        import fcntl
+        from .linux import ERASE_INFO_USER, MEMERASE
+        fcntl.ioctl(self.fd, MEMERASE, ERASE_INFO_USER.pack(offset, self.erase))
+
+    def _mtd_write(self, offset, data):
+        _write_all(self.fd, data, offset)  # mtdchar: done when write returns
+
+    def _mtd_isbad(self, offset):
+        import fcntl
+        from .linux import LOFF_T, MEMGETBADBLOCK
+        return fcntl.ioctl(self.fd, MEMGETBADBLOCK, bytearray(LOFF_T.pack(offset))) == 1
+
+    def _mtd_markbad(self, offset):
+        import fcntl
+        from .linux import LOFF_T, MEMSETBADBLOCK
+        fcntl.ioctl(self.fd, MEMSETBADBLOCK, bytearray(LOFF_T.pack(offset)))
+
+
+class BlockFailed(Exception):
+    """An erase or write of the erase block at offset failed with EIO (error)."""
+
+    def __init__(self, offset, error):
+        Exception.__init__(self, offset, error)
+        self.offset, self.error = offset, error
+
+
+class failing_block:
+    """Context: an EIO inside becomes BlockFailed(offset)."""
+
+    def __init__(self, offset):
+        self.offset = offset
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        if isinstance(error, OSError) and error.errno == errno.EIO:
+            raise BlockFailed(self.offset, error) from None
+        return False
 
 
 def _write_all(fd, data, offset):

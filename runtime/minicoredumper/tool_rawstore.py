@@ -15,13 +15,16 @@ IMPORTED = ".rawstore-imported"  # in base_dir: "<seq %08x> <crc %08x> <name>\n"
 def read_records(setting, warn):
     """[(Slot, name, [(rel, bytes)])] of the valid records of the store setting
     ({device, slot_size, slots}), oldest first; warn(text) is told of every
-    torn or damaged slot and every record whose payload cannot be unpacked.
+    torn or damaged slot, every slot with a bad erase block and every record
+    whose payload cannot be unpacked.
     StoreError if the device cannot be read."""
     with Store(setting["device"], setting.get("slot_size", 0), setting.get("slots", 0)) as s:
         for slot in s.scan():
             if slot.state in ("torn", "damaged"):
                 warn("%s slot %d: %s record ignored (%s)" % (s.device, slot.index,
                                                              slot.state, slot.why))
+            elif slot.state == "bad":
+                warn("%s slot %d: skipped (%s)" % (s.device, slot.index, slot.why))
         out = []
         for slot, payload in s.records():
             try:

@@ -12,7 +12,10 @@ when its GNU build-id is the recorded one, never on its name alone:
      DIR as a plain tree: every file in it named as the module (or NAME.debug),
      found by one walk of at most TREE_ENTRIES entries per directory
   2. /usr/lib/debug/.build-id/xx/rest.debug (this host's debug packages)
-  3. the module's path on the device, here (the file may be the same build)
+  3. the module's path on the device, here (the file may be the same build);
+     when the dump does not say it (a stack-trace record keeps short names
+     only), the file of that name in this host's library search path (as
+     `ldconfig -p` lists it) and in $PATH
   4. a debuginfod server ($DEBUGINFOD_URLS), through elfutils' own client,
      debuginfod-find: the debuginfo, then the executable.  The client rather
      than the HTTP protocol by hand: it keeps its downloads in the user's cache
@@ -95,7 +98,7 @@ class Lookup:
             if path:
                 yield d, d + path
                 yield d, d + SYSTEM_DEBUG + path + ".debug"
-            tree = self._tree(d)
+            tree = self._tree(d, looked)
             for p in tree.get(short, []) + tree.get(short + ".debug", []):
                 yield d, p
         looked.append(os.path.join(SYSTEM_DEBUG, ".build-id"))
@@ -103,12 +106,17 @@ class Lookup:
         if path:
             looked.append(path)
             yield "this host", path
+        else:
+            for p in host_files(short):
+                looked.append(p)
+                yield "this host", p
         if self.debuginfod:
             yield from self._debuginfod(build_id, looked)
 
-    def _tree(self, d):
+    def _tree(self, d, looked):
         """{file name: [paths]} of the regular files in d's tree (symlinked
-        directories not followed), at most TREE_ENTRIES entries looked at."""
+        directories not followed), at most TREE_ENTRIES entries looked at (a
+        walk cut there says so in looked)."""
         if d not in self.trees:
             index, n = {}, 0
             for root, dirs, files in os.walk(d):
@@ -116,8 +124,12 @@ class Lookup:
                 for f in files:
                     index.setdefault(f, []).append(os.path.join(root, f))
                 if n > TREE_ENTRIES:
+                    index[None] = root
                     break
             self.trees[d] = index
+        if None in self.trees[d]:
+            looked.append("%s as a plain tree: walk cut after %d entries, at %s (give a "
+                          "narrower --debug-dir)" % (d, TREE_ENTRIES, self.trees[d][None]))
         return self.trees[d]
 
     def _debuginfod(self, build_id, looked):
@@ -150,6 +162,44 @@ class Lookup:
         for f in self.opened:
             f.close()
         self.opened = []
+
+
+def host_files(name):
+    """The paths on this host of a file called name, for a module whose path
+    on the device is not known: name in each directory of the dynamic
+    linker's cache (`ldconfig -p`: its search path with multiarch and
+    ld.so.conf.d; a device's maps name the file, libc.so.6 or
+    liblzma.so.5.4.1, so the directories are asked, not the sonames), then
+    the program of that name in $PATH.  [] if neither has it."""
+    import shutil
+    found = [os.path.join(d, name) for d in library_dirs()
+             if os.path.isfile(os.path.join(d, name))]
+    program = shutil.which(name) if "/" not in name else None
+    if program:
+        found.append(os.path.realpath(program))
+    return found
+
+
+def library_dirs():
+    """The directories of the libraries in this host's ld.so cache, in its
+    order (`ldconfig -p`, run once); the usual ones when it cannot run."""
+    import shutil
+    import subprocess
+    global _library_dirs
+    if _library_dirs is None:
+        try:
+            out = subprocess.run([shutil.which("ldconfig") or "/sbin/ldconfig", "-p"],
+                                 capture_output=True, text=True, timeout=30,
+                                 stdin=subprocess.DEVNULL).stdout
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        dirs = [os.path.dirname(line.rpartition(" => ")[2]) for line in out.splitlines()
+                if " => " in line]
+        _library_dirs = list(dict.fromkeys(dirs or ["/lib", "/usr/lib", "/lib64", "/usr/lib64"]))
+    return _library_dirs
+
+
+_library_dirs = None
 
 
 def _open_matching(path, build_id):

@@ -170,8 +170,11 @@ def core_artefact(dump):
     record; UserError if there is none or it is damaged."""
     names = [n for n in os.listdir(dump.path) if n == "core" or n.startswith("core.")]
     if not names:
-        raise UserError("%s has no core (its recept's budget left no room; see summary.txt)"
-                        % dump.name)
+        from .stacktrace import FILE
+        instead = ("`mcd trace %s` names its stack-trace record" % dump.name
+                   if os.path.exists(os.path.join(dump.path, FILE)) else "see summary.txt")
+        raise UserError("%s has no core (its recept's budget left no room; %s)"
+                        % (dump.name, instead))
     check_intact(dump, names[:1])
     return os.path.join(dump.path, names[0])
 
@@ -839,10 +842,15 @@ def _device_paths(dump):
 def cmd_trace(args):
     """Every thread's backtrace of the newest selected dump, named on this host."""
     from .tool_symbolize import Lookup, name_frames, trace_json, trace_lines
+    dirs = (args.debug_dir or []) + (args.sysroot or [])
+    for given in dirs:
+        if not os.path.isdir(given):
+            raise UserError("%s is not a directory (--debug-dir and --sysroot name the "
+                            "directories to look in)" % given)
     d = newest(args)
     trace, source, pcs = trace_of(d)
     by_id, by_name = _device_paths(d)
-    lookup = Lookup((args.debug_dir or []) + (args.sysroot or []), by_id, by_name)
+    lookup = Lookup(dirs, by_id, by_name)
     try:
         named, missing = name_frames(trace, lookup)
     finally:
@@ -974,8 +982,10 @@ def add_verbs(sub):
              "from files found on this host by the modules' build-ids (checked, never "
              "taken on a name alone): in each --debug-dir and --sysroot (their "
              ".build-id/xx/rest.debug layout, the module's path under them, and any file "
-             "of the module's name in them), in /usr/lib/debug/.build-id, the module's "
-             "path here, and from a debuginfod server ($DEBUGINFOD_URLS, through "
+             "of the module's name, or that name + .debug, in them), in "
+             "/usr/lib/debug/.build-id, the module's path here (a stack-trace record "
+             "keeps short names: then that name in this host's library directories and "
+             "$PATH), and from a debuginfod server ($DEBUGINFOD_URLS, through "
              "debuginfod-find, which caches what it fetches).  A frame without a name "
              "says which build-id has no symbols, and the last lines where it was looked "
              "for.",

@@ -174,7 +174,9 @@ class DumpWriter:
                             cheap=richest <= CHEAP_CORE)
             self.crash.mark("ladder: %d of %d rungs rendered" % (self.renders, len(ladder)))
             if done is None:
-                self.dumped["core"] = "none: not even the smallest core fits %d bytes" % left
+                self.dumped["core"] = ("none: not even the smallest core fits %d bytes (what "
+                                       "a budget of %d bytes leaves after the summaries)"
+                                       % (left, self.budget.limit))
                 return
             label, (self.image, data) = ladder[i][0], done
             self.dd.write_file(name, data)

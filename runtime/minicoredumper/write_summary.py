@@ -213,7 +213,7 @@ def text(s, limit=None):
     boundary, a last line saying how many were left out."""
     sender = s.get("sender")
     lines = ["%s (pid %s, uid %s, gid %s) killed by %s%s code %s%s%s%s" % (
-        _one_line(s["exe"] or s["comm"]), s["pid"], s["uid"], s["gid"], s["signal_name"] or "signal",
+        one_line(s["exe"] or s["comm"]), s["pid"], s["uid"], s["gid"], s["signal_name"] or "signal",
         "" if s["signal_name"] else " %s" % s["signal"], s["code"],
         " (%s)" % s["code_name"] if s.get("code_name") else "",
         ", fault address %s" % s["fault_address"] if s["fault_address"] else "",
@@ -233,7 +233,7 @@ def text(s, limit=None):
     return _cut([line + "\n" for line in lines], limit)
 
 
-def _one_line(text):
+def one_line(text):
     """text with its control characters (a newline in a path or a thread name)
     as \\ooo, as /proc/PID/maps writes a newline: one line of summary.txt."""
     return "".join(c if " " <= c != "\x7f" else "\\%03o" % ord(c) for c in text)

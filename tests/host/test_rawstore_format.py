@@ -192,3 +192,97 @@ def test_payload_container_round_trip_and_refusals():
         R.unpack_payload(R.pack_payload("..", []))
     with pytest.raises(R.StoreError, match="past the end"):
         R.unpack_payload(p[:-1])
+
+
+class FakeNand(R.Store):
+    """A NAND flash's operations on a plain file (the MTD ioctls are the guest's:
+    tests/qemu/test_rawstore_guests.py test_nand_bad_blocks runs nandsim): erase
+    blocks of half a slot, bad blocks by offset, blocks whose erase or write fails
+    with EIO once it has been done `ok` times (nandsim's weakblocks, weakpages),
+    marks that hold or not."""
+
+    def __init__(self, path, bad=(), weak_erase=None, weak_write=None, marks_hold=True):
+        R.Store.__init__(self, path, SLOT, write=True)
+        self.mtd, self.bad_blocks, self.erase = {}, True, SLOT // 2
+        self.bad, self.marks_hold = set(bad), marks_hold
+        self.weak = {"erase": dict([weak_erase]) if weak_erase else {},
+                     "write": dict([weak_write]) if weak_write else {}}
+
+    def _fail(self, op, offset):
+        left = self.weak[op].get(offset)
+        if left is not None:
+            if left == 0:
+                raise OSError(5, "Input/output error")
+            self.weak[op][offset] = left - 1
+
+    def _mtd_erase(self, offset):
+        self._fail("erase", offset)
+        os.pwrite(self.fd, b"\xff" * self.erase, offset)
+
+    def _mtd_write(self, offset, data):
+        self._fail("write", offset - offset % self.erase)
+        os.pwrite(self.fd, data, offset)
+
+    def _mtd_isbad(self, offset):
+        return offset in self.bad
+
+    def _mtd_markbad(self, offset):
+        if self.marks_hold:
+            self.bad.add(offset)
+
+
+def nand_records(s):
+    return [(slot.index, slot.sequence, data) for slot, data in s.records()]
+
+
+def test_bad_nand_blocks_are_skipped_and_failing_blocks_marked(tmp_path):
+    """Slot 1 has a bad block (its second half); slot 3's first block fails its
+    second erase, slot 4's first its second write: the ring goes round the good
+    slots in order, each failing block is marked and its record goes into the
+    next good slot with the next sequence number."""
+    path = str(tmp_path / "nand.img")
+    with open(path, "wb") as f:
+        f.write(b"\xff" * SLOT * 5)
+    half = SLOT // 2
+    with FakeNand(path, bad=[SLOT + half], weak_erase=(3 * SLOT, 1),
+                  weak_write=(4 * SLOT, 1)) as s:
+        s.slots = 5
+        assert [x.state for x in s.scan()] == ["blank", "bad", "blank", "blank", "blank"]
+        used = [s.write(payload(n)) for n in range(7)]
+        assert used == [(0, 0), (2, 1), (3, 2), (4, 3), (0, 4), (2, 5), (0, 8)]
+        assert s.bad == {SLOT + half, 3 * SLOT, 4 * SLOT}
+        assert nand_records(s) == [(2, 5, payload(5)), (0, 8, payload(6))]
+        assert [x.why for x in s.scan() if x.state == "bad"] == [
+            "bad erase block at %#x" % o for o in (SLOT + half, 3 * SLOT, 4 * SLOT)]
+        assert s.next_slot() == (2, 9)
+
+
+def test_a_failing_block_whose_mark_does_not_hold_does_not_stop_the_ring(tmp_path):
+    """Slot 1's block fails every write and the mark does not hold (a NOR flash has
+    no bad blocks at all): each record meant for it goes into the next slot with
+    the next sequence number, the records there before are untouched, and the ring
+    goes on. When every block fails, a record tries WRITE_ATTEMPTS slots (each try
+    erases one), then the write is the device's error."""
+    path = str(tmp_path / "nand.img")
+    with open(path, "wb") as f:
+        f.write(b"\xff" * SLOT * SLOTS)
+    with FakeNand(path, weak_write=(SLOT, 0), marks_hold=False) as s:
+        assert [s.write(payload(n)) for n in range(5)] == [
+            (0, 0), (2, 2), (3, 3), (0, 4), (2, 6)]
+        assert nand_records(s) == [(3, 3, payload(2)), (0, 4, payload(3)),
+                                   (2, 6, payload(4))]
+        assert s.scan()[1].state == "blank"  # erased, its write failed before the stamp
+        s.weak["write"] = {i * SLOT: 0 for i in range(SLOTS)}
+        with pytest.raises(OSError) as e:
+            s.write(payload(9))
+        assert e.value.errno == 5 and R.WRITE_ATTEMPTS == 3
+        assert nand_records(s) == [(2, 6, payload(4))]  # slots 3, 0 and 1 were tried
+
+
+def test_every_slot_bad_is_a_store_error(tmp_path):
+    path = str(tmp_path / "nand.img")
+    with open(path, "wb") as f:
+        f.write(b"\xff" * SLOT * SLOTS)
+    with FakeNand(path, bad=[i * SLOT for i in range(SLOTS)]) as s:
+        with pytest.raises(R.StoreError, match="every slot has a bad erase block"):
+            s.write(payload(0))

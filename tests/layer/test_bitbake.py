@@ -28,7 +28,7 @@ except ImportError:  # Python < 3.11
     tomllib = None
 
 PN = "minicoredumper"
-HANDLER_PATTERN = "|/usr/sbin/minicoredumper %P %u %g %s %t %h %e"
+HANDLER_PATTERN = "|/usr/sbin/minicoredumper %P %u %g %s %t %h %e --dump-mode=%d"
 SITEDIR = "/usr/lib/python3.14/site-packages"
 PTEST_PATH = "/usr/lib/minicoredumper/ptest"
 

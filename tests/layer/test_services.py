@@ -28,7 +28,7 @@ SCRIPTS = ["minicoredumper.init", "minicoredumper-regd.init", "minicoredumper-st
 # Run on the target only (it crashes programs under the kernel's core_pattern): checked
 # here by shellcheck, run by the QEMU guests (tests/qemu).
 PTEST_SCRIPT = "run-ptest"
-PATTERN = "|%s/minicoredumper %%P %%u %%g %%s %%t %%h %%e"
+PATTERN = "|%s/minicoredumper %%P %%u %%g %%s %%t %%h %%e --dump-mode=%%d"
 
 
 def test_shellcheck_init_scripts():

@@ -39,7 +39,8 @@ def missing_tools(arch):
     """(tool, how to get it) for everything building and booting arch needs."""
     a = guests.ARCHS[arch]
     missing = []
-    for tool in (a["qemu"], a["cc"], "gdb-multiarch", "dpkg-deb", "apt-get", "make"):
+    nor = ("fdtput", "xz") if a.get("nor") else ()  # its NOR flash (qemu/nor_modules.py)
+    for tool in (a["qemu"], a["cc"], "gdb-multiarch", "dpkg-deb", "apt-get", "make") + nor:
         if shutil.which(tool) is None:
             missing.append((tool, "Debian package %s" % guests.HOST_TOOLS.get(tool, tool)))
     if guests.host_python() is None:

@@ -176,3 +176,34 @@ def test_summary_txt_is_cut_at_line_boundaries():
         assert kept[:-1] == lines[:len(kept) - 1]  # whole lines, in order
         assert kept[-1] == "(%d more lines)" % (len(lines) - len(kept) + 1)
     assert W.text(s, len(whole)) == whole
+
+
+def test_the_hard_deadlines_summary_keeps_a_newline_in_comm_on_its_first_line():
+    """crash.Crash.publish_at_hard_deadline writes summary.txt from the
+    arrival's facts alone; a comm with a newline (systemd #10786's kind of
+    name) must not split the line mcd reads when there is no summary.json."""
+    from minicoredumper.crash import Arrival, Crash
+
+    class Log:
+        def error(self, message):
+            pass
+
+    class DumpDir:
+        records = {}
+        written = {}
+
+        def write_file(self, name, data):
+            self.written[name] = data
+
+        def publish(self):
+            return "published"
+
+    class KernelCore:
+        siginfo = None
+
+    arrival = Arrival(42, 0, 0, 11, 1700000000, "host\nname", "evil\ncomm", hard_deadline=False)
+    dd = DumpDir()
+    assert Crash(arrival, Log()).publish_at_hard_deadline(dd, None, KernelCore()) == "published"
+    lines = dd.written["summary.txt"].decode().splitlines()
+    assert lines[0].startswith("evil\\012comm (pid 42, ") and lines[1].endswith(
+        "host host\\012name; the hard deadline passed before more was read"), lines
