@@ -24,6 +24,7 @@ bench:
 	$(VPY) tests/bench/bench_live.py
 	$(VPY) tests/bench/bench_registered.py
 	$(VPY) tests/bench/bench_modes.py
+	$(VPY) tests/bench/bench_sockd.py
 	$(VPY) tests/bench/bench_mappings.py
 	$(VPY) tests/bench/bench_unwind.py
 	$(VPY) tests/bench/bench_stacktrace.py

@@ -1,10 +1,10 @@
 """The crash pipeline, READ -> DECIDE -> WRITE -> PUBLISH, for one crash.
 
 Shared by the pipe handler (cmd_handler.py: the kernel starts one process per
-crash) and the socket server (cmd_sockd.py: one resident process).  They
-differ only in how the crash arrived, which an Arrival says: who crashed,
-which config, the stream the core comes on, how the crashed process is let
-go, and whether a SIGALRM bounds the run.
+crash) and the socket server (cmd_sockd.py: resident workers, one crash at a
+time each).  They differ only in how the crash arrived, which an Arrival
+says: who crashed, which config, the stream the core comes on, how the
+crashed process is let go, and whether a SIGALRM bounds the run.
 
 Crash.dump() is one call per stage.  Every reason a crash is not dumped is a
 NotDumped raised where it is found and logged once, with the PID, by

@@ -11,8 +11,8 @@ expired(share) asks whether that share of the time has gone: planning what
 to read (decide_plan, read_registrations) stops at PLAN_SHARE, so that
 reading and writing what is planned still has the rest.
 
-One clock per process: the pipe handler handles one crash, and the socket
-server handles each crash in a worker process of its own (cmd_sockd).
+One clock per process: the pipe handler handles one crash, and a socket
+server's worker one crash at a time (cmd_sockd), each started afresh.
 """
 
 import time

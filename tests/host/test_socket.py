@@ -7,9 +7,12 @@ the Crasher (and its lock); the pipe pattern is put back after each test.
 
 import json
 import os
+import re
 import signal
 import shutil
+import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -19,6 +22,7 @@ from lab.logs import handler_log
 from lab.programs import FRAMES
 from minicoredumper import corepattern
 from minicoredumper import cmd_mcd as mcd
+from minicoredumper.cmd_sockd import IDLE_RETIRE, MAX_WORKERS, TAKE_TIMEOUT
 
 pytestmark = pytest.mark.skipif(not corepattern.kernel_has_socket_mode(),
                                 reason="coredump socket needs Linux 6.16")
@@ -36,6 +40,34 @@ def published(base, n=1, timeout=10):
         if len(dumps) >= n or time.monotonic() > end:
             return [os.path.join(base, d) for d in dumps]
         time.sleep(0.02)
+
+
+def workers(server):
+    """The PIDs of the server's worker processes (its children)."""
+    with open("/proc/%d/task/%d/children" % (server.pid, server.pid)) as f:
+        return [int(pid) for pid in f.read().split()]
+
+
+def resume(pids):
+    """SIGCONT to the processes a test stopped, those still there (the server kills
+    a stuck worker: as it should)."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass  # killed by the server
+
+
+def handled_by(pid, timeout=10):
+    """The PID of the process that logged the dump of crashed pid ("dumped ...")."""
+    end = time.monotonic() + timeout
+    while True:
+        for line in handler_log(pid):
+            m = re.search(r"minicoredumper_sockd\[(\d+)\]: pid %d: dumped " % pid, line)
+            if m:
+                return int(m.group(1))
+        assert time.monotonic() < end, handler_log(pid)
+        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -193,3 +225,114 @@ def test_dump_mode_of_an_ordinary_crash(crasher, programs, server):
     crasher.run([programs["crash3"]])
     with open(os.path.join(published(base)[0], "debug.txt")) as f:
         assert "dump_mode 1" in f.read(400)
+
+
+def test_a_worker_takes_crash_after_crash(crasher, programs, server):
+    """Crashes one after the other go to the same worker, warm from the crashes before
+    (nothing of the crash path is copied or run cold again: crash to reap as with no
+    worker at all; tests/bench/bench_sockd.py).  Before: a new worker forked per crash."""
+    p = server()
+    base = crasher.configure({})
+    pids = []
+    for i in range(3):
+        rc, _, pid = crasher.run([programs["crash3"]])
+        assert rc == -11
+        pids.append(pid)
+        assert len(published(base, i + 1)) == i + 1
+    by = {handled_by(pid) for pid in pids}
+    assert len(by) == 1 and by <= set(workers(p)) and p.pid not in by, (by, workers(p))
+
+
+def test_workers_of_a_burst_go_but_one(crasher, programs, server):
+    """Four crashes at once take more than one worker; IDLE_RETIRE after their last
+    crash all but the warmest are gone (a burst leaves no lasting cost), and it
+    takes the next crash.  Before: a worker per crash, gone after it."""
+    p = server()
+    base = crasher.configure({})
+    crashes = [subprocess.Popen([programs["crash3"]], stdout=subprocess.DEVNULL)
+               for _ in range(4)]
+    assert [c.wait(timeout=10) for c in crashes] == [-11] * 4
+    assert len(published(base, 4)) == 4
+    after_burst = workers(p)
+    assert len(after_burst) >= 2, after_burst
+    time.sleep(IDLE_RETIRE + 1.5)
+    left = workers(p)
+    assert len(left) == 1 and left[0] in after_burst, (after_burst, left)
+    rc, _, pid = crasher.run([programs["crash3"]])
+    assert rc == -11 and len(published(base, 5)) == 5
+    assert handled_by(pid) == left[0]
+
+
+def test_stopped_idle_worker_does_not_hold_the_next_crash(crasher, programs, server, tmp_path):
+    """A crash handed to a worker that does not take it (stopped here while idle) goes
+    to another worker TAKE_TIMEOUT later: dumped, its process reaped well within the
+    deadline; the stopped worker is killed."""
+    p = server()
+    base = crasher.configure({}, settings={"deadline_seconds": 2})
+    end = time.monotonic() + 10
+    while not workers(p) and time.monotonic() < end:  # the spare, started at once
+        time.sleep(0.02)
+    idle = workers(p)
+    assert idle
+    try:
+        for pid in idle:
+            os.kill(pid, signal.SIGSTOP)
+        rc, reaped, pid = crasher.run([programs["crash3"]])
+        assert rc == -11 and reaped < 2, reaped
+        dumps = published(base)
+        assert len(dumps) == 1 and dumps[0].endswith(".%d" % pid), handler_log(pid)
+        assert handled_by(pid) not in idle
+        core = extract_core(dumps[0], str(tmp_path))
+        assert_frames(FRAMES["crash3"], backtrace(programs["crash3"], core))
+        assert not set(idle) & set(workers(p))  # killed and reaped
+        lines = handler_log()
+        assert any("worker %d did not take a crash within %.2f s" % (idle[0], TAKE_TIMEOUT)
+                   in l for l in lines)
+    finally:
+        resume(idle)
+
+
+def test_at_most_max_workers_and_every_crash_released(crasher, programs, server, tmp_path):
+    """Ten crashes at once, every worker stopped as soon as it appears: never more
+    than MAX_WORKERS workers, every crashed process released by its hard deadline
+    (deadline 1 s + 1 s after the server took it; the last two wait for a place), the
+    server goes on and dumps the next crash."""
+    p = server()
+    base = crasher.configure({}, settings={"deadline_seconds": 1})
+    seen, most, done = set(), [0], threading.Event()
+
+    def stop_every_worker():
+        while not done.is_set():
+            try:
+                now = workers(p)
+            except OSError:
+                return  # the server is gone: the assertions below say so
+            most[0] = max(most[0], len(now))
+            for pid in set(now) - seen:
+                seen.add(pid)
+                try:
+                    os.kill(pid, signal.SIGSTOP)
+                except ProcessLookupError:
+                    pass  # gone already
+            time.sleep(0.001)
+    stopper = threading.Thread(target=stop_every_worker)
+    stopper.start()
+    try:
+        t0 = time.monotonic()
+        crashes = [subprocess.Popen([programs["crash3"]], stdout=subprocess.DEVNULL)
+                   for _ in range(10)]
+        rcs = [c.wait(timeout=15) for c in crashes]
+        took = time.monotonic() - t0
+    finally:
+        done.set()
+        stopper.join()
+        resume(seen)
+    assert rcs == [-11] * 10
+    assert most[0] <= MAX_WORKERS, most
+    # 8 held to their hard deadline (2 s, and the kill 0.25 s later), then the last two
+    assert took < 2 * (1 + 1 + 0.25) + 2 * TAKE_TIMEOUT + 1, took
+    assert p.poll() is None
+    base = crasher.configure({})
+    rc, _, pid = crasher.run([programs["crash3"]])
+    dumps = published(base)
+    assert rc == -11 and len(dumps) == 1 and dumps[0].endswith(".%d" % pid)
