@@ -2,29 +2,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "crashlevels.h"
 #include "crashstamp.h"
 
 int data_global = 0x1234;      /* written at run time, lives in .data */
 int bss_global;                /* written at run time, lives in .bss */
 volatile int recept_global = 0; /* dumped through a recept buffer */
 char *heap_ptr;
-
-__attribute__((noinline)) static void level_c(int *p)
-{
-	*p = 42; /* BOOM */
-}
-
-__attribute__((noinline)) static void level_b(int *p)
-{
-	level_c(p);
-	asm volatile("" ::: "memory");
-}
-
-__attribute__((noinline)) static void level_a(int *p)
-{
-	level_b(p);
-	asm volatile("" ::: "memory");
-}
 
 int main(int argc, char **argv)
 {

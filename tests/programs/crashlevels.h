@@ -1,7 +1,7 @@
-/* crash3.c's three calls (main -> level_a -> level_b -> level_c, a store through
- * p in level_c), for the host-only programs that crash the same way after setting
- * something up: mapself.c, procfiles.c.  crash3.c keeps its own copy: the layer's
- * crashtests recipe builds it alone. */
+/* The three calls of crash3.c (main -> level_a -> level_b -> level_c, a store
+ * through p in level_c), shared with the programs that crash the same way after
+ * setting something up: mapself.c, procfiles.c.  The layer's crashtests recipe
+ * builds each program in this directory, headers beside it. */
 #ifndef CRASHLEVELS_H
 #define CRASHLEVELS_H
 
