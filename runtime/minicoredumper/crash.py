@@ -291,9 +291,9 @@ class Crash:
             if recept["live_dumper"] and dd.live_dumps:  # after the release: it competes
                 live = self.start_live_dump(cfg, recept, dd)  # for the CPUs
             writer.after_release(warnings)
-            core = writer.dumped.get("core")
-            if isinstance(core, str) and core.startswith("none"):
-                self.no_core = core[len("none: "):]
+            from .write_summary import no_core
+            self.no_core = no_core(writer.dumped.get("core"))
+            if self.no_core is not None:
                 self.no_core_rung = writer.dumped.get("core_content")
             self.cache.save()
             if live is not None:

@@ -168,7 +168,7 @@ def check_intact(dump, only=None):
 def core_artefact(dump):
     """The path of the dump's core artefact, checked against the integrity
     record; UserError if there is none or it is damaged."""
-    names = [n for n in os.listdir(dump.path) if n == "core" or n.startswith("core.")]
+    names = _core_names(dump)
     if not names:
         from .stacktrace import FILE
         instead = ("`mcd trace %s` names its stack-trace record" % dump.name
@@ -326,10 +326,11 @@ def core_state(dump, summary):
     recorded = (summary.get("dump") or {}).get("core") if isinstance(summary.get("dump"), dict) \
         else None
     if not names:
-        if recorded and not recorded.startswith("none"):
+        from .write_summary import no_core
+        detail = no_core(recorded)
+        if recorded and detail is None:
             return "damaged", None, "%s: missing" % recorded
         from .stacktrace import FILE
-        detail = recorded[len("none: "):] if recorded else None
         if os.path.exists(os.path.join(dump.path, FILE)):
             detail = "; ".join(x for x in (detail, "a stack-trace record instead: mcd trace")
                                if x)

@@ -18,8 +18,8 @@ from .write_sinks import MemorySink, core_name, core_sink
 from .write_core import CoreImage
 from .read_process import SnapshotMemory
 from .read_stack import return_addresses
-from .write_summary import build as build_summary, forms as summary_forms, smallest_form, \
-    text as summary_text
+from .write_summary import NO_CORE, build as build_summary, forms as summary_forms, no_core, \
+    smallest_form, text as summary_text
 
 SUMMARY_TXT_MAX = 640  # under a max_dump_size
 SUMMARY_TXT_UNLIMITED = 64 << 10  # without one: all threads' frames, bounded
@@ -174,7 +174,7 @@ class DumpWriter:
                             cheap=richest <= CHEAP_CORE)
             self.crash.mark("ladder: %d of %d rungs rendered" % (self.renders, len(ladder)))
             if done is None:
-                self.dumped["core"] = ("none: not even the smallest core fits %d bytes (what "
+                self.dumped["core"] = (NO_CORE + "not even the smallest core fits %d bytes (what "
                                        "a budget of %d bytes leaves after the summaries)"
                                        % (left, self.budget.limit))
                 return
@@ -242,7 +242,7 @@ class DumpWriter:
         dd.write_file("summary.txt", txt)
         self.budget.give_back("summary.txt", self.summary_room - len(txt))
         self.budget.cancel("summary.json", self.json_room)
-        if str(self.dumped.get("core", "")).startswith("none"):
+        if no_core(self.dumped.get("core")) is not None:
             self.write_stacktrace(s)
         if self.externals:
             from .write_externals import write_externals

@@ -38,6 +38,9 @@ EXACT = ("pc", "signal")
 # frame found in a signal's context), as gdb names it.
 SIGNAL_TRAMPOLINE = "<signal handler called>"
 KEEP_FRAMES = 4
+# summary.json's dump.core when the budget left no core: this, then why
+# (docs/FORMATS.md §9); no_core() reads it back.
+NO_CORE = "none: "
 
 # The FDO packaging metadata note (.note.package) is the process's own bytes:
 # read as at most PACKAGE_TEXT characters, PACKAGE_MEMBERS members kept.
@@ -103,6 +106,12 @@ def _module_for(addr, modules):
             if p.type == E.PT_LOAD and m.bias + p.vaddr <= addr < m.bias + p.vaddr + p.memsz:
                 return m
     return None
+
+
+def no_core(core):
+    """Why a dump has no core, from summary.json's dump.core (any JSON value),
+    or None when it names a core file (or is absent)."""
+    return core[len(NO_CORE):] if isinstance(core, str) and core.startswith(NO_CORE) else None
 
 
 def exe_module(kc, modules, exe):
